@@ -1,0 +1,181 @@
+"""Exact rewrites of a :class:`~exactcomp.network.Network`: pure functions Network → Network.
+
+Notation: hidden layer ``l`` has ``g_l = W_l h_{l-1} + b_l`` and ``h_l = relu(g_l)``; the next
+layer reads ``g_{l+1} = W_{l+1} h_l + b_{l+1}``. ``pos`` is the 0-based position of layer ``l`` in
+``net.layers`` (it must be a hidden layer). Each rule is exact on the box where the stated
+stability holds.
+
+* :func:`remove_neurons` — neuron ``i`` stably inactive: ``h_i = 0``, so delete row ``i`` of
+  ``W_l, b_l`` and column ``i`` of ``W_{l+1}``.
+* :func:`fold_constant_neurons` — ``W_l[i] = 0``: ``h_i = relu(b_i)`` is constant; add
+  ``W_{l+1}[:, i] relu(b_i)`` to ``b_{l+1}`` and delete the neuron.
+* :func:`fold_active_neurons` — stably active neurons have ``h_A = W_A h_{l-1} + b_A``. Choose a basis
+  ``B`` of the rows of ``W_A`` (rank-revealing QR). Every other active row is ``W_i = c_i W_B``, so
+  ``h_i = c_i h_B + (b_i - c_i b_B)``: add ``W_{l+1}[:, i] c_i`` to the basis columns, add
+  ``W_{l+1}[:, i] (b_i - c_i b_B)`` to ``b_{l+1}``, and delete ``i``.
+* :func:`merge_linear_layer` — every neuron of layer ``l`` is stably active (``h_l = g_l``):
+  ``g_{l+1} = (W_{l+1} W_l) h_{l-1} + (W_{l+1} b_l + b_{l+1})``; applied only when it does not increase
+  the parameter count.
+* :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
+  constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from .network import Dense, Network
+
+#: Relative residual below which an active row counts as a combination of the basis rows.
+RANK_TOLERANCE = 1e-10
+
+
+def _replace(net: Network, pos: int, layer: Dense, nxt: Dense) -> Network:
+    layers = list(net.layers)
+    layers[pos], layers[pos + 1] = layer, nxt
+    return net.with_layers(layers)
+
+
+def _check_hidden(net: Network, pos: int) -> None:
+    if not 0 <= pos < len(net.layers) - 1:
+        raise ValueError(f"layer position {pos} is not a hidden layer")
+
+
+def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
+    """Delete the neurons of hidden layer ``pos`` selected by ``mask`` (they must output 0)."""
+    _check_hidden(net, pos)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return net
+    keep = ~mask
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    return _replace(
+        net, pos,
+        Dense(layer.W[keep], layer.b[keep], layer.layer_id, layer.neuron_ids[keep]),
+        Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids),
+    )
+
+
+def _fold_into_next(net: Network, pos: int, drop: np.ndarray, W_next: np.ndarray, b_next: np.ndarray) -> Network:
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    keep = ~drop
+    return _replace(
+        net, pos,
+        Dense(layer.W[keep], layer.b[keep], layer.layer_id, layer.neuron_ids[keep]),
+        Dense(W_next[:, keep], b_next, nxt.layer_id, nxt.neuron_ids),
+    )
+
+
+def fold_constant_neurons(net: Network, pos: int) -> Network:
+    """Fold neurons with an all-zero weight row (``h_i = relu(b_i)``) into the next bias."""
+    _check_hidden(net, pos)
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    constant = ~layer.W.any(axis=1)
+    if not constant.any():
+        return net
+    b_next = nxt.b + nxt.W[:, constant] @ np.maximum(layer.b[constant], 0.0)
+    return _fold_into_next(net, pos, constant, nxt.W, b_next)
+
+
+def independent_rows(A: np.ndarray, tol: float = RANK_TOLERANCE):
+    """Split the rows of ``A`` into a basis and combinations of it: ``A[dep] ≈ C @ A[basis]``.
+
+    Uses QR with column pivoting on ``A^T``; a dependent row is accepted only if its
+    reconstruction residual is at most ``tol`` times the largest row norm, otherwise it joins
+    the basis. Returns ``(basis, dependent, C)`` as index arrays and a coefficient matrix.
+    """
+    m = A.shape[0]
+    if m == 0:
+        return np.arange(0), np.arange(0), np.zeros((0, 0))
+    scale = max(np.abs(A).max(), 1e-300)
+    _, R, piv = scipy.linalg.qr(A.T / scale, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int(np.sum(diag > max(A.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0.0))) if diag.size else 0
+    basis = np.sort(piv[:rank])
+    while True:
+        dependent = np.setdiff1d(np.arange(m), basis)
+        if dependent.size == 0:
+            return basis, dependent, np.zeros((0, basis.size))
+        C, *_ = np.linalg.lstsq(A[basis].T, A[dependent].T, rcond=None)
+        C = C.T
+        residual = np.abs(C @ A[basis] - A[dependent]).max(axis=1) / scale
+        bad = residual > tol
+        if not bad.any():
+            return basis, dependent, C
+        basis = np.sort(np.concatenate([basis, dependent[bad]]))
+
+
+def fold_active_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
+    """Keep a basis of the stably active neurons selected by ``mask``; fold the rest (see module doc)."""
+    _check_hidden(net, pos)
+    active = np.flatnonzero(mask)
+    if active.size == 0:
+        return net
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    basis, dependent, C = independent_rows(layer.W[active])
+    if dependent.size == 0:
+        return net
+    basis, dependent = active[basis], active[dependent]
+    offsets = layer.b[dependent] - C @ layer.b[basis]
+    W_next = nxt.W.copy()
+    W_next[:, basis] += nxt.W[:, dependent] @ C
+    b_next = nxt.b + nxt.W[:, dependent] @ offsets
+    drop = np.zeros(layer.width, dtype=bool)
+    drop[dependent] = True
+    return _fold_into_next(net, pos, drop, W_next, b_next)
+
+
+def merge_linear_layer(net: Network, pos: int, only_if_smaller: bool = True) -> Network:
+    """Merge hidden layer ``pos`` (all of whose neurons are stably active) into the next layer."""
+    _check_hidden(net, pos)
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    merged = Dense(nxt.W @ layer.W, nxt.W @ layer.b + nxt.b, nxt.layer_id, nxt.neuron_ids)
+    if only_if_smaller and merged.parameter_count > layer.parameter_count + nxt.parameter_count:
+        return net
+    layers = list(net.layers)
+    layers[pos:pos + 2] = [merged]
+    return net.with_layers(layers)
+
+
+def collapse_constant_network(net: Network) -> Network:
+    """If a hidden layer has no neurons, the output is constant: replace the trunk by it."""
+    empty = [i for i, layer in enumerate(net.hidden) if layer.width == 0]
+    if not empty:
+        return net
+    h = np.zeros(0)
+    for i, layer in enumerate(net.layers[empty[-1] + 1:]):
+        g = layer.W @ h + layer.b
+        h = g if layer is net.layers[-1] else np.maximum(g, 0.0)
+    last = net.layers[-1]
+    return net.with_layers([Dense(np.zeros((last.width, net.input_size)), h, last.layer_id, last.neuron_ids)])
+
+
+def compress_network(net: Network, analysis) -> Network:
+    """Apply all rules, layer by layer from the input, using ``analysis`` statuses.
+
+    Unknown and unstable neurons are always kept. The result computes the same function as
+    ``net`` on the analysed box (up to float64 rounding).
+    """
+    from .analysis import Status
+
+    pos = 0
+    while pos < len(net.layers) - 1:
+        layer = net.layers[pos]
+        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
+        net = remove_neurons(net, pos, status == Status.INACTIVE)
+        net = fold_constant_neurons(net, pos)
+        layer = net.layers[pos]
+        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
+        net = fold_active_neurons(net, pos, status == Status.ACTIVE)
+        layer = net.layers[pos]
+        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
+        if layer.width == 0:
+            return collapse_constant_network(net)
+        if np.all(status == Status.ACTIVE):
+            merged = merge_linear_layer(net, pos)
+            if len(merged.layers) < len(net.layers):
+                net = merged
+                continue  # the merged layer now sits at ``pos``; it is processed with its own statuses
+        pos += 1
+    return net
