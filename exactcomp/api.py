@@ -1,0 +1,106 @@
+"""The Python API, mirroring the CLI: :func:`load`, :func:`analyze`, :func:`compress`, :func:`verify`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Analysis, AnalysisOptions
+from .analysis import analyze as _analyze
+from .domain import Box, load_box, load_samples, make_box
+from .errors import DomainError
+from .network import Network
+from .rewrite import compress_network
+from .verify import VerificationResult, verify_models
+
+
+def load(path: str | Path) -> Network:
+    """Import an ONNX ReLU MLP into the immutable layer-graph IR."""
+    from .onnx_import import import_model
+
+    return import_model(path)
+
+
+def domain(network: Network, source) -> Box:
+    """A :class:`Box` for ``network``'s input from a box file path, a dict, or a ``Box``."""
+    if isinstance(source, Box):
+        if source.size != network.input_size:
+            raise DomainError(f"domain has {source.size} entries, model input has {network.input_size}")
+        return source
+    if isinstance(source, dict):
+        missing = [k for k in ("lower", "upper") if k not in source]
+        if missing:
+            raise DomainError(f"domain: missing field '{missing[0]}'")
+        return make_box(source["lower"], source["upper"], network.input.shape)
+    return load_box(source, network.input.shape)
+
+
+def samples(network: Network, path: str | Path) -> np.ndarray:
+    """Load user sample points (``.npy``) shaped like the model input."""
+    return load_samples(path, network.input.shape)
+
+
+def analyze(network: Network, box, options: AnalysisOptions | None = None, progress=None, **kwargs) -> Analysis:
+    """Classify every hidden neuron (stably active/inactive, unstable, unknown) over ``box``.
+
+    Keyword arguments override fields of :class:`AnalysisOptions` (e.g. ``samples=array``).
+    """
+    options = options or AnalysisOptions(**kwargs)
+    return _analyze(network, domain(network, box), options, progress)
+
+
+@dataclass(frozen=True, eq=False)
+class CompressionResult:
+    """An original network, its exact compression on the analysed box, and how it was obtained."""
+
+    original: Network
+    compressed: Network
+    analysis: Analysis
+    times: dict = field(default_factory=dict)
+
+    def to_onnx(self):
+        from .onnx_export import to_onnx
+
+        return to_onnx(self.compressed)
+
+    def save(self, path: str | Path) -> Path:
+        from .onnx_export import save_onnx
+
+        return save_onnx(self.compressed, path)
+
+
+def compress(network: Network | str | Path, box, analysis: Analysis | None = None, progress=None,
+             **kwargs) -> CompressionResult:
+    """Analyse (unless ``analysis`` is given) and rewrite ``network`` into an equivalent smaller one."""
+    times = {}
+    if not isinstance(network, Network):
+        t0 = time.perf_counter()
+        network = load(network)
+        times["import"] = time.perf_counter() - t0
+    box = domain(network, box)
+    if analysis is None:
+        analysis = analyze(network, box, progress=progress, **kwargs)
+    times.update(analysis.times)
+    t0 = time.perf_counter()
+    compressed = compress_network(network, analysis)
+    times["rewrite"] = time.perf_counter() - t0
+    return CompressionResult(network, compressed, analysis, times)
+
+
+def verify(original, compressed, box, extra_points=None, **kwargs) -> VerificationResult:
+    """Compare two ONNX models (paths, ModelProtos or Networks) with onnxruntime on ``box``.
+
+    ``box`` may be a path to a box file, a dict or a :class:`Box`; see :mod:`exactcomp.verify`.
+    """
+    from .onnx_export import to_onnx
+
+    models = [to_onnx(m) if isinstance(m, Network) else m for m in (original, compressed)]
+    if not isinstance(box, Box):
+        from .onnx_import import import_model
+
+        ref = original if isinstance(original, Network) else import_model(original)
+        box = domain(ref, box)
+    return verify_models(models[0], models[1], box, extra_points=extra_points, **kwargs)

@@ -1,0 +1,219 @@
+"""Command line: ``exactcomp compress | verify | inspect``.
+
+Exit status: 0 success; 1 verification failed (nothing written); 2 user error (bad model,
+domain or option; one-line message, no traceback); 130 interrupted before any result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import ExactcompError, VerificationError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=120)
+    return console
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="exactcomp", description="Exact compression of ReLU networks over an input box.")
+    p.add_argument("--version", action="version", version=f"exactcomp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="prove neuron stability and write an equivalent smaller model")
+    c.add_argument("model", type=Path, help="input ONNX model")
+    c.add_argument("--domain", "-d", type=Path, required=True, help="box file: {\"lower\": ..., \"upper\": ...}")
+    c.add_argument("-o", "--output", type=Path, required=True, help="compressed ONNX model to write")
+    c.add_argument("--report", type=Path, help="write the JSON report here")
+    c.add_argument("--samples", type=Path, help=".npy of inputs to try as witnesses (points outside the box are ignored)")
+    c.add_argument("--witnesses", type=Path, help="save the witness inputs (.npy) for later 'verify --points'")
+    c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
+    c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
+    c.add_argument("--random-points", type=int, default=2048, help="random points for the witness search (default 2048)")
+    c.add_argument("--gradient-steps", type=int, default=40, help="steps per gradient restart (default 40)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    v = sub.add_parser("verify", help="compare a compressed model with its original on the domain (exit 1 on mismatch)")
+    v.add_argument("original", type=Path)
+    v.add_argument("compressed", type=Path)
+    v.add_argument("--domain", "-d", type=Path, required=True)
+    v.add_argument("--points", type=Path, action="append", default=[], help=".npy of extra points (e.g. witnesses)")
+    v.add_argument("--random-points", type=int, default=1000)
+    v.add_argument("--rtol", type=float, default=None)
+    v.add_argument("--atol", type=float, default=None)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    i = sub.add_parser("inspect", help="show the imported layer graph")
+    i.add_argument("model", type=Path)
+    i.add_argument("--json", action="store_true")
+    return p
+
+
+def _check_output_path(args) -> None:
+    out = args.output
+    if out.resolve() == args.model.resolve():
+        raise ExactcompError(f"{out}: output would overwrite the input model")
+    if not out.parent.resolve().is_dir():
+        raise ExactcompError(f"{out}: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise ExactcompError(f"{out}: is a directory")
+    for extra in (args.report, args.witnesses):
+        if extra is not None and not extra.parent.resolve().is_dir():
+            raise ExactcompError(f"{extra}: directory {extra.parent} does not exist")
+
+
+def cmd_compress(args) -> int:
+    from . import api
+    from .onnx_export import to_onnx, write_model_atomic
+    from .progress import progress_display
+    from .report import build_report, summary_lines, summary_table, write_json_atomic
+    from .verify import verify_models
+
+    _check_output_path(args)
+    err = _console(stderr=True)
+    t0 = time.perf_counter()
+    net = api.load(args.model)
+    t_import = time.perf_counter() - t0
+    box = api.domain(net, args.domain)
+    samples = api.samples(net, args.samples) if args.samples else None
+    show = not args.quiet and err.is_terminal
+    with progress_display(err, show) as progress:
+        result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
+                              random_points=args.random_points, gradient_steps=args.gradient_steps,
+                              seed=args.seed, samples=samples)
+    result.times["import"] = t_import
+    t0 = time.perf_counter()
+    model = to_onnx(result.compressed)
+    result.times["export"] = time.perf_counter() - t0
+    verification = None
+    if not args.no_verify:
+        t0 = time.perf_counter()
+        extra = result.analysis.witnesses if samples is None else np.vstack([result.analysis.witnesses, samples[box.contains(samples)]])
+        verification = verify_models(args.model, model, box, extra_points=extra, seed=args.seed)
+        result.times["verify"] = time.perf_counter() - t0
+    ok = verification is None or verification.passed
+    if ok:
+        write_model_atomic(model, args.output)
+        if args.witnesses:
+            with open(args.witnesses, "wb") as fh:
+                np.save(fh, result.analysis.witnesses)
+    report = build_report(result, model=args.model, domain=args.domain, output=args.output if ok else None,
+                          verification=verification, witnesses_file=args.witnesses if ok else None)
+    if args.report:
+        write_json_atomic(report, args.report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        out = _console()
+        out.print(summary_table(report))
+        for line in summary_lines(report):
+            out.print(line)
+        if ok:
+            out.print(f"wrote       {args.output}")
+    if not ok:
+        raise VerificationError(
+            f"{args.output}: not written: compressed model differs from {args.model} "
+            f"(max abs error {verification.max_abs_error:.3e}); this is a bug, please report it")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import api
+    from .verify import ATOL, RTOL
+
+    net = api.load(args.original)
+    api.load(args.compressed)
+    box = api.domain(net, args.domain)
+    extra = [api.samples(net, p) for p in args.points]
+    extra = np.vstack(extra) if extra else None
+    result = api.verify(args.original, args.compressed, box, extra_points=extra, random_points=args.random_points,
+                        rtol=args.rtol if args.rtol is not None else RTOL,
+                        atol=args.atol if args.atol is not None else ATOL, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        verdict = "PASSED" if result.passed else "FAILED"
+        print(f"{verdict}: {args.compressed} vs {args.original} on {result.points} points "
+              f"({result.random_points} random, {result.corner_points} corners, {result.extra_points} extra)")
+        for o in result.outputs:
+            print(f"  output {o.name}: max abs error {o.max_abs_error:.3e}, max rel error {o.max_rel_error:.3e}, "
+                  f"{o.mismatches} mismatching points")
+        print(f"  tolerance: |diff| <= {result.atol:g}*max(1,max|orig|) + {result.rtol:g}*|orig|")
+    return 0 if result.passed else 1
+
+
+def cmd_inspect(args) -> int:
+    from . import api
+
+    net = api.load(args.model)
+    info = {
+        "model": str(args.model),
+        "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype, "batch": net.input.batch},
+        "compute_dtype": net.compute_dtype,
+        "layers": [{"layer": l.layer_id, "kind": "relu" if i < len(net.layers) - 1 else "output",
+                    "in": l.fan_in, "out": l.width, "parameters": l.parameter_count}
+                   for i, l in enumerate(net.layers)],
+        "trunk_output": {"name": net.trunk_output.name, "shape": list(net.trunk_output.shape)},
+        "head": None if net.head is None else {"input": net.head.input_name, "nodes": _head_ops(net)},
+        "outputs": [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in net.outputs],
+        "parameters": net.parameter_count,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.model}: input '{net.input.name}' {list(net.input.shape)} {net.input.dtype} (batch axis {net.input.batch}), "
+          f"compute {net.compute_dtype}")
+    for entry in info["layers"]:
+        print(f"  layer {entry['layer']}: affine {entry['in']} -> {entry['out']}"
+              f"{' + ReLU' if entry['kind'] == 'relu' else ' (output)'}  [{entry['parameters']} parameters]")
+    print(f"  trunk output '{net.trunk_output.name}' {list(net.trunk_output.shape)}")
+    if info["head"]:
+        print(f"  head: {' -> '.join(info['head']['nodes'])}")
+    print("  outputs: " + ", ".join(f"{o['name']} {o['shape']} {o['dtype']}" for o in info["outputs"]))
+    print(f"  parameters: {net.parameter_count}")
+    return 0
+
+
+def _head_ops(net) -> list[str]:
+    import onnx
+
+    graph = onnx.GraphProto()
+    graph.ParseFromString(net.head.graph)
+    return [n.op_type for n in graph.node]
+
+
+COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VerificationError as exc:
+        print(f"exactcomp: error: {exc}", file=sys.stderr)
+        return 1
+    except ExactcompError as exc:
+        print(f"exactcomp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("exactcomp: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The JSON report of a compression run and the terminal summary table.
+
+Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)::
+
+    schema        "exactcomp.report/1"
+    versions      {exactcomp, python, numpy, scipy, onnx, onnxruntime, highspy}
+    model, domain, output       paths (output is null when nothing was written)
+    input         {name, shape, dtype}
+    layers        one entry per hidden layer of the original model:
+                  {layer, neurons, stably_active, stably_inactive, unstable, unknown, kept,
+                   decided_by: {method: count},
+                   neuron_status: [status per neuron], neuron_method: [method per neuron]}
+                  status ∈ stably_active | stably_inactive | unstable | unknown,
+                  method ∈ interval | symbolic | witness | null (undecided);
+                  kept = neurons of this layer present in the compressed model
+    totals        the same counts summed over layers
+    widths        {before: [...], after: [...]}  layer widths including the output layer
+    parameters    {before, after, removed_fraction}
+    times         {import, bounds, witnesses, rewrite, export, verify, total}
+    verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
+    witnesses     {count, file}
+    interrupted   true when Ctrl-C cut the analysis short (the result is still sound)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Status
+
+SCHEMA = "exactcomp.report/1"
+_COUNT_KEYS = ("stably_active", "stably_inactive", "unstable", "unknown")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("exactcomp", "numpy", "scipy", "onnx", "onnxruntime", "highspy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def layer_entries(result) -> list[dict]:
+    kept = {}
+    for layer in result.compressed.hidden:
+        kept[layer.layer_id] = kept.get(layer.layer_id, 0) + layer.width
+    entries = []
+    for la in result.analysis.layers:
+        entry = {"layer": la.layer_id, "neurons": la.neurons}
+        entry.update({Status(s).label: la.count(Status(s)) for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)})
+        entry["kept"] = kept.get(la.layer_id, 0)
+        entry["decided_by"] = la.methods()
+        entry["neuron_status"] = [Status(int(s)).label for s in la.status]
+        entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
+        entries.append(entry)
+    return entries
+
+
+def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None) -> dict:
+    layers = layer_entries(result)
+    totals = {"neurons": sum(e["neurons"] for e in layers)}
+    for key in (*_COUNT_KEYS, "kept"):
+        totals[key] = sum(e[key] for e in layers)
+    before, after = result.original.parameter_count, result.compressed.parameter_count
+    order = ("import", "bounds", "witnesses", "rewrite", "export", "verify")
+    times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}
+    times["total"] = round(sum(times.values()), 6)
+    net = result.original
+    return {
+        "schema": SCHEMA,
+        "versions": versions(),
+        "model": str(model) if model else None,
+        "domain": str(domain) if domain else None,
+        "output": str(output) if output else None,
+        "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype},
+        "layers": layers,
+        "totals": totals,
+        "widths": {"before": net.widths, "after": result.compressed.widths},
+        "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0},
+        "times": times,
+        "verification": verification.to_json() if verification is not None else None,
+        "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None},
+        "interrupted": bool(result.analysis.interrupted),
+    }
+
+
+def write_json_atomic(data: dict, path: str | Path) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def summary_table(report: dict):
+    """A rich Table: per layer neurons before/after and the stability counts."""
+    from rich.table import Table
+
+    table = Table(title="exactcomp: stability and compression per layer", show_lines=False)
+    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", "kept", "decided by"):
+        table.add_column(col, justify="right" if col not in ("decided by",) else "left")
+    for e in report["layers"]:
+        table.add_row(str(e["layer"]), str(e["neurons"]), str(e["stably_active"]), str(e["stably_inactive"]),
+                      str(e["unstable"]), str(e["unknown"]), str(e["kept"]),
+                      ", ".join(f"{k} {v}" for k, v in sorted(e["decided_by"].items())))
+    t = report["totals"]
+    table.add_row("total", str(t["neurons"]), str(t["stably_active"]), str(t["stably_inactive"]), str(t["unstable"]),
+                  str(t["unknown"]), str(t["kept"]), "", style="bold")
+    return table
+
+
+def summary_lines(report: dict) -> list[str]:
+    p = report["parameters"]
+    lines = [
+        f"widths      {report['widths']['before']} -> {report['widths']['after']}",
+        f"parameters  {p['before']} -> {p['after']} ({100 * p['removed_fraction']:.1f}% removed)",
+        "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
+    ]
+    v = report.get("verification")
+    if v:
+        verdict = "passed" if v["passed"] else "FAILED"
+        lines.append(f"verify      {verdict} on {v['points']} points (max abs error {v['max_abs_error']:.2e}, "
+                     f"max rel error {v['max_rel_error']:.2e})")
+    if report.get("interrupted"):
+        lines.append("interrupted the analysis was cut short by Ctrl-C; undecided neurons were kept")
+    return lines

@@ -1,0 +1,158 @@
+"""Check a compressed model against its original with onnxruntime.
+
+Both models run on the same points: uniform random points of the box, box corners (all of them
+when the input has at most 12 entries, otherwise random corners), and any witnesses/extra points
+supplied. Every floating-point output must satisfy, elementwise,
+
+    |compressed - original| <= atol + rtol * |original|,   atol = ATOL * max(1, max|original|)
+
+with the defaults ``RTOL = 1e-4`` and ``ATOL = 1e-5``: float32 evaluation of differently folded
+but mathematically equal weights differs by a few units in the last place, far below this; a
+changed function exceeds it. Non-float outputs (labels) must be equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .domain import Box
+from .errors import ModelError
+
+RTOL = 1e-4
+ATOL = 1e-5
+EXHAUSTIVE_CORNER_DIM = 12
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    max_abs_error: float
+    max_rel_error: float
+    mismatches: int
+    points: int
+
+
+@dataclass
+class VerificationResult:
+    """Outcome of :func:`verify_models`; ``passed`` is the overall verdict."""
+
+    passed: bool
+    points: int
+    random_points: int
+    corner_points: int
+    extra_points: int
+    rtol: float
+    atol: float
+    outputs: list[OutputComparison] = field(default_factory=list)
+    worst_point: list | None = None
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((o.max_abs_error for o in self.outputs), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((o.max_rel_error for o in self.outputs), default=0.0)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["max_abs_error"] = self.max_abs_error
+        out["max_rel_error"] = self.max_rel_error
+        return out
+
+
+def _session(model):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    try:
+        source = model if isinstance(model, (str, Path)) else model.SerializeToString()
+        return ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        name = model if isinstance(model, (str, Path)) else "model"
+        raise ModelError(f"{name}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from None
+
+
+def corner_points(box: Box, count: int, rng: np.random.Generator) -> np.ndarray:
+    n = box.size
+    if n <= EXHAUSTIVE_CORNER_DIM:
+        bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+    else:
+        bits = rng.integers(0, 2, size=(count, n))
+    return np.where(bits.astype(bool), box.upper, box.lower)
+
+
+def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    parts = [box.sample(random_points, rng), corner_points(box, corners, rng)]
+    extra = np.empty((0, box.size)) if extra is None else np.asarray(extra, float).reshape(-1, box.size)
+    parts.append(extra)
+    return np.vstack(parts), len(parts[0]), len(parts[1]), len(extra)
+
+
+def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
+    feed = X.astype(dtype).reshape(len(X), *shape)
+    if batch_fixed is not None and batch_fixed != len(X):
+        chunks = [session.run(None, {input_name: feed[i:i + batch_fixed]}) for i in range(0, len(X), batch_fixed)]
+        return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
+    return session.run(None, {input_name: feed})
+
+
+def verify_models(original, compressed, box: Box, extra_points=None, random_points: int = 1000,
+                  corners: int = 256, rtol: float = RTOL, atol: float = ATOL, seed: int = 0) -> VerificationResult:
+    """Compare two ONNX models (paths or ModelProtos) on points of ``box``; see module docstring."""
+    s_orig, s_comp = _session(original), _session(compressed)
+    inp = s_orig.get_inputs()[0]
+    comp_inp = s_comp.get_inputs()
+    if len(comp_inp) != 1 or comp_inp[0].name != inp.name:
+        raise ModelError(f"compressed model input {[i.name for i in comp_inp]} differs from original input '{inp.name}'")
+    out_names = [o.name for o in s_orig.get_outputs()]
+    if [o.name for o in s_comp.get_outputs()] != out_names:
+        raise ModelError(f"compressed model outputs {[o.name for o in s_comp.get_outputs()]} differ from {out_names}")
+    shape = [d for d in inp.shape[1:]]
+    if not all(isinstance(d, int) for d in shape) or int(np.prod(shape)) != box.size:
+        raise ModelError(f"model input '{inp.name}' has shape {inp.shape}, which does not match a domain of {box.size} entries")
+    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type)
+    if dtype is None:
+        raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
+    batch_fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    X, n_rand, n_corner, n_extra = verification_points(box, random_points, corners, extra_points, seed)
+    ya = _run(s_orig, inp.name, shape, dtype, X, batch_fixed)
+    yb = _run(s_comp, inp.name, shape, dtype, X, batch_fixed)
+    result = VerificationResult(True, len(X), n_rand, n_corner, n_extra, rtol, atol)
+    worst, worst_excess = None, -np.inf
+    for name, a, b in zip(out_names, ya, yb):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            result.outputs.append(OutputComparison(name, float("inf"), float("inf"), len(X), len(X)))
+            result.passed = False
+            continue
+        if a.dtype.kind == "f":
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            err = np.abs(a64 - b64)
+            err = np.where(np.isnan(a64) & np.isnan(b64), 0.0, np.nan_to_num(err, nan=np.inf))
+            scale = max(1.0, float(np.max(np.abs(a64), initial=0.0)))
+            limit = atol * scale + rtol * np.abs(a64)
+            bad = err > limit
+            rel = float(np.max(err / np.maximum(np.abs(a64), 1e-12 * scale), initial=0.0))
+            per_point = (err - limit).reshape(len(X), -1).max(axis=1) if err.size else np.zeros(len(X))
+            i = int(np.argmax(per_point)) if len(per_point) else 0
+            if per_point.size and per_point[i] > worst_excess:
+                worst_excess, worst = per_point[i], i
+            comp = OutputComparison(name, float(err.max(initial=0.0)), rel,
+                                    int(bad.reshape(len(X), -1).any(axis=1).sum()), len(X))
+        else:
+            bad = (a != b).reshape(len(X), -1).any(axis=1)
+            comp = OutputComparison(name, float(bad.any()), float(bad.any()), int(bad.sum()), len(X))
+            if bad.any() and worst is None:
+                worst = int(np.argmax(bad))
+        result.outputs.append(comp)
+        result.passed &= comp.mismatches == 0
+    result.worst_point = X[worst].tolist() if worst is not None and not result.passed else None
+    return result
