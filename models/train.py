@@ -1,0 +1,114 @@
+"""Train the small ReLU MLPs shipped in models/ and write their box files.
+
+    python models/train.py            # needs torch and scikit-learn (pip install -e '.[dev]')
+
+* ``digits_64x32x32.onnx``: scikit-learn's 8x8 digits, inputs in [0, 16]; the model divides by 16
+  itself (a Div node that exactcomp folds). L1-regularised. Box: [0, 16]^64.
+* ``mnist_784x100x100.onnx``: MNIST, 2 hidden layers of 100 (the paper's smallest size), inputs in
+  [0, 1], L1-regularised. Trained on the first 8,000 images of the MNIST test set in
+  ../shared/data/mnist, the last 2,000 held out. Box: [0, 1]^784.
+* ``mnist_784x50x50x50.onnx``: the same data, 3 hidden layers of 50, L1 twice as strong.
+
+Exported with ``torch.onnx.export(..., dynamo=False)`` and a dynamic batch axis.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_mnist(root: Path = MNIST):
+    images = read_idx(root / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
+    labels = read_idx(root / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    return images, labels
+
+
+def mlp(sizes: list[int], pre: torch.nn.Module | None = None) -> torch.nn.Sequential:
+    layers: list[torch.nn.Module] = [pre] if pre is not None else []
+    layers.append(torch.nn.Flatten())
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, divisor: float):
+        super().__init__()
+        self.divisor = divisor
+
+    def forward(self, x):
+        return x / self.divisor
+
+
+def train(model, X, y, l1: float, epochs: int, lr: float = 1e-3, seed: int = 0, batch: int = 64):
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    for epoch in range(epochs):
+        perm = torch.randperm(len(Xt))
+        for i in range(0, len(Xt), batch):
+            idx = perm[i:i + batch]
+            loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+            loss = loss + l1 * sum(p.abs().sum() for n, p in model.named_parameters() if "weight" in n)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model
+
+
+def accuracy(model, X, y) -> float:
+    with torch.no_grad():
+        return float((model(torch.tensor(X)).argmax(1).numpy() == y).mean())
+
+
+def export(model, example: np.ndarray, path: Path, lower: float, upper: float) -> None:
+    model.eval()
+    torch.onnx.export(model, (torch.tensor(example[:1]),), str(path), dynamo=False, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    path.with_suffix(".box.json").write_text(json.dumps({"lower": lower, "upper": upper}) + "\n")
+
+
+def main() -> int:
+    from sklearn.datasets import load_digits
+
+    torch.set_num_threads(2)
+    digits = load_digits()
+    X, y = digits.images.astype(np.float32), digits.target.astype(np.int64)
+    net = train(mlp([64, 32, 32, 10], Scale(16.0)), X[:1500], y[:1500], l1=2e-4, epochs=60, seed=0)
+    print(f"digits_64x32x32: held-out accuracy {accuracy(net, X[1500:], y[1500:]):.3f}")
+    export(net, X, HERE / "digits_64x32x32.onnx", 0.0, 16.0)
+
+    if not MNIST.exists():
+        print(f"MNIST not found at {MNIST}; skipping the MNIST models", file=sys.stderr)
+        return 0
+    images, labels = load_mnist()
+    Xm = images.reshape(-1, 1, 28, 28)
+    for name, sizes, l1, epochs in (("mnist_784x100x100", [784, 100, 100, 10], 1e-3, 20),
+                                    ("mnist_784x50x50x50", [784, 50, 50, 50, 10], 2e-3, 20)):
+        net = train(mlp(sizes), Xm[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
+        print(f"{name}: held-out accuracy {accuracy(net, Xm[8000:], labels[8000:]):.3f}")
+        export(net, Xm, HERE / f"{name}.onnx", 0.0, 1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
