@@ -1,0 +1,154 @@
+"""The command line as users and CI run it: compress, verify, inspect, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from exactcomp.cli import main
+
+from .conftest import onnx_mlp, random_weights, run_onnx
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+DIGITS = MODELS / "digits_64x32x32.onnx"
+DIGITS_BOX = MODELS / "digits_64x32x32.box.json"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    Ws, bs = random_weights([3, 8, 6, 2], seed=0, bias_shift=-0.3)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(onnx_mlp(Ws, bs, head="softmax"), str(path))
+    box = tmp_path / "box.json"
+    box.write_text(json.dumps({"lower": [-1, -1, 0], "upper": [1, 1, 2]}))
+    return path, box
+
+
+def test_compress_shipped_model_and_report(tmp_path, capsys):
+    out, report = tmp_path / "small.onnx", tmp_path / "report.json"
+    assert main(["compress", str(DIGITS), "--domain", str(DIGITS_BOX), "-o", str(out), "--report", str(report),
+                 "--witnesses", str(tmp_path / "w.npy")]) == 0
+    data = json.loads(report.read_text())
+    assert data["schema"] == "exactcomp.report/1"
+    assert data["verification"]["passed"] is True
+    for layer in data["layers"]:
+        counts = [layer[k] for k in ("stably_active", "stably_inactive", "unstable", "unknown")]
+        assert sum(counts) == layer["neurons"] == len(layer["neuron_status"]) == len(layer["neuron_method"])
+        assert layer["kept"] <= layer["neurons"]
+    assert data["parameters"]["after"] <= data["parameters"]["before"]
+    assert set(data["times"]) >= {"import", "bounds", "witnesses", "rewrite", "export", "verify", "total"}
+    assert data["totals"]["stably_inactive"] > 0
+    # independent check of the written model on held-out digits data inside the box
+    from sklearn.datasets import load_digits
+
+    X = load_digits().images[1500:].reshape(-1, 64).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(out, X)[0], run_onnx(DIGITS, X)[0], rtol=1e-4, atol=1e-4)
+    assert "stability and compression" in capsys.readouterr().out
+    # the verify command accepts the saved witnesses and passes
+    assert main(["verify", str(DIGITS), str(out), "--domain", str(DIGITS_BOX), "--points", str(tmp_path / "w.npy"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+
+
+def test_verify_catches_corrupted_model(tmp_path, tiny, capsys):
+    model, box = tiny
+    out = tmp_path / "small.onnx"
+    assert main(["compress", str(model), "--domain", str(box), "-o", str(out), "-q"]) == 0
+    bad = onnx.load(str(out))
+    init = [i for i in bad.graph.initializer if i.name.endswith("/bias")][-1]  # the output layer's bias
+    arr = numpy_helper.to_array(init).copy()
+    arr[0] += 0.05
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    corrupt = tmp_path / "corrupt.onnx"
+    onnx.save(bad, str(corrupt))
+    capsys.readouterr()
+    assert main(["verify", str(model), str(corrupt), "--domain", str(box), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is False and result["max_abs_error"] > 1e-3
+    assert main(["verify", str(model), str(out), "--domain", str(box)]) == 0
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "exactcomp", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"lower": 0, "upper": [1, 1]}, "field 'upper' has shape"),
+    ({"lower": [0, 2, 0], "upper": [1, 1, 1]}, "lower exceeds upper at flat index 1"),
+    ({"lower": 0, "upper": "x"}, "field 'upper'"),
+    ({"lower": 0}, "missing field 'upper'"),
+    ({"lower": [0, float("nan"), 0], "upper": 1}, "non-finite"),
+])
+def test_bad_domain_one_line_error(tmp_path, tiny, content, message):
+    model, _ = tiny
+    box = tmp_path / "bad.json"
+    box.write_text(json.dumps(content).replace("NaN", "NaN"))
+    out = tmp_path / "out.onnx"
+    proc = _run_cli("compress", str(model), "--domain", str(box), "-o", str(out))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "bad.json" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_model_errors(tmp_path, tiny):
+    _, box = tiny
+    cases = {}
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01 not onnx")
+    cases[garbage] = "garbage.onnx"
+    Ws, bs = random_weights([3, 4, 2], seed=1)
+    Ws[0][1, 1] = np.nan
+    nan_model = tmp_path / "nan.onnx"
+    onnx.save(onnx_mlp(Ws, bs), str(nan_model))
+    cases[nan_model] = "NaN"
+    Ws, bs = random_weights([3, 4, 4, 2], seed=1)
+    m = onnx_mlp(Ws, bs)
+    for node in m.graph.node:
+        if node.op_type == "Relu":
+            node.op_type, node.name = "LeakyRelu", "leaky1"
+            break
+    leaky = tmp_path / "leaky.onnx"
+    onnx.save(m, str(leaky))
+    cases[leaky] = "leaky1"
+    for path, message in cases.items():
+        out = tmp_path / "out.onnx"
+        proc = _run_cli("compress", str(path), "--domain", str(box), "-o", str(out))
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not out.exists()
+    proc = _run_cli("compress", str(tmp_path / "nope.onnx"), "--domain", str(box), "-o", str(tmp_path / "o.onnx"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_inspect(tiny, capsys):
+    model, _ = tiny
+    assert main(["inspect", str(model), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [l["out"] for l in info["layers"]] == [8, 6, 2]
+    assert info["head"]["nodes"] == ["Softmax", "ArgMax"]
+    assert main(["inspect", str(model)]) == 0
+    assert "layer 1: affine 3 -> 8 + ReLU" in capsys.readouterr().out
+
+
+def test_python_api_mirrors_cli(tmp_path, tiny):
+    import exactcomp
+
+    model, box = tiny
+    net = exactcomp.load(model)
+    analysis = exactcomp.analyze(net, box)
+    assert sum(analysis.totals().values()) == sum(net.widths[:-1])
+    result = exactcomp.compress(net, box, analysis=analysis)
+    path = result.save(tmp_path / "api.onnx")
+    check = exactcomp.verify(model, path, box, extra_points=analysis.witnesses)
+    assert check.passed and check.extra_points == len(analysis.witnesses)
+    with pytest.raises(exactcomp.DomainError):
+        exactcomp.domain(net, {"lower": 1, "upper": 0})
