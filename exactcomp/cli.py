@@ -110,8 +110,7 @@ def cmd_compress(args) -> int:
     if ok:
         write_model_atomic(model, args.output)
         if args.witnesses:
-            with open(args.witnesses, "wb") as fh:
-                np.save(fh, result.analysis.witnesses)
+            _save_npy_atomic(result.analysis.witnesses.reshape(-1, *result.original.input.shape), args.witnesses)
     report = build_report(result, model=args.model, domain=args.domain, output=args.output if ok else None,
                           verification=verification, witnesses_file=args.witnesses if ok else None)
     if args.report:
@@ -130,6 +129,20 @@ def cmd_compress(args) -> int:
             f"{args.output}: not written: compressed model differs from {args.model} "
             f"(max abs error {verification.max_abs_error:.3e}); this is a bug, please report it")
     return 0
+
+
+def _save_npy_atomic(array: np.ndarray, path: Path) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cmd_verify(args) -> int:
