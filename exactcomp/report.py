@@ -8,6 +8,8 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     input         {name, shape, dtype}
     layers        one entry per hidden layer of the original model:
                   {layer, neurons, stably_active, stably_inactive, unstable, unknown, kept,
+                   parameters_before, parameters_after (of the affine map into this layer; a
+                   merged layer's parameters count for the layer it was merged into),
                    decided_by: {method: count},
                    neuron_status: [status per neuron], neuron_method: [method per neuron]}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
@@ -15,7 +17,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                   kept = neurons of this layer present in the compressed model
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
-    parameters    {before, after, removed_fraction}
+    parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
     times         {import, bounds, witnesses, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
     witnesses     {count, file}
@@ -49,15 +51,25 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _params_by_layer(net) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for layer in net.layers:
+        out[layer.layer_id] = out.get(layer.layer_id, 0) + layer.parameter_count
+    return out
+
+
 def layer_entries(result) -> list[dict]:
     kept = {}
     for layer in result.compressed.hidden:
         kept[layer.layer_id] = kept.get(layer.layer_id, 0) + layer.width
+    before, after = _params_by_layer(result.original), _params_by_layer(result.compressed)
     entries = []
     for la in result.analysis.layers:
         entry = {"layer": la.layer_id, "neurons": la.neurons}
         entry.update({Status(s).label: la.count(Status(s)) for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)})
         entry["kept"] = kept.get(la.layer_id, 0)
+        entry["parameters_before"] = before.get(la.layer_id, 0)
+        entry["parameters_after"] = after.get(la.layer_id, 0)
         entry["decided_by"] = la.methods()
         entry["neuron_status"] = [Status(int(s)).label for s in la.status]
         entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
@@ -85,7 +97,9 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "layers": layers,
         "totals": totals,
         "widths": {"before": net.widths, "after": result.compressed.widths},
-        "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0},
+        "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0,
+                       "output_layer_before": _params_by_layer(net).get(net.layers[-1].layer_id, 0),
+                       "output_layer_after": _params_by_layer(result.compressed).get(net.layers[-1].layer_id, 0)},
         "times": times,
         "verification": verification.to_json() if verification is not None else None,
         "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None},
@@ -120,15 +134,18 @@ def summary_table(report: dict):
     from rich.table import Table
 
     table = Table(title="exactcomp: stability and compression per layer", show_lines=False)
-    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", "kept", "decided by"):
+    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", "kept", "params before", "params after",
+                "decided by"):
         table.add_column(col, justify="right" if col not in ("decided by",) else "left")
     for e in report["layers"]:
         table.add_row(str(e["layer"]), str(e["neurons"]), str(e["stably_active"]), str(e["stably_inactive"]),
-                      str(e["unstable"]), str(e["unknown"]), str(e["kept"]),
-                      ", ".join(f"{k} {v}" for k, v in sorted(e["decided_by"].items())))
+                      str(e["unstable"]), str(e["unknown"]), str(e["kept"]), str(e["parameters_before"]),
+                      str(e["parameters_after"]), ", ".join(f"{k} {v}" for k, v in sorted(e["decided_by"].items())))
+    p = report["parameters"]
+    table.add_row("output", "", "", "", "", "", "", str(p["output_layer_before"]), str(p["output_layer_after"]), "")
     t = report["totals"]
     table.add_row("total", str(t["neurons"]), str(t["stably_active"]), str(t["stably_inactive"]), str(t["unstable"]),
-                  str(t["unknown"]), str(t["kept"]), "", style="bold")
+                  str(t["unknown"]), str(t["kept"]), str(p["before"]), str(p["after"]), "", style="bold")
     return table
 
 

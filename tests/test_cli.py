@@ -43,6 +43,9 @@ def test_compress_shipped_model_and_report(tmp_path, capsys):
         assert sum(counts) == layer["neurons"] == len(layer["neuron_status"]) == len(layer["neuron_method"])
         assert layer["kept"] <= layer["neurons"]
     assert data["parameters"]["after"] <= data["parameters"]["before"]
+    p = data["parameters"]
+    assert sum(l["parameters_before"] for l in data["layers"]) + p["output_layer_before"] == p["before"]
+    assert sum(l["parameters_after"] for l in data["layers"]) + p["output_layer_after"] == p["after"]
     assert set(data["times"]) >= {"import", "bounds", "witnesses", "rewrite", "export", "verify", "total"}
     assert data["totals"]["stably_inactive"] > 0
     # independent check of the written model on held-out digits data inside the box
