@@ -1,0 +1,66 @@
+"""A solver-neutral mixed-integer linear program.
+
+    optimise  c·x + offset      (``sense`` = "max" or "min")
+    subject to  row_lower <= A x <= row_upper
+                col_lower <=  x  <= col_upper
+                x_i integer where ``integrality[i]``
+
+``A`` is a ``scipy.sparse.csr_matrix``. ``blocks`` maps names (``"x"`` for the input, ``"h1"``,
+``"z1"``, ... per hidden layer) to index arrays of variables, and ``neurons`` maps each binary
+variable back to its ``(layer_id, neuron)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True, eq=False)
+class MILP:
+    c: np.ndarray
+    A: sp.csr_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    integrality: np.ndarray
+    sense: str = "max"
+    offset: float = 0.0
+    blocks: dict = field(default_factory=dict)
+    neurons: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = self.c.size
+        if self.A.shape[1] != n or self.col_lower.size != n or self.col_upper.size != n or self.integrality.size != n:
+            raise ValueError("MILP column data sizes disagree")
+        if self.row_lower.size != self.A.shape[0] or self.row_upper.size != self.A.shape[0]:
+            raise ValueError("MILP row data sizes disagree")
+        if self.sense not in ("max", "min"):
+            raise ValueError("sense must be 'max' or 'min'")
+
+    @property
+    def num_vars(self) -> int:
+        return self.c.size
+
+    @property
+    def num_rows(self) -> int:
+        return self.A.shape[0]
+
+    def with_objective(self, c: np.ndarray, offset: float = 0.0, sense: str = "max") -> "MILP":
+        return replace(self, c=np.asarray(c, float), offset=float(offset), sense=sense)
+
+    def relaxed(self) -> "MILP":
+        """The LP relaxation (all variables continuous)."""
+        return replace(self, integrality=np.zeros_like(self.integrality))
+
+    def objective_value(self, x: np.ndarray) -> float:
+        return float(self.c @ x + self.offset)
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of a row or column bound by ``x`` (0 when feasible)."""
+        ax = self.A @ x
+        return float(max(np.max(self.row_lower - ax, initial=0), np.max(ax - self.row_upper, initial=0),
+                         np.max(self.col_lower - x, initial=0), np.max(x - self.col_upper, initial=0)))
