@@ -91,7 +91,7 @@ class Head:
     """An opaque ONNX sub-graph applied to the trunk output, kept byte for byte.
 
     ``graph`` is a serialised ``onnx.GraphProto`` whose free input is ``input_name``; its outputs
-    are the model's outputs. ``opsets`` are the (domain, version) pairs it needs.
+    are the model's outputs. The opsets it needs are those of the :class:`Network` (``opsets``).
     """
 
     graph: bytes
