@@ -81,7 +81,8 @@ def cmd_compress(args) -> int:
     from . import api
     from .onnx_export import to_onnx, write_model_atomic
     from .progress import progress_display
-    from .report import build_report, summary_lines, summary_table, write_json_atomic
+    from .files import write_json, write_npy
+    from .report import build_report, summary_lines, summary_table
     from .verify import verify_models
 
     _check_output_path(args)
@@ -110,11 +111,11 @@ def cmd_compress(args) -> int:
     if ok:
         write_model_atomic(model, args.output)
         if args.witnesses:
-            _save_npy_atomic(result.analysis.witnesses.reshape(-1, *result.original.input.shape), args.witnesses)
+            write_npy(args.witnesses, result.analysis.witnesses.reshape(-1, *result.original.input.shape))
     report = build_report(result, model=args.model, domain=args.domain, output=args.output if ok else None,
                           verification=verification, witnesses_file=args.witnesses if ok else None)
     if args.report:
-        write_json_atomic(report, args.report)
+        write_json(args.report, report)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -129,20 +130,6 @@ def cmd_compress(args) -> int:
             f"{args.output}: not written: compressed model differs from {args.model} "
             f"(max abs error {verification.max_abs_error:.3e}); this is a bug, please report it")
     return 0
-
-
-def _save_npy_atomic(array: np.ndarray, path: Path) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_verify(args) -> int:

@@ -9,8 +9,6 @@ does not depend on its input stores only that constant.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import ModelError
+from .files import write_atomic
 from .network import Network, TensorInfo
 
 _PREFIX = "exactcomp"
@@ -110,12 +109,4 @@ def write_model_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
     path = Path(path)
     if not path.parent.exists():
         raise ModelError(f"{path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: fh.write(model.SerializeToString()))

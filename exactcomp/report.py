@@ -26,14 +26,8 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import tempfile
 from importlib import metadata
-from pathlib import Path
-
-import numpy as np
 
 from .analysis import Status
 
@@ -105,28 +99,6 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None},
         "interrupted": bool(result.analysis.interrupted),
     }
-
-
-def write_json_atomic(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
 def summary_table(report: dict):

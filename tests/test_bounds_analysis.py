@@ -68,7 +68,6 @@ def test_unstable_neurons_carry_witnesses_in_box(seed):
     result = analyze(net, box)
     W = result.witnesses
     assert np.all(box.contains(W))
-    pre = brute_pre = None
     for k, layer in enumerate(result.layers):
         idx = np.flatnonzero(layer.status == Status.UNSTABLE)
         assert np.all(layer.witness_pos[idx] >= 0) and np.all(layer.witness_neg[idx] >= 0)
