@@ -57,6 +57,12 @@ class _Opaque:
     origin: onnx.NodeProto
 
 
+def _dims(value_info: onnx.ValueInfoProto, unknown: str) -> list:
+    """Dimensions of a tensor value info: ints, symbolic names, or ``unknown`` where unset."""
+    return [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else unknown)
+            for d in value_info.type.tensor_type.shape.dim]
+
+
 def _node_label(node: onnx.NodeProto, index: int) -> str:
     return f"node '{node.name}'" if node.name else f"node #{index} ({node.op_type} -> {', '.join(node.output)})"
 
@@ -91,8 +97,7 @@ class _Tracer:
         if tt.elem_type not in _FLOAT_TYPES:
             self.fail(f"input '{info.name}' has element type {onnx.TensorProto.DataType.Name(tt.elem_type)}; "
                       "only float, double and float16 inputs are supported")
-        dims = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "N")
-                for d in tt.shape.dim]
+        dims = _dims(info, "N")
         if len(dims) < 2:
             self.fail(f"input '{info.name}' has shape {dims}; a leading batch axis plus at least one feature axis is required")
         shape = tuple(dims[1:])
@@ -192,12 +197,13 @@ class _Tracer:
         if len({v.basis for v in values}) > 1:
             self.fail_node(node, "combines tensors from different layers (skip connections are not supported)", UnsupportedOpError)
 
-    def axes(self, node, rank: int, attr_name: str = "axes", input_pos: int = 1) -> list[int]:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if len(node.input) > input_pos and node.input[input_pos]:
-            axes = self.const(node, node.input[input_pos], attr_name).astype(int).tolist()
+    def axes(self, node, attrs: dict, rank: int) -> list[int]:
+        """The ``axes`` of Squeeze/Unsqueeze (input 1 from opset 13, else an attribute), made
+        non-negative for a tensor of ``rank`` (batch axis included); the batch axis is refused."""
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.const(node, node.input[1], "axes").astype(int).ravel().tolist()
         else:
-            axes = list(attrs.get(attr_name, []))
+            axes = list(attrs.get("axes", []))
         axes = [a + rank if a < 0 else a for a in axes]
         if 0 in axes:
             self.fail_node(node, "operates on the batch axis", UnsupportedOpError)
@@ -231,18 +237,16 @@ class _Tracer:
             return [_Affine(x.A, x.c, (int(np.prod(x.shape)),), x.basis, x.dtype)]
         if op == "Reshape":
             return [_Affine(x.A, x.c, self.reshape_target(node, x, attrs), x.basis, x.dtype)]
-        if op in ("Squeeze", "Unsqueeze"):
+        if op == "Squeeze":  # axes refer to the input; none given means every size-1 feature axis
             full = (1, *x.shape)
-            if op == "Squeeze":
-                axes = self.axes(node, len(full)) or [i for i, d in enumerate(full) if d == 1 and i > 0]
-                shape = tuple(d for i, d in enumerate(full) if i not in axes)[1:]
-            else:
-                axes = self.axes(node, len(full) + len(self.axes_raw(node)))
-                shape = list(full)
-                for a in sorted(axes):
-                    shape.insert(a, 1)
-                shape = tuple(shape[1:])
-            return [_Affine(x.A, x.c, shape, x.basis, x.dtype)]
+            axes = self.axes(node, attrs, len(full)) or [i for i, d in enumerate(full) if d == 1 and i > 0]
+            return [_Affine(x.A, x.c, tuple(d for i, d in enumerate(full) if i not in axes)[1:], x.basis, x.dtype)]
+        if op == "Unsqueeze":  # axes refer to the output, whose rank grows by len(axes)
+            n_axes = len(self.const(node, node.input[1], "axes").ravel()) if len(node.input) > 1 else len(attrs["axes"])
+            shape = [1, *x.shape]
+            for a in sorted(self.axes(node, attrs, len(shape) + n_axes)):
+                shape.insert(a, 1)
+            return [_Affine(x.A, x.c, tuple(shape[1:]), x.basis, x.dtype)]
         if op == "Transpose":
             perm = list(attrs.get("perm", range(len(x.shape), -1, -1)))
             if perm[0] != 0:
@@ -256,12 +260,6 @@ class _Tracer:
         if op == "BatchNormalization":
             return [self.batchnorm(node, x, attrs)]
         raise AssertionError(op)
-
-    def axes_raw(self, node) -> list:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if len(node.input) > 1 and node.input[1]:
-            return list(self.const(node, node.input[1], "axes").ravel())
-        return list(attrs.get("axes", []))
 
     def reshape_target(self, node, x: _Affine, attrs: dict) -> tuple[int, ...]:
         target = self.const(node, node.input[1], "shape").astype(np.int64).tolist()
@@ -391,8 +389,7 @@ class _Tracer:
 
 def _output_info(vi: onnx.ValueInfoProto) -> TensorInfo:
     tt = vi.type.tensor_type
-    dims = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "?")
-            for d in tt.shape.dim]
+    dims = _dims(vi, "?")
     np_type = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type != onnx.TensorProto.STRING else None
     dtype = "string" if np_type is None else np.dtype(np_type).name
     return TensorInfo(vi.name, tuple(dims[1:]), dtype, dims[0] if dims else "N")

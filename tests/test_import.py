@@ -225,3 +225,44 @@ def test_skl2onnx_mlpclassifier():
             warnings.simplefilter("ignore")
             c = MLPClassifier(hidden_layer_sizes=(5,), max_iter=200, random_state=0).fit(X, yy)
         assert_import_matches(skl_to_onnx(c, X[:1].astype(np.float32), options={"zipmap": False}), 4)
+
+
+def _reshaping_model(opset: int) -> onnx.ModelProto:
+    """x[N,6] -> Unsqueeze(2) -> [N,6,1] -> Transpose(0,2,1) -> [N,1,6] -> Squeeze(1) -> Gemm -> Relu -> Gemm."""
+    Ws, bs = random_weights([6, 5, 2], seed=9)
+    base = onnx_mlp(Ws, bs, opset=opset)
+    g = base.graph
+    axes_nodes, extra = [], []
+    if opset >= 13:
+        extra = [numpy_helper.from_array(np.array([2], np.int64), "ax_u"), numpy_helper.from_array(np.array([1], np.int64), "ax_s")]
+        axes_nodes = [helper.make_node("Unsqueeze", ["x", "ax_u"], ["u"]), helper.make_node("Transpose", ["u"], ["t"], perm=[0, 2, 1]),
+                      helper.make_node("Squeeze", ["t", "ax_s"], ["s"])]
+    else:
+        axes_nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[-1]), helper.make_node("Transpose", ["u"], ["t"], perm=[0, 2, 1]),
+                      helper.make_node("Squeeze", ["t"], ["s"], axes=[1])]
+    nodes = list(axes_nodes)
+    for node in g.node:
+        node = onnx.NodeProto.FromString(node.SerializeToString())
+        node.input[:] = ["s" if i == "x" else i for i in node.input]
+        nodes.append(node)
+    graph = helper.make_graph(nodes, "m", g.input, g.output, list(g.initializer) + extra)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_squeeze_unsqueeze_transpose_fold(opset):
+    net, trunk, ref = assert_import_matches(_reshaping_model(opset), 6)
+    assert net.widths == [5, 2]
+    np.testing.assert_allclose(trunk, ref[0], rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_transA_on_activations_rejected_with_node_name():
+    Ws, bs = random_weights([3, 4, 2], seed=10)
+    model = onnx_mlp(Ws, bs)
+    model.graph.node[0].attribute.append(helper.make_attribute("transA", 1))
+    model.graph.node[0].name = "gemm_t"
+    with pytest.raises(UnsupportedOpError, match=r"gemm_t.*Gemm.*transA=1.*batch axis"):
+        import_model(model)
