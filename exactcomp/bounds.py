@@ -59,17 +59,6 @@ def interval_step(W: np.ndarray, b: np.ndarray, lower: np.ndarray, upper: np.nda
     return centre - spread - slack, centre + spread + slack
 
 
-def interval_bounds(net: Network, box: Box) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Interval bounds of the pre-activations of every layer (hidden layers and output)."""
-    lo, hi = box.lower, box.upper
-    out = []
-    for i, layer in enumerate(net.layers):
-        gl, gu = interval_step(layer.W, layer.b, lo, hi)
-        out.append((gl, gu))
-        lo, hi = _post_activation(gl, gu)
-    return out
-
-
 def relu_relaxation(lower: np.ndarray, upper: np.ndarray):
     """Slopes/intercepts ``(s_up, t_up, s_low)`` with ``s_low g <= relu(g) <= s_up g + t_up`` on [l, u]."""
     inactive = upper <= 0
@@ -146,3 +135,8 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
         if progress is not None:
             progress(k + 1, len(net.hidden))
     return results
+
+
+def interval_bounds(net: Network, box: Box) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Plain interval bounds ``(lower, upper)`` of every hidden layer."""
+    return [(b.lower, b.upper) for b in compute_bounds(net, box, symbolic=False)]

@@ -52,9 +52,6 @@ class Box:
     def clip(self, points: np.ndarray) -> np.ndarray:
         return np.clip(points, self.lower, self.upper)
 
-    def to_json(self) -> dict:
-        return {"lower": self.lower.tolist(), "upper": self.upper.tolist()}
-
 
 def _field_array(value, field: str, shape: tuple[int, ...], source: str) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64))

@@ -167,6 +167,3 @@ class Network:
         y = h @ last.W.T + last.b
         return (y, pre) if return_preactivations else y
 
-
-def parameter_counts(network: Network) -> list[int]:
-    return [layer.parameter_count for layer in network.layers]

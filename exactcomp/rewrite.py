@@ -159,20 +159,18 @@ def compress_network(net: Network, analysis) -> Network:
     """
     from .analysis import Status
 
+    def status(net: Network, pos: int) -> np.ndarray:
+        layer = net.layers[pos]
+        return analysis.layer(layer.layer_id).status[layer.neuron_ids]
+
     pos = 0
     while pos < len(net.layers) - 1:
-        layer = net.layers[pos]
-        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
-        net = remove_neurons(net, pos, status == Status.INACTIVE)
+        net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
         net = fold_constant_neurons(net, pos)
-        layer = net.layers[pos]
-        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
-        net = fold_active_neurons(net, pos, status == Status.ACTIVE)
-        layer = net.layers[pos]
-        status = analysis.layer(layer.layer_id).status[layer.neuron_ids]
-        if layer.width == 0:
+        net = fold_active_neurons(net, pos, status(net, pos) == Status.ACTIVE)
+        if net.layers[pos].width == 0:
             return collapse_constant_network(net)
-        if np.all(status == Status.ACTIVE):
+        if np.all(status(net, pos) == Status.ACTIVE):
             merged = merge_linear_layer(net, pos)
             if len(merged.layers) < len(net.layers):
                 net = merged

@@ -70,10 +70,9 @@ def _session(model):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     try:
-        source = model if isinstance(model, (str, Path)) else model.SerializeToString()
-        return ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         name = model if isinstance(model, (str, Path)) else "model"
         raise ModelError(f"{name}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from None

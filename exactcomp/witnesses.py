@@ -12,8 +12,6 @@ still missing a sign (:func:`gradient_search`, vectorised over candidates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .domain import Box
@@ -102,15 +100,6 @@ def sign_corners(net: Network, box: Box) -> np.ndarray:
     """Corners maximising and minimising each first-layer neuron (exact for layer 1)."""
     W = net.layers[0].W
     return np.vstack([np.where(W > 0, box.upper, box.lower), np.where(W < 0, box.upper, box.lower)])
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """Hidden layer ``layer`` (0-based), neuron index and direction: +1 seeks g > 0, -1 seeks g < 0."""
-
-    layer: int
-    neuron: int
-    direction: int
 
 
 def open_candidates(tracker: WitnessTracker, undecided: list[np.ndarray]):

@@ -52,15 +52,5 @@ class MILP:
     def with_objective(self, c: np.ndarray, offset: float = 0.0, sense: str = "max") -> "MILP":
         return replace(self, c=np.asarray(c, float), offset=float(offset), sense=sense)
 
-    def relaxed(self) -> "MILP":
-        """The LP relaxation (all variables continuous)."""
-        return replace(self, integrality=np.zeros_like(self.integrality))
-
     def objective_value(self, x: np.ndarray) -> float:
         return float(self.c @ x + self.offset)
-
-    def max_violation(self, x: np.ndarray) -> float:
-        """Largest violation of a row or column bound by ``x`` (0 when feasible)."""
-        ax = self.A @ x
-        return float(max(np.max(self.row_lower - ax, initial=0), np.max(ax - self.row_upper, initial=0),
-                         np.max(self.col_lower - x, initial=0), np.max(x - self.col_upper, initial=0)))

@@ -1,6 +1,6 @@
 """Solver back ends (installed as ``exactcomp.solvers``), chosen by name from :data:`REGISTRY`.
 
-A back end has ``name``, ``capabilities`` and ``solve(milp, time_limit=None, objective_stop=None)``
+A back end has ``name``, ``capabilities`` and ``solve(milp, time_limit=None)``
 returning a :class:`SolveResult`. ``dual_bound`` is a proven bound on the optimum in the model's own
 sense (an upper bound when maximising); stability proofs rely only on it and on ``INFEASIBLE``.
 """

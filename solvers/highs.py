@@ -17,8 +17,8 @@ class HighsBackend:
         self.threads = threads
         self.verbose = verbose
 
-    def solve(self, milp, time_limit: float | None = None, objective_stop: float | None = None) -> SolveResult:
-        """Optimise ``milp``; ``objective_stop`` ends a maximisation early once an incumbent exceeds it."""
+    def solve(self, milp, time_limit: float | None = None) -> SolveResult:
+        """Optimise ``milp`` within ``time_limit`` seconds."""
         import highspy
 
         h = highspy.Highs()
@@ -28,9 +28,6 @@ class HighsBackend:
         if time_limit is not None:
             h.setOptionValue("time_limit", float(time_limit))
         sign = -1.0 if milp.sense == "max" else 1.0  # HiGHS minimises
-        if objective_stop is not None and milp.sense == "max":
-            h.setOptionValue("objective_bound", float("inf"))
-            h.setOptionValue("objective_target", -float(objective_stop - milp.offset))
         lp = highspy.HighsLp()
         A = milp.A.tocsc()
         lp.num_col_, lp.num_row_ = milp.num_vars, milp.num_rows
