@@ -91,7 +91,8 @@ class AnalysisOptions:
     samples: np.ndarray | None = None
 
 
-def _decide_by_bounds(bounds: LayerBounds):
+def decide_by_bounds(bounds: LayerBounds):
+    """Initial ``(status, method)`` arrays of a layer from its bounds (undecided neurons: UNKNOWN, "")."""
     status = np.full(bounds.lower.size, Status.UNKNOWN, dtype=np.int8)
     method = np.full(bounds.lower.size, "", dtype=object)
     inactive, active = bounds.upper <= 0, (bounds.lower >= 0) & ~(bounds.upper <= 0)
@@ -116,7 +117,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     report = progress.phase("bounds", len(net.hidden)) if progress else None
     bounds = compute_bounds(net, box, symbolic=options.symbolic,
                             progress=(lambda d, t: report(d, t)) if report else None)
-    decided = [_decide_by_bounds(b) for b in bounds]
+    decided = [decide_by_bounds(b) for b in bounds]
     times["bounds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -142,11 +143,13 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
         interrupted = True
     times["witnesses"] = time.perf_counter() - t0
 
-    layers, witness_pool = _collect(net, bounds, decided, tracker)
+    layers, witness_pool = collect(net, bounds, decided, tracker)
     return Analysis(net, box, tuple(layers), witness_pool, times, interrupted)
 
 
-def _collect(net, bounds, decided, tracker: WitnessTracker):
+def collect(net, bounds, decided, tracker: WitnessTracker):
+    """Final per-layer results: undecided neurons the tracker saw take both signs become unstable,
+    and the witness points they cite are gathered into one array."""
     pool = tracker.pool()
     used: dict[int, int] = {}
     layers = []

@@ -15,21 +15,18 @@ so later big-M constants are tighter.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from .analysis import Analysis, LayerAnalysis, Status
+from .analysis import Analysis, Status, collect, decide_by_bounds
 from .bounds import compute_bounds
 from .domain import Box
 from .network import Network
+from .witnesses import WitnessTracker
 
 #: Safety margin τ: a proof must show g <= -τ (or g >= τ), so solver tolerances cannot fake stability.
 MARGIN = 1e-6
-
-
-def _forward_pre(net: Network, x: np.ndarray, k: int) -> np.ndarray:
-    _, pre = net.forward(x[None, :], return_preactivations=True)
-    return pre[k][0]
 
 
 def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: float | None = None,
@@ -40,46 +37,33 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
 
     backend = get_solver(solver)
     t0 = time.perf_counter()
-    lb = compute_bounds(net, box)
-    bounds = [(b.lower.copy(), b.upper.copy()) for b in lb]
-    witnesses: list[np.ndarray] = []
-    layers = []
-    for k, layer in enumerate(net.hidden):
-        L, U = bounds[k]
-        status = np.full(layer.width, Status.UNKNOWN, np.int8)
-        method = np.full(layer.width, "", object)
-        status[U <= 0], method[U <= 0] = Status.INACTIVE, "bounds"
-        status[(L >= 0) & (U > 0)], method[(L >= 0) & (U > 0)] = Status.ACTIVE, "bounds"
-        pos, neg = np.full(layer.width, -1), np.full(layer.width, -1)
-        milp = build_bigm(net, box, bounds, depth=k)
+    layer_bounds = compute_bounds(net, box)
+    decided = [decide_by_bounds(b) for b in layer_bounds]
+    tracker = WitnessTracker(net, box)
+    proven: list[tuple[np.ndarray, np.ndarray]] = []
+    for k in range(len(net.hidden)):
+        status, method = decided[k]
+        L, U = layer_bounds[k].lower.copy(), layer_bounds[k].upper.copy()
+        milp = build_bigm(net, box, proven, depth=k)
         for j in np.flatnonzero(status == Status.UNKNOWN):
-            found = {}
             for sign in (1.0, -1.0):
                 c, off = preactivation_objective(milp, net, k, j, sign)
                 result = backend.solve(milp.with_objective(c, off, "max"), time_limit=time_limit)
                 if result.status == SolveStatus.INFEASIBLE:
                     raise RuntimeError("big-M model infeasible: the box or the bounds are inconsistent")
+                if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
+                    tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
                 if result.dual_bound is not None:
-                    bound = result.dual_bound + margin
                     if sign > 0:
-                        U[j] = min(U[j], bound)
+                        U[j] = min(U[j], result.dual_bound + margin)
                     else:
-                        L[j] = max(L[j], -bound)
-                if result.x is not None:
-                    x = box.clip(result.x[milp.blocks["x"]])
-                    g = _forward_pre(net, x, k)[j]
-                    if sign * g > 0:
-                        found[sign] = x
+                        L[j] = max(L[j], -result.dual_bound - margin)
             # U[j] = proven max + τ and L[j] = proven min - τ, so these mean max g <= -τ / min g >= τ
             if U[j] <= 0:
                 status[j], method[j] = Status.INACTIVE, "milp"
             elif L[j] >= 0:
                 status[j], method[j] = Status.ACTIVE, "milp"
-            elif len(found) == 2:
-                status[j], method[j] = Status.UNSTABLE, "witness"
-                pos[j], neg[j] = len(witnesses), len(witnesses) + 1
-                witnesses += [found[1.0], found[-1.0]]
-        bounds[k] = (L, U)
-        layers.append(LayerAnalysis(layer.layer_id, status, method, L.copy(), U.copy(), pos, neg))
-    pool = np.array(witnesses) if witnesses else np.empty((0, box.size))
-    return Analysis(net, box, tuple(layers), pool, {"milp": time.perf_counter() - t0})
+        proven.append((L, U))
+        layer_bounds[k] = replace(layer_bounds[k], lower=L, upper=U)
+    layers, witnesses = collect(net, layer_bounds, decided, tracker)
+    return Analysis(net, box, tuple(layers), witnesses, {"milp": time.perf_counter() - t0})
