@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", type=Path, required=True, help="compressed ONNX model to write")
     c.add_argument("--report", type=Path, help="write the JSON report here")
     c.add_argument("--samples", type=Path, help=".npy of inputs to try as witnesses (points outside the box are ignored)")
-    c.add_argument("--witnesses", type=Path, help="save the witness inputs (.npy) for later 'verify --points'")
+    c.add_argument("--witnesses", type=Path,
+                   help="where to store the witness inputs (default: OUTPUT with suffix .witnesses.npy); "
+                        "'verify' reads them from there")
+    c.add_argument("--no-witnesses", action="store_true", help="do not store the witness inputs")
     c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
     c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
     c.add_argument("--random-points", type=int, default=2048, help="random points for the witness search (default 2048)")
@@ -51,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("original", type=Path)
     v.add_argument("compressed", type=Path)
     v.add_argument("--domain", "-d", type=Path, required=True)
-    v.add_argument("--points", type=Path, action="append", default=[], help=".npy of extra points (e.g. witnesses)")
+    v.add_argument("--points", type=Path, action="append", default=[],
+                   help=".npy of extra points (repeatable); COMPRESSED's stored witnesses (.witnesses.npy) are added when present")
     v.add_argument("--random-points", type=int, default=1000)
     v.add_argument("--rtol", type=float, default=None)
     v.add_argument("--atol", type=float, default=None)
@@ -83,8 +87,12 @@ def cmd_compress(args) -> int:
     from .progress import progress_display
     from .files import write_json, write_npy
     from .report import build_report, summary_lines, summary_table
-    from .verify import verify_models
+    from .verify import stored_witnesses_path, verify_models
 
+    if args.witnesses is None and not args.no_witnesses:
+        args.witnesses = stored_witnesses_path(args.output)
+    if args.no_witnesses:
+        args.witnesses = None
     _check_output_path(args)
     err = _console(stderr=True)
     t0 = time.perf_counter()
@@ -134,12 +142,14 @@ def cmd_compress(args) -> int:
 
 def cmd_verify(args) -> int:
     from . import api
-    from .verify import ATOL, RTOL
+    from .verify import ATOL, RTOL, stored_witnesses_path
 
     net = api.load(args.original)
     api.load(args.compressed)
     box = api.domain(net, args.domain)
-    extra = [api.samples(net, p) for p in args.points]
+    stored = stored_witnesses_path(args.compressed)
+    point_files = list(args.points) + ([stored] if stored.exists() and stored not in args.points else [])
+    extra = [api.samples(net, p) for p in point_files]
     extra = np.vstack(extra) if extra else None
     result = api.verify(args.original, args.compressed, box, extra_points=extra, random_points=args.random_points,
                         rtol=args.rtol if args.rtol is not None else RTOL,
@@ -149,7 +159,8 @@ def cmd_verify(args) -> int:
     else:
         verdict = "PASSED" if result.passed else "FAILED"
         print(f"{verdict}: {args.compressed} vs {args.original} on {result.points} points "
-              f"({result.random_points} random, {result.corner_points} corners, {result.extra_points} extra)")
+              f"({result.random_points} random, {result.corner_points} corners, {result.extra_points} extra"
+              f"{' from ' + ', '.join(map(str, point_files)) if point_files else ''})")
         for o in result.outputs:
             print(f"  output {o.name}: max abs error {o.max_abs_error:.3e}, max rel error {o.max_rel_error:.3e}, "
                   f"{o.mismatches} mismatching points")

@@ -42,7 +42,7 @@ class Box:
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows of ``points`` (batch, size) that lie inside the box."""
-        points = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, self.size)
         return np.all((points >= self.lower) & (points <= self.upper), axis=1)
 
     def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:

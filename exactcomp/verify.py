@@ -87,10 +87,18 @@ def corner_points(box: Box, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(bits.astype(bool), box.upper, box.lower)
 
 
+def stored_witnesses_path(model_path: str | Path) -> Path:
+    """Where ``compress`` stores the witnesses of a compressed model: ``small.onnx`` -> ``small.witnesses.npy``."""
+    return Path(model_path).with_suffix(".witnesses.npy")
+
+
 def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0):
+    """Random points, corners, and the ``extra`` points that lie in the box (the models need
+    only agree on the box, so points outside it are dropped)."""
     rng = np.random.default_rng(seed)
     parts = [box.sample(random_points, rng), corner_points(box, corners, rng)]
     extra = np.empty((0, box.size)) if extra is None else np.asarray(extra, float).reshape(-1, box.size)
+    extra = extra[box.contains(extra)]
     parts.append(extra)
     return np.vstack(parts), len(parts[0]), len(parts[1]), len(extra)
 

@@ -38,7 +38,7 @@ class WitnessTracker:
 
         Returns the number of neurons that became unstable (both signs now seen).
         """
-        points = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, self.box.size)
         if not len(points):
             return 0
         inside = self.box.contains(points)

@@ -155,3 +155,23 @@ def test_python_api_mirrors_cli(tmp_path, tiny):
     assert check.passed and check.extra_points == len(analysis.witnesses)
     with pytest.raises(exactcomp.DomainError):
         exactcomp.domain(net, {"lower": 1, "upper": 0})
+
+
+def test_stored_witnesses_are_used_by_verify(tmp_path, tiny, capsys):
+    model, box = tiny
+    out = tmp_path / "small.onnx"
+    assert main(["compress", str(model), "--domain", str(box), "-o", str(out), "-q", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    stored = tmp_path / "small.witnesses.npy"
+    assert report["witnesses"]["file"] == str(stored) and stored.exists()
+    witnesses = np.load(stored)
+    assert len(witnesses) == report["witnesses"]["count"] > 0
+    assert main(["verify", str(model), str(out), "--domain", str(box), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["extra_points"] == len(witnesses)
+    # extra points outside the domain are dropped: the models need only agree on the box
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.full((5, 3), 7.0))
+    assert main(["verify", str(model), str(out), "--domain", str(box), "--points", str(outside), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["extra_points"] == len(witnesses)
+    assert main(["compress", str(model), "--domain", str(box), "-o", str(tmp_path / "b.onnx"), "-q", "--no-witnesses"]) == 0
+    assert not (tmp_path / "b.witnesses.npy").exists()
