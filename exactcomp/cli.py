@@ -144,8 +144,7 @@ def cmd_verify(args) -> int:
     from . import api
     from .verify import ATOL, RTOL, stored_witnesses_path
 
-    net = api.load(args.original)
-    api.load(args.compressed)
+    net = api.load(args.original)  # the compressed model is only run, never imported (it may be constant)
     box = api.domain(net, args.domain)
     stored = stored_witnesses_path(args.compressed)
     point_files = list(args.points) + ([stored] if stored.exists() and stored not in args.points else [])

@@ -121,6 +121,26 @@ def test_constant_network_collapses_and_exports():
     np.testing.assert_allclose(run_onnx(to_onnx(small), X)[0], expected, rtol=1e-6, atol=1e-6)
 
 
+def test_verify_command_accepts_constant_model(tmp_path):
+    """The CI check works when the compressed model no longer reads its input."""
+    import json
+
+    import onnx
+
+    from exactcomp.cli import main
+
+    from .conftest import onnx_mlp
+
+    rng = np.random.default_rng(4)
+    Ws = [rng.normal(size=(5, 3)) * 0.1, rng.normal(size=(2, 5))]
+    bs = [np.full(5, -10.0), rng.normal(size=2)]
+    onnx.save(onnx_mlp(Ws, bs), str(tmp_path / "m.onnx"))
+    (tmp_path / "box.json").write_text(json.dumps({"lower": -1, "upper": 1}))
+    args = ["--domain", str(tmp_path / "box.json")]
+    assert main(["compress", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "c.onnx"), "-q", *args]) == 0
+    assert main(["verify", str(tmp_path / "m.onnx"), str(tmp_path / "c.onnx"), *args]) == 0
+
+
 def test_unknown_and_unstable_neurons_are_kept():
     net = random_network([3, 5, 4, 2], seed=5)
     box = Box(-np.ones(3), np.ones(3))
