@@ -133,33 +133,31 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
     ya = _run(s_orig, inp.name, shape, dtype, X, batch_fixed)
     yb = _run(s_comp, inp.name, shape, dtype, X, batch_fixed)
     result = VerificationResult(True, len(X), n_rand, n_corner, n_extra, rtol, atol)
-    worst, worst_excess = None, -np.inf
+    excess = np.full(len(X), -np.inf)  # per point, the largest amount by which an output misses its tolerance
     for name, a, b in zip(out_names, ya, yb):
-        a, b = np.asarray(a), np.asarray(b)
-        if a.shape != b.shape:
-            result.outputs.append(OutputComparison(name, float("inf"), float("inf"), len(X), len(X)))
-            result.passed = False
-            continue
-        if a.dtype.kind == "f":
-            a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            err = np.abs(a64 - b64)
-            err = np.where(np.isnan(a64) & np.isnan(b64), 0.0, np.nan_to_num(err, nan=np.inf))
-            scale = max(1.0, float(np.max(np.abs(a64), initial=0.0)))
-            limit = atol * scale + rtol * np.abs(a64)
-            bad = err > limit
-            rel = float(np.max(err / np.maximum(np.abs(a64), 1e-12 * scale), initial=0.0))
-            per_point = (err - limit).reshape(len(X), -1).max(axis=1) if err.size else np.zeros(len(X))
-            i = int(np.argmax(per_point)) if len(per_point) else 0
-            if per_point.size and per_point[i] > worst_excess:
-                worst_excess, worst = per_point[i], i
-            comp = OutputComparison(name, float(err.max(initial=0.0)), rel,
-                                    int(bad.reshape(len(X), -1).any(axis=1).sum()), len(X))
-        else:
-            bad = (a != b).reshape(len(X), -1).any(axis=1)
-            comp = OutputComparison(name, float(bad.any()), float(bad.any()), int(bad.sum()), len(X))
-            if bad.any() and worst is None:
-                worst = int(np.argmax(bad))
-        result.outputs.append(comp)
-        result.passed &= comp.mismatches == 0
-    result.worst_point = X[worst].tolist() if worst is not None and not result.passed else None
+        comparison, point_excess = _compare(name, np.asarray(a), np.asarray(b), len(X), rtol, atol)
+        result.outputs.append(comparison)
+        result.passed &= comparison.mismatches == 0
+        excess = np.maximum(excess, point_excess)
+    if not result.passed:
+        result.worst_point = X[int(np.argmax(excess))].tolist()
     return result
+
+
+def _compare(name: str, a: np.ndarray, b: np.ndarray, points: int, rtol: float, atol: float):
+    """Compare one output over ``points`` samples; returns the summary and each point's excess over
+    the tolerance (positive where the point mismatches). Non-float outputs must be equal: their
+    "errors" are 1 when any point differs."""
+    if a.shape != b.shape:
+        return OutputComparison(name, float("inf"), float("inf"), points, points), np.full(points, np.inf)
+    if a.dtype.kind != "f":
+        bad = (a != b).reshape(points, -1).any(axis=1)
+        flag = float(bad.any())
+        return OutputComparison(name, flag, flag, int(bad.sum()), points), np.where(bad, 1.0, -1.0)
+    a64, b64 = a.astype(np.float64).reshape(points, -1), b.astype(np.float64).reshape(points, -1)
+    err = np.where(np.isnan(a64) & np.isnan(b64), 0.0, np.nan_to_num(np.abs(a64 - b64), nan=np.inf))
+    scale = max(1.0, float(np.max(np.abs(a64), initial=0.0)))
+    limit = atol * scale + rtol * np.abs(a64)
+    point_excess = (err - limit).max(axis=1, initial=-np.inf)
+    rel = float(np.max(err / np.maximum(np.abs(a64), 1e-12 * scale), initial=0.0))
+    return OutputComparison(name, float(err.max(initial=0.0)), rel, int((point_excess > 0).sum()), points), point_excess

@@ -75,6 +75,7 @@ def test_verify_catches_corrupted_model(tmp_path, tiny, capsys):
     assert main(["verify", str(model), str(corrupt), "--domain", str(box), "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
     assert result["passed"] is False and result["max_abs_error"] > 1e-3
+    assert len(result["worst_point"]) == 3 and result["outputs"][0]["mismatches"] > 0
     assert main(["verify", str(model), str(out), "--domain", str(box)]) == 0
 
 
