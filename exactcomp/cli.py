@@ -112,7 +112,7 @@ def cmd_compress(args) -> int:
     verification = None
     if not args.no_verify:
         t0 = time.perf_counter()
-        extra = result.analysis.witnesses if samples is None else np.vstack([result.analysis.witnesses, samples[box.contains(samples)]])
+        extra = result.analysis.witnesses if samples is None else np.vstack([result.analysis.witnesses, samples])
         verification = verify_models(args.model, model, box, extra_points=extra, seed=args.seed)
         result.times["verify"] = time.perf_counter() - t0
     ok = verification is None or verification.passed
