@@ -23,7 +23,7 @@ def _console(stderr: bool = False):
 
     console = Console(stderr=stderr, highlight=False)
     if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=120)
+        console = Console(stderr=stderr, highlight=False, width=160)
     return console
 
 

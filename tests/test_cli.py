@@ -36,6 +36,13 @@ def test_compress_shipped_model_and_report(tmp_path, capsys):
     assert main(["compress", str(DIGITS), "--domain", str(DIGITS_BOX), "-o", str(out), "--report", str(report),
                  "--witnesses", str(tmp_path / "w.npy")]) == 0
     data = json.loads(report.read_text())
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for written in (out, report):  # written atomically, yet with the permissions any new file gets
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~mask
     assert data["schema"] == "exactcomp.report/1"
     assert data["verification"]["passed"] is True
     for layer in data["layers"]:
