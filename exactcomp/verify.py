@@ -104,6 +104,13 @@ def verification_points(box: Box, random_points: int = 1000, corners: int = 256,
 
 
 def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
+    try:
+        return _run_batches(session, input_name, shape, dtype, X, batch_fixed)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelError(f"onnxruntime failed to run a model: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _run_batches(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
     feed = X.astype(dtype).reshape(len(X), *shape)
     if batch_fixed is not None and batch_fixed != len(X):
         chunks = [session.run(None, {input_name: feed[i:i + batch_fixed]}) for i in range(0, len(X), batch_fixed)]
@@ -119,6 +126,9 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
     comp_inp = s_comp.get_inputs()
     if len(comp_inp) != 1 or comp_inp[0].name != inp.name:
         raise ModelError(f"compressed model input {[i.name for i in comp_inp]} differs from original input '{inp.name}'")
+    if comp_inp[0].type != inp.type or list(comp_inp[0].shape[1:]) != list(inp.shape[1:]):
+        raise ModelError(f"compressed model input '{inp.name}' is {comp_inp[0].type} {comp_inp[0].shape}, "
+                         f"original is {inp.type} {inp.shape}")
     out_names = [o.name for o in s_orig.get_outputs()]
     if [o.name for o in s_comp.get_outputs()] != out_names:
         raise ModelError(f"compressed model outputs {[o.name for o in s_comp.get_outputs()]} differ from {out_names}")

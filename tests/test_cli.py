@@ -84,6 +84,9 @@ def test_verify_catches_corrupted_model(tmp_path, tiny, capsys):
     assert result["passed"] is False and result["max_abs_error"] > 1e-3
     assert len(result["worst_point"]) == 3 and result["outputs"][0]["mismatches"] > 0
     assert main(["verify", str(model), str(out), "--domain", str(box)]) == 0
+    # an unrelated model whose input has the same name but another shape
+    proc = _run_cli("verify", str(DIGITS), str(MODELS / "mnist_784x100x100.onnx"), "--domain", str(DIGITS_BOX))
+    assert proc.returncode == 2 and "compressed model input 'input' is" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def _run_cli(*args):
