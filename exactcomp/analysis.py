@@ -5,15 +5,26 @@
 * unstable: two witness inputs inside the box with ``g > 0`` and ``g < 0`` (float64 forward pass);
 * unknown: neither (for example, a time limit or an interrupt); unknown neurons are kept.
 
-``method`` records how each neuron was decided: ``interval`` or ``symbolic`` bounds, ``witness``.
-A neuron whose bounds are exactly ``[0, 0]`` is reported inactive.
+``method`` records how each neuron was decided: ``interval`` or ``symbolic`` bounds, ``lp``
+(LP bound tightening), ``milp`` (a MILP proof), ``witness``; for unknown neurons it says why:
+``near_zero`` (its extreme lies within the margin τ of zero), ``time_limit``, ``interrupted``,
+``solver_error``, or empty (not attempted: strategy ``bounds``). A neuron whose bounds are exactly
+``[0, 0]`` is reported inactive.
+
+The strategies (:data:`STRATEGIES`, chosen with ``AnalysisOptions.strategy``):
+
+* ``bounds``: bounds and witness search only (fast, may leave unknowns);
+* ``network``: then LP bound tightening and the single network-wide MILP (:mod:`exactcomp.complete`);
+* ``auto`` (default): as ``network``, but a handful of remaining candidates go to per-neuron MILPs;
+* ``per-neuron``: the CPAIOR 2020 baseline, two MILPs per neuron (:mod:`exactcomp.per_neuron`).
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib import import_module
 
 import numpy as np
 
@@ -57,8 +68,18 @@ class LayerAnalysis:
         return self.status.size
 
     def methods(self) -> dict[str, int]:
-        names, counts = np.unique(self.method[self.method != ""], return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
+        """How the decided neurons were decided: ``{method: count}``."""
+        return _tally(self.method[(self.status != Status.UNKNOWN) & (self.method != "")])
+
+    def unknown_reasons(self) -> dict[str, int]:
+        """Why the unknown neurons are unknown: ``{reason: count}`` (``not_attempted`` if no reason)."""
+        reasons = self.method[self.status == Status.UNKNOWN]
+        return _tally(np.where(reasons == "", "not_attempted", reasons))
+
+
+def _tally(values: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(values.astype(str), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +92,8 @@ class Analysis:
     witnesses: np.ndarray
     times: dict = field(default_factory=dict)
     interrupted: bool = False
+    stats: dict = field(default_factory=dict)
+    options: "AnalysisOptions | None" = None
 
     def totals(self) -> dict[str, int]:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
@@ -79,9 +102,20 @@ class Analysis:
         return self.layers[layer_id - 1]
 
 
+#: Safety margin τ of every LP/MILP proof: stably inactive means ``max g <= -τ`` was shown (stably
+#: active: ``min g >= τ``), far above HiGHS's feasibility (1e-6, 1e-7) and optimality tolerances, so
+#: a solver's rounding cannot produce a wrong "stable". Neurons with an extreme in (-τ, τ) are kept.
+DEFAULT_MARGIN = 1e-4
+
+
 @dataclass
 class AnalysisOptions:
-    """Knobs of :func:`analyze`; the defaults suit networks of a few thousand neurons."""
+    """Knobs of :func:`analyze`; the defaults suit networks of a few thousand neurons.
+
+    ``time_limit`` (seconds, for the LP/MILP phases; None: no limit): what is not decided in time
+    stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
+    a process). ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
+    """
 
     symbolic: bool = True
     random_points: int = 2048
@@ -89,6 +123,27 @@ class AnalysisOptions:
     gradient_restarts: int = 2
     seed: int = 0
     samples: np.ndarray | None = None
+    strategy: str = "auto"
+    solver: object = "highs"
+    time_limit: float | None = None
+    threads: int | None = None
+    margin: float = DEFAULT_MARGIN
+    lp_tightening: bool = True
+
+
+@dataclass
+class Screening:
+    """Bounds, their decisions and the witness tracker after the cheap phases."""
+
+    bounds: list
+    decided: list
+    tracker: WitnessTracker
+    times: dict
+    interrupted: bool = False
+
+    def finish(self, net: Network, box: Box, extra_times: dict | None = None) -> "Analysis":
+        layers, pool = collect(net, self.bounds, self.decided, self.tracker)
+        return Analysis(net, box, tuple(layers), pool, {**self.times, **(extra_times or {})}, self.interrupted)
 
 
 def decide_by_bounds(bounds: LayerBounds):
@@ -103,14 +158,42 @@ def decide_by_bounds(bounds: LayerBounds):
     return status, method
 
 
+#: strategy name -> "module:function(net, box, options, progress) -> Analysis", imported lazily.
+STRATEGIES: dict[str, str] = {
+    "bounds": "exactcomp.analysis:analyze_by_bounds",
+    "network": "exactcomp.complete:network_analysis",
+    "auto": "exactcomp.complete:auto_analysis",
+    "per-neuron": "exactcomp.per_neuron:per_neuron_strategy",
+}
+
+
 def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, progress=None) -> Analysis:
-    """Prove stability by bounds and find witnesses of instability for the rest.
+    """Classify every hidden neuron with the strategy ``options.strategy`` (see :data:`STRATEGIES`).
 
     ``progress``, when given, is an object with ``phase(name, total)`` returning a callable
-    ``advance(done, total, note="")``; the CLI passes a rich display. Ctrl-C during the witness
-    search stops it and returns the sound partial result (remaining neurons unknown).
+    ``advance(done, total, note="")``; the CLI passes a rich display. Ctrl-C stops the current
+    phase and returns the sound partial result (undecided neurons unknown, ``interrupted`` set).
     """
+    from .errors import ExactcompError
+
     options = options or AnalysisOptions()
+    if options.strategy not in STRATEGIES:
+        raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
+    if not options.margin > 0:
+        raise ExactcompError(f"margin must be positive, got {options.margin}")
+    module, function = STRATEGIES[options.strategy].split(":")
+    result = getattr(import_module(module), function)(net, box, options, progress)
+    return replace(result, options=options)
+
+
+def analyze_by_bounds(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
+    """Strategy ``bounds``: prove stability by bounds, find witnesses of instability for the rest."""
+    return screen(net, box, options, progress).finish(net, box)
+
+
+def screen(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Screening:
+    """Bounds (interval, then symbolic) and the witness search: random points, corners, user
+    samples, gradient ascent. Ctrl-C during the search keeps what was found (``interrupted``)."""
     rng = np.random.default_rng(options.seed)
     times = {}
     t0 = time.perf_counter()
@@ -142,9 +225,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     except KeyboardInterrupt:
         interrupted = True
     times["witnesses"] = time.perf_counter() - t0
-
-    layers, witness_pool = collect(net, bounds, decided, tracker)
-    return Analysis(net, box, tuple(layers), witness_pool, times, interrupted)
+    return Screening(bounds, decided, tracker, times, interrupted)
 
 
 def collect(net, bounds, decided, tracker: WitnessTracker):

@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
                         "'verify' reads them from there")
     c.add_argument("--no-witnesses", action="store_true", help="do not store the witness inputs")
     c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
+    c.add_argument("--strategy", choices=["auto", "network", "per-neuron", "bounds"], default="auto",
+                   help="auto (default): bounds, witnesses, LP tightening, one feasibility MILP per remaining "
+                        "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: two MILPs "
+                        "per neuron (CPAIOR 2020 baseline); bounds: bounds and witnesses only")
+    c.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
+                   help="limit for the LP/MILP phases; neurons not decided in time are unknown and kept")
+    c.add_argument("--threads", type=_positive_int, help="solver threads (default: the solver's choice)")
+    c.add_argument("--margin", type=_positive_float, default=None,
+                   help="safety margin τ of LP/MILP proofs: stable means |g| >= τ proven (default 1e-4)")
     c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
     c.add_argument("--random-points", type=int, default=2048, help="random points for the witness search (default 2048)")
     c.add_argument("--gradient-steps", type=int, default=40, help="steps per gradient restart (default 40)")
@@ -66,6 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
     i.add_argument("--json", action="store_true")
     return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def _check_output_path(args) -> None:
@@ -104,7 +133,9 @@ def cmd_compress(args) -> int:
     with progress_display(err, show) as progress:
         result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
                               random_points=args.random_points, gradient_steps=args.gradient_steps,
-                              seed=args.seed, samples=samples)
+                              seed=args.seed, samples=samples, strategy=args.strategy,
+                              time_limit=args.time_limit, threads=args.threads,
+                              **({"margin": args.margin} if args.margin is not None else {}))
     result.times["import"] = t_import
     t0 = time.perf_counter()
     model = to_onnx(result.compressed)

@@ -19,51 +19,89 @@ from dataclasses import replace
 
 import numpy as np
 
-from .analysis import Analysis, Status, collect, decide_by_bounds
+from .analysis import DEFAULT_MARGIN, Analysis, AnalysisOptions, Screening, Status, decide_by_bounds
 from .bounds import compute_bounds
 from .domain import Box
 from .network import Network
 from .witnesses import WitnessTracker
 
-#: Safety margin τ: a proof must show g <= -τ (or g >= τ), so solver tolerances cannot fake stability.
-MARGIN = 1e-6
+#: Kept for backwards compatibility: the default safety margin τ.
+MARGIN = DEFAULT_MARGIN
+
+
+def per_neuron_strategy(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
+    """Strategy ``per-neuron``: the CPAIOR 2020 baseline with ``options``' solver, margin and time limit."""
+    return per_neuron_analysis(net, box, solver=options.solver, time_limit=options.time_limit,
+                               margin=options.margin, threads=options.threads, progress=progress,
+                               symbolic=options.symbolic)
 
 
 def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: float | None = None,
-                        margin: float = MARGIN) -> Analysis:
-    """Decide every hidden neuron with bounds plus two MILPs per remaining neuron."""
+                        margin: float = DEFAULT_MARGIN, threads: int | None = None, progress=None,
+                        symbolic: bool = True) -> Analysis:
+    """Decide every hidden neuron with bounds plus two MILPs per remaining neuron.
+
+    ``time_limit`` bounds the whole MILP phase; neurons not reached are unknown (``time_limit``),
+    as are all remaining ones after Ctrl-C (``interrupted``, with ``Analysis.interrupted`` set).
+    """
     from exactcomp.formulations.bigm import build_bigm, preactivation_objective
     from exactcomp.solvers import SolveStatus, get_solver
 
-    backend = get_solver(solver)
+    backend = get_solver(solver, threads=threads) if isinstance(solver, str) else solver
     t0 = time.perf_counter()
-    layer_bounds = compute_bounds(net, box)
+    deadline = t0 + time_limit if time_limit is not None else float("inf")
+    layer_bounds = compute_bounds(net, box, symbolic=symbolic)
     decided = [decide_by_bounds(b) for b in layer_bounds]
     tracker = WitnessTracker(net, box)
     proven: list[tuple[np.ndarray, np.ndarray]] = []
+    total = int(sum((s == Status.UNKNOWN).sum() for s, _ in decided))
+    report = progress.phase("per-neuron MILPs", total) if progress else None
+    done, stop = 0, None
     for k in range(len(net.hidden)):
         status, method = decided[k]
         L, U = layer_bounds[k].lower.copy(), layer_bounds[k].upper.copy()
         milp = build_bigm(net, box, proven, depth=k)
         for j in np.flatnonzero(status == Status.UNKNOWN):
-            for sign in (1.0, -1.0):
-                c, off = preactivation_objective(milp, net, k, j, sign)
-                result = backend.solve(milp.with_objective(c, off, "max"), time_limit=time_limit)
-                if result.status == SolveStatus.INFEASIBLE:
-                    raise RuntimeError("big-M model infeasible: the box or the bounds are inconsistent")
-                if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
-                    tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
-                if result.dual_bound is not None:
-                    if sign > 0:
-                        U[j] = min(U[j], result.dual_bound + margin)
-                    else:
-                        L[j] = max(L[j], -result.dual_bound - margin)
+            if stop:
+                method[j] = stop
+                continue
+            try:
+                for sign in (1.0, -1.0):
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        raise TimeoutError
+                    c, off = preactivation_objective(milp, net, k, j, sign)
+                    result = backend.solve(milp.with_objective(c, off, "max"),
+                                           time_limit=None if deadline == float("inf") else left)
+                    if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
+                        tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
+                    if result.status == SolveStatus.TIME_LIMIT:
+                        raise TimeoutError
+                    if result.dual_bound is not None:
+                        if sign > 0:
+                            U[j] = min(U[j], result.dual_bound + margin)
+                        else:
+                            L[j] = max(L[j], -result.dual_bound - margin)
+            except TimeoutError:
+                stop = "time_limit"
+                method[j] = stop
+                continue
+            except KeyboardInterrupt:
+                stop = "interrupted"
+                method[j] = stop
+                continue
             # U[j] = proven max + τ and L[j] = proven min - τ, so these mean max g <= -τ / min g >= τ
             if U[j] <= 0:
                 status[j], method[j] = Status.INACTIVE, "milp"
             elif L[j] >= 0:
                 status[j], method[j] = Status.ACTIVE, "milp"
+            elif ((not tracker.seen_positive(k)[j] and U[j] <= 2 * margin)
+                  or (not tracker.seen_negative(k)[j] and L[j] >= -2 * margin)):
+                method[j] = "near_zero"   # its max (min) lies within τ of zero: kept
+            done += 1
+            if report:
+                report(done, total, f"layer {k + 1}")
         proven.append((L, U))
         layer_bounds[k] = replace(layer_bounds[k], lower=L, upper=U)
-    layers, witnesses = collect(net, layer_bounds, decided, tracker)
-    return Analysis(net, box, tuple(layers), witnesses, {"milp": time.perf_counter() - t0})
+    screening = Screening(layer_bounds, decided, tracker, {}, interrupted=stop == "interrupted")
+    return screening.finish(net, box, {"milp": time.perf_counter() - t0})

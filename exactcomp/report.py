@@ -10,15 +10,19 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                   {layer, neurons, stably_active, stably_inactive, unstable, unknown, kept,
                    parameters_before, parameters_after (of the affine map into this layer; a
                    merged layer's parameters count for the layer it was merged into),
-                   decided_by: {method: count},
+                   decided_by: {method: count}, unknown_reasons: {reason: count},
                    neuron_status: [status per neuron], neuron_method: [method per neuron]}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
-                  method ∈ interval | symbolic | witness | null (undecided);
+                  method ∈ interval | symbolic | lp | milp (stable: how it was proven) | witness
+                  (unstable) | near_zero | time_limit | interrupted | solver_error (unknown: why) |
+                  null (unknown, not attempted: strategy "bounds");
                   kept = neurons of this layer present in the compressed model
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
-    times         {import, bounds, witnesses, rewrite, export, verify, total}
+    analysis      {strategy, solver, margin, time_limit, threads, stats: {lp_solves, milp_rounds,
+                   per_neuron_milps}} (stats only for the LP/MILP strategies)
+    times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
     witnesses     {count, file}
     interrupted   true when Ctrl-C cut the analysis short (the result is still sound)
@@ -65,6 +69,7 @@ def layer_entries(result) -> list[dict]:
         entry["parameters_before"] = before.get(la.layer_id, 0)
         entry["parameters_after"] = after.get(la.layer_id, 0)
         entry["decided_by"] = la.methods()
+        entry["unknown_reasons"] = la.unknown_reasons()
         entry["neuron_status"] = [Status(int(s)).label for s in la.status]
         entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
         entries.append(entry)
@@ -77,7 +82,7 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
     for key in (*_COUNT_KEYS, "kept"):
         totals[key] = sum(e[key] for e in layers)
     before, after = result.original.parameter_count, result.compressed.parameter_count
-    order = ("import", "bounds", "witnesses", "rewrite", "export", "verify")
+    order = ("import", "bounds", "witnesses", "lp", "milp", "per_neuron", "rewrite", "export", "verify")
     times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}
     times["total"] = round(sum(times.values()), 6)
     net = result.original
@@ -94,11 +99,20 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0,
                        "output_layer_before": _params_by_layer(net).get(net.layers[-1].layer_id, 0),
                        "output_layer_after": _params_by_layer(result.compressed).get(net.layers[-1].layer_id, 0)},
+        "analysis": _analysis_entry(result.analysis),
         "times": times,
         "verification": verification.to_json() if verification is not None else None,
         "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None},
         "interrupted": bool(result.analysis.interrupted),
     }
+
+
+def _analysis_entry(analysis) -> dict:
+    o = analysis.options
+    solver = None if o is None else (o.solver if isinstance(o.solver, str) else getattr(o.solver, "name", "custom"))
+    return {"strategy": None if o is None else o.strategy, "solver": solver,
+            "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
+            "threads": None if o is None else o.threads, "stats": dict(analysis.stats)}
 
 
 def summary_table(report: dict):
@@ -112,13 +126,21 @@ def summary_table(report: dict):
     for e in report["layers"]:
         table.add_row(str(e["layer"]), str(e["neurons"]), str(e["stably_active"]), str(e["stably_inactive"]),
                       str(e["unstable"]), str(e["unknown"]), str(e["kept"]), str(e["parameters_before"]),
-                      str(e["parameters_after"]), ", ".join(f"{k} {v}" for k, v in sorted(e["decided_by"].items())))
+                      str(e["parameters_after"]), _decided_text(e))
     p = report["parameters"]
     table.add_row("output", "", "", "", "", "", "", str(p["output_layer_before"]), str(p["output_layer_after"]), "")
     t = report["totals"]
     table.add_row("total", str(t["neurons"]), str(t["stably_active"]), str(t["stably_inactive"]), str(t["unstable"]),
                   str(t["unknown"]), str(t["kept"]), str(p["before"]), str(p["after"]), "", style="bold")
     return table
+
+
+def _decided_text(entry: dict) -> str:
+    text = ", ".join(f"{k} {v}" for k, v in sorted(entry["decided_by"].items()))
+    reasons = entry.get("unknown_reasons") or {}
+    if reasons:
+        text += "; unknown: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    return text
 
 
 def summary_lines(report: dict) -> list[str]:

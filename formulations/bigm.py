@@ -1,22 +1,42 @@
 """The big-M formulation of a ReLU trunk over a box.
 
 Variables: the input ``x`` (``l_x <= x <= u_x``), and for every hidden layer ``i`` before the
-target layer the post-activations ``h_i`` and, for neurons not proven stable, binaries ``z_i``.
-With ``g = W_i h_{i-1} + b_i`` (``h_0 = x``) and pre-activation bounds ``L <= g <= U``:
+target layer the post-activations ``h_i`` and, for neurons not proven stable, binaries ``z_i`` and
+pre-activations ``g_i = W_i h_{i-1} + b_i`` (``h_0 = x``; one dense row each, so the three big-M
+rows below stay sparse) with bounds ``L <= g <= U``:
 
 * stably inactive (``U <= 0``):  ``h = 0``;
 * stably active (``L >= 0``):    ``h = g``, i.e. ``h - W h_{i-1} = b``;
 * otherwise, with ``z ∈ {0, 1}``::
 
       h >= 0                       (column bound)
-      h >= g                       h - W h_{i-1}         >= b
-      h <= g - L (1 - z)           h - W h_{i-1} - L z   <= b - L
-      h <= U z                     h - U z               <= 0
+      h >= g                       h - g         >= 0
+      h <= g - L (1 - z)           h - g - L z   <= -L
+      h <= U z                     h - U z       <= 0
 
   so ``z = 1`` forces ``h = g >= 0`` and ``z = 0`` forces ``h = 0 >= g``.
 
+Stability candidates with margin ``τ`` (the NeurIPS 2021 single-MILP method). For a neuron we try
+to prove stably *inactive* (``g <= -τ`` everywhere), the third row is relaxed to
+
+      h <= g - L (1 - z) + τ z     h - g - (L + τ) z <= -L
+
+so ``z = 1`` is feasible exactly when ``g >= -τ`` (then ``max(0, g) <= h <= g + τ``). For a neuron we
+try to prove stably *active* (``g >= τ``), the first row is relaxed to
+
+      h >= g - τ (1 - z)           h - g - τ z       >= -τ
+
+so ``z = 0`` (``h = 0``) is feasible exactly when ``g <= τ``. Both only enlarge the feasible set
+(every input with its true activations stays feasible), so a bound proven on the relaxed model holds
+for the network. The stability indicators of the paper are the binaries themselves: ``p = z`` for an
+inactive candidate and ``q = 1 - z`` for an active one (``p <= z`` with ``p`` maximised is ``p = z``).
+``max Σp + Σq < 1`` therefore proves ``g <= -τ`` (resp. ``g >= τ``) for every candidate, and solver
+tolerances (``~1e-6`` on rows) cannot turn a neuron with ``max g > 0`` into a proven one as long as τ
+exceeds them; neurons whose extreme lies within τ of zero stay undecided.
+
 ``build_bigm(net, box, bounds, depth)`` encodes layers ``1..depth`` (hidden, 1-based); the
 pre-activations of layer ``depth + 1`` are then affine in ``h_depth``: see :func:`preactivation_objective`.
+:func:`complete_solution` turns an input into the full solution vector (for warm starts).
 """
 
 from __future__ import annotations
@@ -37,15 +57,21 @@ def _stability_masks(bounds, depth, stable_inactive, stable_active):
     return masks
 
 
-def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active=None) -> MILP:
+def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active=None,
+               relax_inactive=None, relax_active=None, margin: float = 0.0) -> MILP:
     """Big-M MILP of hidden layers ``1..depth`` of ``net`` over ``box``.
 
     ``bounds[i]`` is ``(L, U)`` for hidden layer ``i+1``; ``stable_inactive/active`` (optional
-    lists of boolean masks) mark neurons already proven stable by other means.
+    lists of boolean masks) mark neurons already proven stable by other means;
+    ``relax_inactive/active`` (optional masks) mark stability candidates whose rows get the
+    margin-``τ`` relaxation above (``margin`` = τ).
     """
     masks = _stability_masks(bounds, depth, stable_inactive, stable_active)
+    no_relax = [np.zeros(net.hidden[i].width, bool) for i in range(depth)]
+    relax_inactive = no_relax if relax_inactive is None else relax_inactive
+    relax_active = no_relax if relax_active is None else relax_active
     n0 = box.size
-    total = n0 + sum(net.hidden[i].width + int(m[4].sum()) for i, m in enumerate(masks))
+    total = n0 + sum(net.hidden[i].width + 2 * int(m[4].sum()) for i, m in enumerate(masks))
     col_lo, col_hi, integ = [box.lower.copy()], [box.upper.copy()], [np.zeros(n0, bool)]
     rows, row_lo, row_hi = [], [], []
     blocks = {"x": np.arange(n0)}
@@ -54,31 +80,42 @@ def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active
     prev = blocks["x"]
     for i, (L, U, inactive, active, free) in enumerate(masks):
         layer = net.hidden[i]
-        n, nf = layer.width, int(free.sum())
-        free_ids = np.flatnonzero(free)
+        n, free_ids, act_ids = layer.width, np.flatnonzero(free), np.flatnonzero(active)
+        nf = free_ids.size
         h_idx = np.arange(offset, offset + n)
         z_idx = np.arange(offset + n, offset + n + nf)
-        offset += n + nf
-        blocks[f"h{i + 1}"], blocks[f"z{i + 1}"] = h_idx, z_idx
+        g_idx = np.arange(offset + n + nf, offset + n + 2 * nf)
+        offset += n + 2 * nf
+        blocks[f"h{i + 1}"], blocks[f"z{i + 1}"], blocks[f"g{i + 1}"] = h_idx, z_idx, g_idx
+        blocks[f"zn{i + 1}"] = free_ids  # the neuron of each binary (and of each g), not variable indices
         neurons.update({int(var): (layer.layer_id, int(j)) for var, j in zip(z_idx, free_ids)})
-        col_lo += [np.zeros(n), np.zeros(nf)]
-        col_hi += [np.where(inactive, 0.0, np.maximum(U, 0.0)), np.ones(nf)]
-        integ += [np.zeros(n, bool), np.ones(nf, bool)]
+        col_lo += [np.zeros(n), np.zeros(nf), L[free_ids]]
+        col_hi += [np.where(inactive, 0.0, np.maximum(U, 0.0)), np.ones(nf), U[free_ids]]
+        integ += [np.zeros(n, bool), np.ones(nf, bool), np.zeros(nf, bool)]
         W = sp.csr_matrix(layer.W)
         eye = sp.identity(n, format="csr")
+        eye_f = sp.identity(nf, format="csr")
         diag = lambda values: sp.diags(values, format="csr")  # noqa: E731
-        # h - W h_prev = b (active),  >= b (free)
-        sel = np.flatnonzero(active | free)
-        rows.append(_place(eye[sel], h_idx, total) - _place(W[sel], prev, total))
-        row_lo.append(layer.b[sel])
-        row_hi.append(np.where(active[sel], layer.b[sel], np.inf))
-        # h - W h_prev - L z <= b - L   (free)
-        rows.append(_place(eye[free_ids], h_idx, total) - _place(W[free_ids], prev, total)
-                    - _place(diag(L[free_ids]), z_idx, total))
+        tau_act = np.where(relax_active[i][free_ids], margin, 0.0)
+        tau_inact = np.where(relax_inactive[i][free_ids], margin, 0.0)
+        # h - W h_prev = b (active);  g - W h_prev = b (free): the only dense rows
+        rows.append(_place(eye[act_ids], h_idx, total) - _place(W[act_ids], prev, total))
+        row_lo.append(layer.b[act_ids])
+        row_hi.append(layer.b[act_ids])
+        rows.append(_place(eye_f, g_idx, total) - _place(W[free_ids], prev, total))
+        row_lo.append(layer.b[free_ids])
+        row_hi.append(layer.b[free_ids])
+        # h - g - τ z >= -τ   (τ = 0 unless an active candidate)
+        h_free = _place(eye[free_ids], h_idx, total)
+        rows.append(h_free - _place(eye_f, g_idx, total) - _place(diag(tau_act), z_idx, total))
+        row_lo.append(-tau_act)
+        row_hi.append(np.full(nf, np.inf))
+        # h - g - (L + τ) z <= -L   (τ = 0 unless an inactive candidate)
+        rows.append(h_free - _place(eye_f, g_idx, total) - _place(diag(L[free_ids] + tau_inact), z_idx, total))
         row_lo.append(np.full(nf, -np.inf))
-        row_hi.append(layer.b[free_ids] - L[free_ids])
-        # h - U z <= 0   (free)
-        rows.append(_place(eye[free_ids], h_idx, total) - _place(diag(U[free_ids]), z_idx, total))
+        row_hi.append(-L[free_ids])
+        # h - U z <= 0
+        rows.append(h_free - _place(diag(U[free_ids]), z_idx, total))
         row_lo.append(np.full(nf, -np.inf))
         row_hi.append(np.zeros(nf))
         prev = h_idx
@@ -108,3 +145,19 @@ def preactivation_objective(milp: MILP, net, layer_pos: int, neuron: int, sign: 
     c = np.zeros(milp.num_vars)
     c[prev] = sign * layer.W[neuron]
     return c, sign * float(layer.b[neuron])
+
+
+def complete_solution(milp: MILP, net, x: np.ndarray) -> np.ndarray:
+    """The full variable vector of ``milp`` for input ``x``: true activations, ``z = [g > 0]``."""
+    values = np.zeros(milp.num_vars)
+    values[milp.blocks["x"]] = x
+    h = np.asarray(x, float)
+    i = 1
+    while f"h{i}" in milp.blocks:
+        g = net.layers[i - 1].W @ h + net.layers[i - 1].b
+        h = np.maximum(g, 0.0)
+        values[milp.blocks[f"h{i}"]] = h
+        values[milp.blocks[f"z{i}"]] = g[milp.blocks[f"zn{i}"]] > 0
+        values[milp.blocks[f"g{i}"]] = g[milp.blocks[f"zn{i}"]]
+        i += 1
+    return values

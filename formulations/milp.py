@@ -6,7 +6,8 @@
                 x_i integer where ``integrality[i]``
 
 ``A`` is a ``scipy.sparse.csr_matrix``. ``blocks`` maps names (``"x"`` for the input, ``"h1"``,
-``"z1"``, ... per hidden layer) to index arrays of variables, and ``neurons`` maps each binary
+``"z1"``, ... per hidden layer) to index arrays of variables (``"zn1"``, ...: the neuron of each
+binary of ``"z1"``, ...), and ``neurons`` maps each binary
 variable back to its ``(layer_id, neuron)``.
 """
 
@@ -51,6 +52,18 @@ class MILP:
 
     def with_objective(self, c: np.ndarray, offset: float = 0.0, sense: str = "max") -> "MILP":
         return replace(self, c=np.asarray(c, float), offset=float(offset), sense=sense)
+
+    def with_objective_cutoff(self, c: np.ndarray, offset: float, at_least: float) -> "MILP":
+        """Maximise ``c·x + offset`` subject to the extra row ``c·x + offset >= at_least``.
+
+        Infeasibility then proves ``max < at_least``, and branch and bound prunes every node whose
+        relaxation cannot reach it (an objective cutoff that works for any back end).
+        """
+        c = np.asarray(c, float)
+        A = sp.vstack([self.A, sp.csr_matrix(c[None, :])], format="csr")
+        return replace(self, c=c, offset=float(offset), sense="max", A=A,
+                       row_lower=np.append(self.row_lower, at_least - offset),
+                       row_upper=np.append(self.row_upper, np.inf))
 
     def objective_value(self, x: np.ndarray) -> float:
         return float(self.c @ x + self.offset)

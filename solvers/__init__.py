@@ -1,8 +1,23 @@
 """Solver back ends (installed as ``exactcomp.solvers``), chosen by name from :data:`REGISTRY`.
 
-A back end has ``name``, ``capabilities`` and ``solve(milp, time_limit=None)``
-returning a :class:`SolveResult`. ``dual_bound`` is a proven bound on the optimum in the model's own
-sense (an upper bound when maximising); stability proofs rely only on it and on ``INFEASIBLE``.
+The protocol every back end implements (see :class:`Backend`):
+
+* ``name`` and ``capabilities`` (a frozenset of ``"lp"``, ``"milp"``, ``"incumbent_callback"``,
+  ``"interrupt"``, ``"start_solution"``);
+* ``session(milp, relax=False)`` -> an object with ``set_objective(c, offset, sense)`` and
+  ``solve(time_limit=None, incumbent=None, progress=None, start=None, stop_at=None)`` returning a
+  :class:`SolveResult`; a session keeps the model loaded, so LPs re-solved with a new objective
+  warm-start from the previous basis;
+* ``solve(milp, **kwargs)``: a one-off ``session(milp).solve(**kwargs)``.
+
+Hooks of ``solve``: ``incumbent(x) -> bool`` sees every new incumbent (a full solution vector) and
+returns True to stop the solve; ``progress(dual_bound, primal_bound) -> bool`` is called when the
+solver checks for interrupts and returns True to stop; ``start`` is a full solution to try first;
+``stop_at`` stops as soon as an incumbent reaches that objective (in the model's sense).
+
+``dual_bound`` is a proven bound on the optimum in the model's own sense (an upper bound when
+maximising); stability proofs rely only on it and on ``INFEASIBLE``. Ctrl-C during a solve stops the
+solver cleanly and is re-raised as ``KeyboardInterrupt`` once the solver has returned.
 """
 
 from __future__ import annotations
@@ -10,6 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Protocol
 
 import numpy as np
 
@@ -18,7 +34,7 @@ class SolveStatus(enum.Enum):
     OPTIMAL = "optimal"
     INFEASIBLE = "infeasible"
     TIME_LIMIT = "time_limit"
-    STOPPED = "stopped"
+    STOPPED = "stopped"          # by a hook, ``stop_at`` or an interrupt
     ERROR = "error"
 
 
@@ -28,6 +44,17 @@ class SolveResult:
     objective: float | None
     dual_bound: float | None
     x: np.ndarray | None
+    seconds: float = 0.0
+    nodes: int = 0
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: frozenset
+
+    def session(self, milp, relax: bool = False): ...
+
+    def solve(self, milp, **kwargs) -> SolveResult: ...
 
 
 #: name -> "module:Class", imported lazily so optional libraries are loaded only when used.

@@ -64,7 +64,7 @@ def test_user_samples_become_witnesses():
     info = TensorInfo("y", (1,), "float32")
     net = Network(layers, TensorInfo("x", (n,), "float32"), info, (info,))
     box = Box(np.zeros(n), np.ones(n))
-    opts = dict(random_points=256, gradient_steps=0, gradient_restarts=0)
+    opts = dict(random_points=256, gradient_steps=0, gradient_restarts=0, strategy="bounds")
     without = analyze(net, box, AnalysisOptions(**opts))
     assert without.layers[1].status[0] == Status.UNKNOWN
     with_samples = analyze(net, box, AnalysisOptions(samples=np.full((1, n), 0.5), **opts))

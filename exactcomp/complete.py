@@ -1,0 +1,400 @@
+"""Complete stability analysis: LP bound tightening and the network-wide MILP (NeurIPS 2021).
+
+After the screening (bounds and witness search, :func:`exactcomp.analysis.screen`), every neuron
+not decided by bounds that still lacks a witness of one sign is a *candidate*: an *inactive
+candidate* (never seen ``g > 0``) must be proven ``g <= -τ`` on the box, an *active candidate*
+(never seen ``g < 0``) ``g >= τ``. Three phases decide them:
+
+1. **LP bound tightening**, layer by layer: over the LP relaxation of the big-M model of the layers
+   before (triangle relaxation, the tightest bounds known), ``max g`` / ``min g`` for candidates (and
+   for the unstable neurons of layers feeding later candidates, to shrink their big-Ms). An LP optimum
+   ``<= -τ`` (``>= τ``) proves the candidate (method ``lp``); otherwise the bound, widened by τ,
+   replaces the old one. Every LP solution's input is offered as a witness. One HiGHS instance per
+   layer, re-solved with a new objective, so each LP warm-starts from the last basis.
+2. **The network-wide MILP**: one big-M model of the layers up to the deepest candidate, with the
+   margin-relaxed rows of :mod:`exactcomp.formulations.bigm` for candidates, maximising
+   ``Σ p + Σ q`` (``p = z`` for inactive, ``q = 1 - z`` for active candidates). Every incumbent's
+   input is clipped to the box and run through the network in float64; the solve stops at the first
+   incumbent that flips a candidate (``stop_at = 0.5``) and the witnessed candidates leave the
+   objective before the next round (warm-started from a witness). When the solver's dual bound is
+   below 0.5, every candidate left in the objective is proven (method ``milp``). A candidate flipped
+   by an incumbent whose float64 forward pass does not confirm it (within τ of zero, or solver
+   tolerance) leaves the objective and goes to phase 3.
+3. **Per-neuron MILPs** (max ``±g`` over the exact big-M model) for the last candidates, stopping at
+   the first float64-confirmed witness or when the dual bound proves ``<= -τ``. If the optimum lies
+   in ``(-τ, 0]`` the neuron is kept as ``near_zero``.
+
+Time limit (``AnalysisOptions.time_limit``) and Ctrl-C leave the remaining candidates unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .analysis import Analysis, AnalysisOptions, Status, screen
+from .domain import Box
+from .network import Network
+
+#: With at most this many candidates after LP tightening, ``auto`` uses per-neuron feasibility MILPs
+#: instead of the network-wide model. Measured on the benchmark networks: the candidates left after
+#: the witness search are nearly all stable, and proving "no candidate flips" in one model took far
+#: longer than proving each neuron alone (MNIST 2x100: > 200 s for 3 candidates jointly, 35 s one by
+#: one), so ``auto`` always goes per neuron; ``network`` runs the paper's method.
+AUTO_PER_NEURON_MAX = 10**9
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@dataclass
+class _State:
+    """Mutable working state of a complete analysis (copied into an immutable Analysis at the end)."""
+
+    net: Network
+    box: Box
+    options: AnalysisOptions
+    backend: object
+    lower: list
+    upper: list
+    status: list
+    method: list
+    tracker: object
+    deadline: float
+    times: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=lambda: {"lp_solves": 0, "milp_rounds": 0, "per_neuron_milps": 0})
+
+    @property
+    def margin(self) -> float:
+        return self.options.margin
+
+    def remaining(self) -> float | None:
+        if self.deadline == float("inf"):
+            return None
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            raise _OutOfTime
+        return left
+
+    def candidates(self, k: int):
+        """Inactive and active candidate masks of layer ``k`` (0-based)."""
+        open_ = (self.status[k] == Status.UNKNOWN) & (self.method[k] == "")
+        return open_ & ~self.tracker.seen_positive(k), open_ & ~self.tracker.seen_negative(k)
+
+    def prove(self, k: int, neurons, inactive: bool, how: str) -> None:
+        self.status[k][neurons] = Status.INACTIVE if inactive else Status.ACTIVE
+        self.method[k][neurons] = how
+
+    def bounds(self, depth: int):
+        return [(self.lower[i], self.upper[i]) for i in range(depth)]
+
+    def stable_masks(self, depth: int):
+        return ([self.status[i] == Status.INACTIVE for i in range(depth)],
+                [self.status[i] == Status.ACTIVE for i in range(depth)])
+
+
+def network_analysis(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
+    """Strategy ``network``: screening, LP tightening, network-wide MILP rounds, per-neuron leftovers."""
+    return _complete(net, box, options, progress, per_neuron_max=0)
+
+
+def auto_analysis(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
+    """Strategy ``auto`` (default): as ``network``, but few candidates go straight to per-neuron MILPs."""
+    return _complete(net, box, options, progress, per_neuron_max=AUTO_PER_NEURON_MAX)
+
+
+def _complete(net, box, options, progress, per_neuron_max: int) -> Analysis:
+    from exactcomp.solvers import get_solver
+
+    screening = screen(net, box, options, progress)
+    t_start = time.perf_counter()
+    deadline = t_start + options.time_limit if options.time_limit is not None else float("inf")
+    backend = get_solver(options.solver, threads=options.threads) if isinstance(options.solver, str) \
+        else options.solver
+    state = _State(net, box, options, backend,
+                   lower=[b.lower.copy() for b in screening.bounds], upper=[b.upper.copy() for b in screening.bounds],
+                   status=[s.copy() for s, _ in screening.decided], method=[m.copy() for _, m in screening.decided],
+                   tracker=screening.tracker, deadline=deadline)
+    interrupted = screening.interrupted
+    reason = "interrupted"
+    phases = [("lp", _tighten_all)] if options.lp_tightening else []
+    phases += [("milp", lambda s, p: _network_rounds(s, p, per_neuron_max)), ("per_neuron", _per_neuron_leftovers)]
+    try:
+        for name, phase in ([] if interrupted else phases):
+            t0 = time.perf_counter()
+            try:
+                phase(state, progress)   # each phase returns at once when it has nothing to do
+            finally:
+                state.times[name] = state.times.get(name, 0.0) + time.perf_counter() - t0
+    except KeyboardInterrupt:
+        interrupted = True
+    except _OutOfTime:
+        reason = "time_limit"
+    stopped = interrupted or reason == "time_limit"
+    for k in range(len(state.status)):
+        open_ = (state.status[k] == Status.UNKNOWN) & np.isin(state.method[k], ["", "deferred"])
+        state.method[k][open_] = reason if stopped else ""
+    bounds = [replace(b, lower=state.lower[k], upper=state.upper[k]) for k, b in enumerate(screening.bounds)]
+    decided = list(zip(state.status, state.method))
+    result = replace(screening, bounds=bounds, decided=decided, interrupted=interrupted)
+    analysis = result.finish(net, box, state.times)
+    return replace(analysis, stats=dict(state.stats))
+
+
+# --- phase 1: LP bound tightening ---------------------------------------------------------------
+
+def _tighten_all(state: _State, progress) -> None:
+    depth = _deepest_candidate_layer(state)
+    todo = [_lp_targets(state, k, depth) for k in range(depth + 1)]
+    total = int(sum(t.sum() for t in todo))
+    report = progress.phase("LP tightening", total) if progress else None
+    done = 0
+    for k in range(1, depth + 1):  # layer 1's interval bounds over the box are already exact
+        targets = np.flatnonzero(_lp_targets(state, k, depth))
+        if not targets.size:
+            continue
+        _tighten_layer(state, k, targets, k < depth,
+                       lambda n: report(done + n, total, f"layer {k + 1}") if report else None)
+        done += targets.size
+
+
+def _deepest_candidate_layer(state: _State) -> int:
+    layers = [k for k in range(len(state.status)) if any(m.any() for m in state.candidates(k))]
+    return max(layers) if layers else -1
+
+
+def _lp_targets(state: _State, k: int, depth: int) -> np.ndarray:
+    """Candidates of layer ``k``, plus its undecided neurons when a deeper layer has candidates."""
+    inactive, active = state.candidates(k)
+    targets = inactive | active
+    if k < depth:
+        targets |= state.status[k] != Status.ACTIVE
+        targets &= state.status[k] != Status.INACTIVE
+        targets &= state.method[k] == ""
+    return targets
+
+
+def _tighten_layer(state: _State, k: int, targets: np.ndarray, feeding: bool, report) -> None:
+    """LP max/min of the pre-activations ``targets`` of layer ``k`` over the relaxation of layers < k.
+
+    Directions already witnessed are skipped unless the layer ``feeding`` a deeper candidate's model.
+    """
+    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
+
+    net, tau = state.net, state.margin
+    milp = build_bigm(net, state.box, state.bounds(k), depth=k, stable_inactive=state.stable_masks(k)[0],
+                      stable_active=state.stable_masks(k)[1])
+    session = state.backend.session(milp, relax=True)
+    x_cols = milp.blocks["x"]
+    for n, j in enumerate(targets):
+        for sign in (1.0, -1.0):
+            seen = state.tracker.seen_positive(k)[j] if sign > 0 else state.tracker.seen_negative(k)[j]
+            if state.status[k][j] != Status.UNKNOWN:
+                break
+            if seen and not feeding:
+                continue
+            c, off = preactivation_objective(milp, net, k, j, sign)
+            session.set_objective(c, off, "max")
+            result = session.solve(time_limit=state.remaining())
+            state.stats["lp_solves"] += 1
+            if result.x is not None:
+                state.tracker.offer(state.box.clip(result.x[x_cols])[None, :])
+            if result.dual_bound is None:
+                continue
+            if sign > 0:
+                state.upper[k][j] = min(state.upper[k][j], result.dual_bound + tau)
+            else:
+                state.lower[k][j] = max(state.lower[k][j], -result.dual_bound - tau)
+            if result.dual_bound <= -tau:   # max(±g) <= -τ: proven with the margin
+                state.prove(k, j, inactive=sign > 0, how="lp")
+        if report:
+            report(n + 1)
+
+
+# --- phase 2: the network-wide MILP ----------------------------------------------------------
+
+def _candidate_objective(state: _State, milp, depth: int):
+    """Objective ``Σ p + Σ q`` over the binaries of the candidates in layers ``1..depth``."""
+    c = np.zeros(milp.num_vars)
+    offset = 0.0
+    for i in range(depth):
+        inactive, active = state.candidates(i)
+        zvars, zneurons = milp.blocks[f"z{i + 1}"], milp.blocks[f"zn{i + 1}"]
+        c[zvars[inactive[zneurons]]] += 1.0
+        c[zvars[active[zneurons]]] -= 1.0
+        offset += float(active[zneurons].sum())
+    return c, offset
+
+
+def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
+    from exactcomp.formulations.bigm import build_bigm
+
+    depth = _deepest_candidate_layer(state) + 1
+    count = _candidate_count(state)
+    if count == 0 or count <= per_neuron_max:
+        return
+    relax_inactive, relax_active = zip(*(state.candidates(i) for i in range(depth)))
+    milp = build_bigm(state.net, state.box, state.bounds(depth), depth, *state.stable_masks(depth),
+                      relax_inactive=list(relax_inactive), relax_active=list(relax_active), margin=state.margin)
+    report = progress.phase("network MILP", count) if progress else None
+    while _candidate_count(state):
+        c, offset = _candidate_objective(state, milp, depth)
+        if not c.any():
+            return
+        # Σp + Σq >= 1 as a row: infeasible proves every candidate in the objective
+        session = state.backend.session(milp.with_objective_cutoff(c, offset, 0.5))
+        watch = _IncumbentWatch(state, milp, depth)
+        result = session.solve(time_limit=state.remaining(), incumbent=watch, stop_at=0.5)
+        state.stats["milp_rounds"] += 1
+        if report:
+            report(count - _candidate_count(state), count, f"round {state.stats['milp_rounds']}")
+        if result.status == _solver_status().INFEASIBLE:
+            for i in range(depth):
+                inactive, active = state.candidates(i)
+                state.prove(i, np.flatnonzero(inactive), True, "milp")
+                state.prove(i, np.flatnonzero(active), False, "milp")
+            return
+        if result.x is not None:
+            watch(result.x)
+        if watch.new_witnesses or watch.suspect_count:
+            _defer_suspects(state, watch)
+            continue
+        if result.status == _solver_status().TIME_LIMIT:
+            raise _OutOfTime
+        _mark(state, depth, "solver_error")
+        return
+
+
+def _solver_status():
+    from exactcomp.solvers import SolveStatus
+
+    return SolveStatus
+
+
+class _IncumbentWatch:
+    """The ``incumbent`` hook of a network round: float64-check each incumbent's input.
+
+    Records new witnesses (stops the solve) and *suspects*: candidates whose binary the incumbent
+    flips although the float64 forward pass does not confirm the flip.
+    """
+
+    def __init__(self, state: _State, milp, depth: int):
+        self.state, self.milp, self.depth = state, milp, depth
+        self.before = [state.candidates(i) for i in range(depth)]
+        self.suspect = [np.zeros(state.status[i].size, bool) for i in range(depth)]
+        self.new_witnesses = 0
+        self.suspect_count = 0
+
+    def __call__(self, values: np.ndarray) -> bool:
+        state, milp = self.state, self.milp
+        x = state.box.clip(values[milp.blocks["x"]])
+        state.tracker.offer(x[None, :])
+        new = 0
+        for i, (inactive, active) in enumerate(self.before):
+            now_inactive, now_active = state.candidates(i)
+            new += int((inactive & ~now_inactive).sum() + (active & ~now_active).sum())
+            z = np.zeros(inactive.size)
+            z[milp.blocks[f"zn{i + 1}"]] = values[milp.blocks[f"z{i + 1}"]]
+            flipped = (now_inactive & (z > 0.5)) | (now_active & (z < 0.5))
+            self.suspect[i] |= flipped
+        self.new_witnesses += new
+        self.suspect_count = int(sum(s.sum() for s in self.suspect))
+        return bool(new or self.suspect_count)
+
+
+def _defer_suspects(state: _State, watch: _IncumbentWatch) -> None:
+    """Suspects still without a witness leave the network model; phase 3 decides them one by one."""
+    for i, suspect in enumerate(watch.suspect):
+        inactive, active = state.candidates(i)
+        state.method[i][suspect & (inactive | active)] = "deferred"
+
+
+def _mark(state: _State, depth: int, reason: str) -> None:
+    for i in range(depth):
+        inactive, active = state.candidates(i)
+        state.method[i][inactive | active] = reason
+
+
+def _candidate_count(state: _State) -> int:
+    return int(sum(a.sum() + b.sum() for a, b in map(state.candidates, range(len(state.status)))))
+
+
+# --- phase 3: per-neuron MILPs -----------------------------------------------------------------
+
+def _per_neuron_leftovers(state: _State, progress) -> None:
+    for i in range(len(state.method)):
+        state.method[i][state.method[i] == "deferred"] = ""
+    total = _candidate_count(state)
+    if not total:
+        return
+    report = progress.phase("per-neuron MILPs", total) if progress else None
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if report:
+            report(done[0], total)
+
+    for k in range(len(state.status)):
+        inactive, active = state.candidates(k)
+        if (inactive | active).any():
+            _per_neuron_layer(state, k, inactive, active, tick)
+
+
+def _per_neuron_layer(state: _State, k: int, inactive, active, tick) -> None:
+    """One feasibility MILP per candidate over the exact big-M model of layers < k.
+
+    For an inactive candidate: maximise ``g`` subject to ``g >= -τ``. Infeasible proves
+    ``g < -τ`` on the box; the first incumbent is float64-checked and, if it is no witness, a second
+    model asks for ``g >= τ``: infeasible means the maximum lies within τ of zero (``near_zero``).
+    Active candidates likewise with ``-g``.
+    """
+    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
+
+    net, tau = state.net, state.margin
+    milp = build_bigm(net, state.box, state.bounds(k), depth=k, stable_inactive=state.stable_masks(k)[0],
+                      stable_active=state.stable_masks(k)[1])
+    jobs = [(j, 1.0) for j in np.flatnonzero(inactive)] + [(j, -1.0) for j in np.flatnonzero(active)]
+    for j, sign in jobs:
+        if not state.candidates(k)[0 if sign > 0 else 1][j]:
+            continue
+        c, off = preactivation_objective(milp, net, k, j, sign)
+        verdict = _feasibility_check(state, milp, k, j, sign, c, off, -tau)
+        if verdict == "no_witness":
+            verdict = _feasibility_check(state, milp, k, j, sign, c, off, tau)
+            verdict = "near_zero" if verdict == "infeasible" else verdict
+        if verdict == "infeasible":
+            state.prove(k, j, inactive=sign > 0, how="milp")
+        elif verdict in ("near_zero", "solver_error", "no_witness"):
+            state.method[k][j] = "near_zero" if verdict == "near_zero" else "solver_error"
+        tick()
+
+
+def _feasibility_check(state: _State, milp, k: int, j: int, sign: float, c, off, at_least: float) -> str:
+    """Is ``sign * g_kj >= at_least`` feasible? 'infeasible', 'witness', 'no_witness' or 'solver_error'."""
+    seen = state.tracker.seen_positive if sign > 0 else state.tracker.seen_negative
+    x_cols = milp.blocks["x"]
+    model = milp.with_objective_cutoff(c, off, at_least)
+    session = state.backend.session(model, relax=not milp.integrality.any())
+
+    def incumbent(values):
+        state.tracker.offer(state.box.clip(values[x_cols])[None, :])
+        return True   # any feasible point answers the question
+
+    result = session.solve(time_limit=state.remaining(), incumbent=incumbent, stop_at=at_least)
+    state.stats["per_neuron_milps"] += 1
+    if result.x is not None:
+        state.tracker.offer(state.box.clip(result.x[x_cols])[None, :])
+    status = _solver_status()
+    if seen(k)[j]:
+        return "witness"
+    if result.status == status.INFEASIBLE:
+        return "infeasible"
+    if result.x is not None:
+        return "no_witness"
+    if result.status == status.TIME_LIMIT:
+        raise _OutOfTime
+    return "solver_error"

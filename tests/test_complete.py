@@ -1,0 +1,110 @@
+"""The complete strategies (auto, network, per-neuron) against an exact oracle and each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exactcomp.analysis import DEFAULT_MARGIN, AnalysisOptions, Status, analyze
+from exactcomp.domain import Box
+
+from .conftest import random_network
+from .test_per_neuron import exact_ranges
+
+#: No witness search beyond the symbolic-bound corners, so the LP and MILP phases must do the work.
+WEAK_SCREEN = dict(random_points=0, gradient_restarts=0, gradient_steps=0)
+
+CASES = [([2, 4, 4, 1], 0, -0.4), ([2, 5, 3, 1], 1, -0.6), ([3, 3, 3, 3, 1], 2, -0.5), ([2, 4, 4, 1], 3, 0.3)]
+
+
+def _check_against_oracle(result, lo, hi, margin=DEFAULT_MARGIN):
+    for layer, l, h in zip(result.layers, lo, hi):
+        clear = (np.abs(h) > 2 * margin) & (np.abs(l) > 2 * margin)  # outside the margin band
+        assert np.all((layer.status == Status.INACTIVE)[clear] == (h <= 0)[clear])
+        assert np.all((layer.status == Status.ACTIVE)[clear] == (l >= 0)[clear])
+        assert np.all((layer.status == Status.UNSTABLE)[clear] == ((h > 0) & (l < 0))[clear])
+        assert not np.any(layer.status[clear] == Status.UNKNOWN)
+
+
+@pytest.mark.parametrize("sizes,seed,shift", CASES)
+@pytest.mark.parametrize("strategy", ["auto", "network", "per-neuron"])
+@pytest.mark.parametrize("screen", ["weak", "default"])
+def test_strategies_match_exact_oracle(sizes, seed, shift, strategy, screen):
+    net = random_network(sizes, seed=seed, bias_shift=shift)
+    box = Box(-np.ones(sizes[0]), np.linspace(0.5, 1.5, sizes[0]))
+    lo, hi = exact_ranges(net, box)
+    options = AnalysisOptions(strategy=strategy, **(WEAK_SCREEN if screen == "weak" else {}))
+    result = analyze(net, box, options)
+    _check_against_oracle(result, lo, hi)
+    # unstable claims carry witnesses inside the box with the claimed signs (float64 forward pass)
+    _, pre = net.forward(result.witnesses, return_preactivations=True) if len(result.witnesses) else (None, None)
+    assert box.contains(result.witnesses).all()
+    for k, layer in enumerate(result.layers):
+        for j in np.flatnonzero(layer.status == Status.UNSTABLE):
+            assert pre[k][layer.witness_pos[j], j] > 0 and pre[k][layer.witness_neg[j], j] < 0
+
+
+def test_network_and_per_neuron_agree_on_a_wider_net():
+    net = random_network([4, 12, 10, 6, 2], seed=3, bias_shift=-0.8, scale=0.7)
+    box = Box(np.zeros(4), np.ones(4))
+    results = {s: analyze(net, box, AnalysisOptions(strategy=s, lp_tightening=s != "network", **WEAK_SCREEN))
+               for s in ("network", "per-neuron", "auto")}
+    for a, b in zip(results["network"].layers, results["per-neuron"].layers):
+        np.testing.assert_array_equal(a.status, b.status)
+    for a, b in zip(results["auto"].layers, results["per-neuron"].layers):
+        np.testing.assert_array_equal(a.status, b.status)
+    assert results["network"].stats["milp_rounds"] >= 2   # a witness round, then the proof round
+    assert sum(layer.methods().get("milp", 0) for layer in results["network"].layers) >= 3
+    # no stable claim is contradicted by dense sampling
+    X = box.sample(200_000, np.random.default_rng(1))
+    _, pre = net.forward(X, return_preactivations=True)
+    for layer, g in zip(results["network"].layers, pre):
+        assert np.all(g[:, layer.status == Status.INACTIVE] <= 0)
+        assert np.all(g[:, layer.status == Status.ACTIVE] >= 0)
+
+
+def test_methods_name_how_each_neuron_was_decided():
+    net = random_network([3, 6, 6, 1], seed=4, bias_shift=-0.5)
+    box = Box(-np.ones(3), np.ones(3))
+    result = analyze(net, box, AnalysisOptions(**WEAK_SCREEN))
+    allowed = {Status.ACTIVE: {"interval", "symbolic", "lp", "milp"}, Status.INACTIVE: {"interval", "symbolic", "lp", "milp"},
+               Status.UNSTABLE: {"witness"}}
+    for layer in result.layers:
+        for status, method in zip(layer.status, layer.method):
+            assert method in allowed[Status(int(status))]
+
+
+def test_time_limit_leaves_unknowns_that_are_kept():
+    """A zero time budget for the MILP phases: undecided neurons are unknown (time_limit) and kept."""
+    from exactcomp.rewrite import compress_network
+
+    net = random_network([3, 8, 8, 1], seed=5, bias_shift=-0.3)
+    box = Box(-np.ones(3), np.ones(3))
+    result = analyze(net, box, AnalysisOptions(time_limit=1e-9, **WEAK_SCREEN))
+    reasons = {}
+    for layer in result.layers:
+        for reason, count in layer.unknown_reasons().items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    assert set(reasons) <= {"time_limit"}
+    assert reasons, "expected undecided neurons with a zero time budget"
+    small = compress_network(net, result)
+    X = box.sample(5000, np.random.default_rng(0))
+    np.testing.assert_allclose(small.forward(X), net.forward(X), atol=1e-9)
+
+
+def test_margin_keeps_neurons_near_zero():
+    """g = relu(x) + relu(-x) - 1 - τ/2 on [-1, 1] has maximum -τ/2: neither proven stable (the proof
+    needs max g <= -τ) nor unstable, so it is unknown (near_zero) and kept."""
+    from exactcomp.network import Dense, Network, TensorInfo
+
+    tau = 1e-3
+    layers = (Dense(np.array([[1.0], [-1.0]]), np.zeros(2), 1, np.arange(2)),
+              Dense(np.ones((1, 2)), np.array([-1.0 - tau / 2]), 2, np.arange(1)),
+              Dense(np.ones((1, 1)), np.zeros(1), 3, np.arange(1)))
+    info = TensorInfo("y", (1,), "float32")
+    net = Network(layers, TensorInfo("x", (1,), "float32"), info, (info,))
+    for strategy in ("auto", "network", "per-neuron"):
+        result = analyze(net, Box(-np.ones(1), np.ones(1)), AnalysisOptions(margin=tau, symbolic=False, strategy=strategy))
+        second = result.layers[1]
+        assert second.status[0] == Status.UNKNOWN and second.method[0] == "near_zero", strategy
+        assert np.all(result.layers[0].status == Status.UNSTABLE)
