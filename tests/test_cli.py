@@ -186,3 +186,33 @@ def test_stored_witnesses_are_used_by_verify(tmp_path, tiny, capsys):
     assert json.loads(capsys.readouterr().out)["extra_points"] == len(witnesses)
     assert main(["compress", str(model), "--domain", str(box), "-o", str(tmp_path / "b.onnx"), "-q", "--no-witnesses"]) == 0
     assert not (tmp_path / "b.witnesses.npy").exists()
+
+
+@pytest.mark.parametrize("strategy", ["auto", "network", "per-neuron", "bounds"])
+def test_compress_strategies_report_how_neurons_were_decided(tmp_path, tiny, capsys, strategy):
+    model, box = tiny
+    out, report = tmp_path / "small.onnx", tmp_path / "r.json"
+    assert main(["compress", str(model), "--domain", str(box), "-o", str(out), "--report", str(report),
+                 "--strategy", strategy, "--time-limit", "60", "--margin", "1e-5", "--threads", "1",
+                 "--random-points", "0", "--gradient-steps", "0"]) == 0
+    data = json.loads(report.read_text())
+    assert data["analysis"]["strategy"] == strategy and data["analysis"]["margin"] == 1e-5
+    assert data["verification"]["passed"] is True
+    methods = {m for layer in data["layers"] for m in layer["neuron_method"]}
+    allowed = {"interval", "symbolic", "lp", "milp", "witness", None}
+    assert methods <= allowed
+    if strategy != "bounds":
+        assert data["totals"]["unknown"] == 0
+    Ws, bs = random_weights([3, 8, 6, 2], seed=0, bias_shift=-0.3)
+    X = np.random.default_rng(0).uniform([-1, -1, 0], [1, 1, 2], size=(2000, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(out, X)[0], run_onnx(model, X)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("option", [["--strategy", "magic"], ["--time-limit", "-3"], ["--margin", "0"],
+                                    ["--threads", "zero"]])
+def test_bad_analysis_options_exit_2(tmp_path, tiny, option):
+    model, box = tiny
+    out = tmp_path / "o.onnx"
+    proc = _run_cli("compress", str(model), "--domain", str(box), "-o", str(out), *option)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and option[0] in proc.stderr
+    assert not out.exists()

@@ -1,0 +1,81 @@
+"""The HiGHS back end on small MILPs with known optima (checked by enumeration), and its hooks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import scipy.sparse as sp
+
+from exactcomp.formulations.milp import MILP
+from exactcomp.solvers import SolveStatus, get_solver
+
+
+def knapsack(seed: int, n: int = 8) -> MILP:
+    rng = np.random.default_rng(seed)
+    weights, values = rng.integers(1, 10, size=(2, n)), rng.integers(1, 10, size=n).astype(float)
+    return MILP(c=values, A=sp.csr_matrix(weights.astype(float)), row_lower=np.full(2, -np.inf),
+                row_upper=np.array([15.0, 18.0]), col_lower=np.zeros(n), col_upper=np.ones(n),
+                integrality=np.ones(n, bool))
+
+
+def brute_force(milp: MILP) -> float:
+    best = -np.inf
+    A = milp.A.toarray()
+    for bits in itertools.product([0.0, 1.0], repeat=milp.num_vars):
+        x = np.array(bits)
+        if np.all(A @ x <= milp.row_upper + 1e-9):
+            best = max(best, milp.c @ x)
+    return best
+
+
+def test_optimum_matches_enumeration_and_every_incumbent_is_feasible():
+    solver = get_solver("highs")
+    for seed in range(4):
+        milp = knapsack(seed)
+        seen = []
+        result = solver.solve(milp, incumbent=lambda x: seen.append(x.copy()) or False)
+        assert result.status == SolveStatus.OPTIMAL
+        assert abs(result.objective - brute_force(milp)) < 1e-6
+        assert result.dual_bound >= result.objective - 1e-6
+        for x in seen:
+            assert np.all(milp.A @ x <= milp.row_upper + 1e-6)
+
+
+def test_cutoff_row_makes_unreachable_targets_infeasible():
+    milp = knapsack(1)
+    best = brute_force(milp)
+    solver = get_solver("highs")
+    assert solver.solve(milp.with_objective_cutoff(milp.c, 0.0, best + 0.5)).status == SolveStatus.INFEASIBLE
+    reach = solver.solve(milp.with_objective_cutoff(milp.c, 0.0, best - 0.5))
+    assert reach.status == SolveStatus.OPTIMAL and reach.objective >= best - 0.5
+
+
+def test_incumbent_hook_can_stop_the_solve():
+    milp = knapsack(2, n=12)
+    calls = []
+    result = get_solver("highs").solve(milp, incumbent=lambda x: calls.append(1) or True,
+                                       start=np.zeros(milp.num_vars))
+    assert calls and result.status in (SolveStatus.STOPPED, SolveStatus.OPTIMAL)
+    assert result.x is not None
+
+
+def test_lp_session_reuses_the_model_with_new_objectives():
+    milp = knapsack(3)
+    session = get_solver("highs").session(milp, relax=True)
+    for j in range(3):
+        c = np.zeros(milp.num_vars)
+        c[j] = 1.0
+        session.set_objective(c, 0.0, "max")
+        assert abs(session.solve().objective - 1.0) < 1e-9
+        session.set_objective(c, 0.0, "min")
+        assert abs(session.solve().objective) < 1e-9
+
+
+def test_unknown_solver_is_a_clear_error():
+    import pytest
+
+    from exactcomp.errors import ExactcompError
+
+    with pytest.raises(ExactcompError, match="unknown solver 'nope'"):
+        get_solver("nope")
