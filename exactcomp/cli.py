@@ -77,24 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def _positive(cast, minimum, kind: str):
+    """An argparse type: ``cast(text)`` that must be at least ``minimum`` (exclusive for floats) and finite."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        if not (value > minimum if cast is float else value >= minimum) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.split()[-1]}, got {text}")
+        return value
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+_positive_float = _positive(float, 0.0, "a number")
+_positive_int = _positive(int, 1, "an integer")
 
 
 def _check_output_path(args) -> None:
