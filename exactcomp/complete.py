@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from exactcomp.solvers import SolveStatus, get_solver
+
 from .analysis import Analysis, AnalysisOptions, Status, screen
 from .domain import Box
 from .network import Network
@@ -91,6 +93,12 @@ class _State:
     def bounds(self, depth: int):
         return [(self.lower[i], self.upper[i]) for i in range(depth)]
 
+    def trunk_model(self, depth: int):
+        """The exact big-M model of hidden layers ``1..depth`` with the current bounds and proofs."""
+        from exactcomp.formulations.bigm import build_bigm
+
+        return build_bigm(self.net, self.box, self.bounds(depth), depth, *self.stable_masks(depth))
+
     def stable_masks(self, depth: int):
         return ([self.status[i] == Status.INACTIVE for i in range(depth)],
                 [self.status[i] == Status.ACTIVE for i in range(depth)])
@@ -107,13 +115,10 @@ def auto_analysis(net: Network, box: Box, options: AnalysisOptions, progress=Non
 
 
 def _complete(net, box, options, progress, per_neuron_max: int) -> Analysis:
-    from exactcomp.solvers import get_solver
-
     screening = screen(net, box, options, progress)
     t_start = time.perf_counter()
     deadline = t_start + options.time_limit if options.time_limit is not None else float("inf")
-    backend = get_solver(options.solver, threads=options.threads) if isinstance(options.solver, str) \
-        else options.solver
+    backend = get_solver(options.solver, threads=options.threads)
     state = _State(net, box, options, backend,
                    lower=[b.lower.copy() for b in screening.bounds], upper=[b.upper.copy() for b in screening.bounds],
                    status=[s.copy() for s, _ in screening.decided], method=[m.copy() for _, m in screening.decided],
@@ -148,12 +153,12 @@ def _complete(net, box, options, progress, per_neuron_max: int) -> Analysis:
 
 def _tighten_all(state: _State, progress) -> None:
     depth = _deepest_candidate_layer(state)
-    todo = [_lp_targets(state, k, depth) for k in range(depth + 1)]
-    total = int(sum(t.sum() for t in todo))
+    # layer 1's interval bounds over the box are already exact; later proofs only shrink these sets
+    todo = {k: np.flatnonzero(_lp_targets(state, k, depth)) for k in range(1, depth + 1)}
+    total = int(sum(t.size for t in todo.values()))
     report = progress.phase("LP tightening", total) if progress else None
     done = 0
-    for k in range(1, depth + 1):  # layer 1's interval bounds over the box are already exact
-        targets = np.flatnonzero(_lp_targets(state, k, depth))
+    for k, targets in todo.items():
         if not targets.size:
             continue
         _tighten_layer(state, k, targets, k < depth,
@@ -182,11 +187,10 @@ def _tighten_layer(state: _State, k: int, targets: np.ndarray, feeding: bool, re
 
     Directions already witnessed are skipped unless the layer ``feeding`` a deeper candidate's model.
     """
-    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
+    from exactcomp.formulations.bigm import preactivation_objective
 
     net, tau = state.net, state.margin
-    milp = build_bigm(net, state.box, state.bounds(k), depth=k, stable_inactive=state.stable_masks(k)[0],
-                      stable_active=state.stable_masks(k)[1])
+    milp = state.trunk_model(k)
     session = state.backend.session(milp, relax=True)
     x_cols = milp.blocks["x"]
     for n, j in enumerate(targets):
@@ -251,7 +255,7 @@ def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
         state.stats["milp_rounds"] += 1
         if report:
             report(count - _candidate_count(state), count, f"round {state.stats['milp_rounds']}")
-        if result.status == _solver_status().INFEASIBLE:
+        if result.status == SolveStatus.INFEASIBLE:
             for i in range(depth):
                 inactive, active = state.candidates(i)
                 state.prove(i, np.flatnonzero(inactive), True, "milp")
@@ -262,16 +266,10 @@ def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
         if watch.new_witnesses or watch.suspect_count:
             _defer_suspects(state, watch)
             continue
-        if result.status == _solver_status().TIME_LIMIT:
+        if result.status == SolveStatus.TIME_LIMIT:
             raise _OutOfTime
         _mark(state, depth, "solver_error")
         return
-
-
-def _solver_status():
-    from exactcomp.solvers import SolveStatus
-
-    return SolveStatus
 
 
 class _IncumbentWatch:
@@ -352,11 +350,10 @@ def _per_neuron_layer(state: _State, k: int, inactive, active, tick) -> None:
     model asks for ``g >= τ``: infeasible means the maximum lies within τ of zero (``near_zero``).
     Active candidates likewise with ``-g``.
     """
-    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
+    from exactcomp.formulations.bigm import preactivation_objective
 
     net, tau = state.net, state.margin
-    milp = build_bigm(net, state.box, state.bounds(k), depth=k, stable_inactive=state.stable_masks(k)[0],
-                      stable_active=state.stable_masks(k)[1])
+    milp = state.trunk_model(k)
     jobs = [(j, 1.0) for j in np.flatnonzero(inactive)] + [(j, -1.0) for j in np.flatnonzero(active)]
     for j, sign in jobs:
         if not state.candidates(k)[0 if sign > 0 else 1][j]:
@@ -388,13 +385,12 @@ def _feasibility_check(state: _State, milp, k: int, j: int, sign: float, c, off,
     state.stats["per_neuron_milps"] += 1
     if result.x is not None:
         state.tracker.offer(state.box.clip(result.x[x_cols])[None, :])
-    status = _solver_status()
     if seen(k)[j]:
         return "witness"
-    if result.status == status.INFEASIBLE:
+    if result.status == SolveStatus.INFEASIBLE:
         return "infeasible"
     if result.x is not None:
         return "no_witness"
-    if result.status == status.TIME_LIMIT:
+    if result.status == SolveStatus.TIME_LIMIT:
         raise _OutOfTime
     return "solver_error"

@@ -47,7 +47,7 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
     from exactcomp.formulations.bigm import build_bigm, preactivation_objective
     from exactcomp.solvers import SolveStatus, get_solver
 
-    backend = get_solver(solver, threads=threads) if isinstance(solver, str) else solver
+    backend = get_solver(solver, threads=threads)
     t0 = time.perf_counter()
     deadline = t0 + time_limit if time_limit is not None else float("inf")
     layer_bounds = compute_bounds(net, box, symbolic=symbolic)

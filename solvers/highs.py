@@ -65,7 +65,6 @@ class HighsSession:
         import highspy
 
         self._hs = highspy
-        self.milp = milp
         self.is_mip = bool(milp.integrality.any()) and not relax
         h = self.h = highspy.Highs()
         h.setOptionValue("output_flag", backend.verbose)
@@ -173,7 +172,7 @@ class HighsSession:
         return SolveResult(mapped, objective, dual, x, seconds, nodes)
 
 
-def _solution(hs, values) -> "object":
+def _solution(hs, values):
     sol = hs.HighsSolution()
     sol.col_value = list(np.asarray(values, float))
     sol.value_valid = True
