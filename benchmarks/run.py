@@ -25,14 +25,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run_one(path: Path, strategy: str, time_limit: float | None) -> dict:
+def run_one(path: Path, strategy: str, time_limit: float | None, jobs: int | None = None) -> dict:
     import exactcomp
     from exactcomp.analysis import AnalysisOptions
 
     t0 = time.perf_counter()
     net = exactcomp.load(path)
     box = exactcomp.domain(net, path.with_suffix(".box.json"))
-    analysis = exactcomp.analyze(net, box, AnalysisOptions(strategy=strategy, time_limit=time_limit))
+    analysis = exactcomp.analyze(net, box, AnalysisOptions(strategy=strategy, time_limit=time_limit, jobs=jobs))
     result = exactcomp.compress(net, box, analysis=analysis)
     wall = time.perf_counter() - t0
     a = result.analysis
@@ -42,7 +42,7 @@ def run_one(path: Path, strategy: str, time_limit: float | None) -> dict:
             methods[k] = methods.get(k, 0) + v
     meta = json.loads((path.parent / "nets.json").read_text()).get(path.stem, {})
     return {"network": path.stem, "shape": meta.get("shape"), "l1": meta.get("l1"), "seed": meta.get("seed"),
-            "strategy": strategy, "time_limit": time_limit, "wall_seconds": round(wall, 3),
+            "strategy": strategy, "time_limit": time_limit, "jobs": a.options.jobs, "wall_seconds": round(wall, 3),
             "times": {k: round(v, 3) for k, v in a.times.items()}, **a.totals(),
             "methods": methods, "stats": a.stats, "interrupted": a.interrupted,
             "parameters_before": result.original.parameter_count,
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated shapes (2x100,...) or network names")
     ap.add_argument("--strategies", default="auto,per-neuron")
     ap.add_argument("--time-limit", type=float, default=600.0)
+    ap.add_argument("--jobs", type=int, help="per-neuron MILPs at once (default: exactcomp's, CPU cores)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "results.json")
     ap.add_argument("--summarize", type=Path, nargs="+", help="join result files into results.csv and table.md")
     args = ap.parse_args(argv)
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     doc = {"machine": machine(), "command": " ".join(sys.argv), "records": []}
     for path in nets:
         for strategy in args.strategies.split(","):
-            record = run_one(path, strategy, args.time_limit)
+            record = run_one(path, strategy, args.time_limit, args.jobs)
             doc["records"].append(record)
             args.out.write_text(json.dumps(doc, indent=2) + "\n")
             print(f"{path.stem:32s} {strategy:10s} {record['wall_seconds']:8.1f}s unknown {record['unknown']:3d} "

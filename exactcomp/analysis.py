@@ -22,6 +22,7 @@ The strategies (:data:`STRATEGIES`, chosen with ``AnalysisOptions.strategy``):
 from __future__ import annotations
 
 import enum
+import os
 import time
 from dataclasses import dataclass, field, replace
 from importlib import import_module
@@ -107,6 +108,9 @@ class Analysis:
 #: a solver's rounding cannot produce a wrong "stable". Neurons with an extreme in (-τ, τ) are kept.
 DEFAULT_MARGIN = 1e-4
 
+#: Per-neuron MILPs solved at once by default: one per CPU core, at most 4 (each HiGHS MIP is serial).
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+
 
 @dataclass
 class AnalysisOptions:
@@ -114,7 +118,7 @@ class AnalysisOptions:
 
     ``time_limit`` (seconds, for the LP/MILP phases; None: no limit): what is not decided in time
     stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
-    a process). ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
+    a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`). ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
     """
 
     symbolic: bool = True
@@ -127,6 +131,7 @@ class AnalysisOptions:
     solver: object = "highs"
     time_limit: float | None = None
     threads: int | None = None
+    jobs: int | None = None
     margin: float = DEFAULT_MARGIN
     lp_tightening: bool = True
 
@@ -181,6 +186,8 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
         raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
     if not options.margin > 0:
         raise ExactcompError(f"margin must be positive, got {options.margin}")
+    if options.jobs is not None and options.jobs < 1:
+        raise ExactcompError(f"jobs must be at least 1, got {options.jobs}")
     module, function = STRATEGIES[options.strategy].split(":")
     result = getattr(import_module(module), function)(net, box, options, progress)
     return replace(result, options=options)

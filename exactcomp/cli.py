@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
                    help="limit for the LP/MILP phases; neurons not decided in time are unknown and kept")
     c.add_argument("--threads", type=_positive_int, help="solver threads (default: the solver's choice)")
+    c.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="per-neuron MILPs solved at once (default: CPU cores, at most 4)")
     c.add_argument("--margin", type=_positive_float, default=None,
                    help="safety margin τ of LP/MILP proofs: stable means |g| >= τ proven (default 1e-4)")
     c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
@@ -131,7 +133,7 @@ def cmd_compress(args) -> int:
         result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
                               random_points=args.random_points, gradient_steps=args.gradient_steps,
                               seed=args.seed, samples=samples, strategy=args.strategy,
-                              time_limit=args.time_limit, threads=args.threads,
+                              time_limit=args.time_limit, threads=args.threads, jobs=args.jobs,
                               **({"margin": args.margin} if args.margin is not None else {}))
     result.times["import"] = t_import
     t0 = time.perf_counter()

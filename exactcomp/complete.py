@@ -20,23 +20,27 @@ candidate* (never seen ``g > 0``) must be proven ``g <= -τ`` on the box, an *ac
    below 0.5, every candidate left in the objective is proven (method ``milp``). A candidate flipped
    by an incumbent whose float64 forward pass does not confirm it (within τ of zero, or solver
    tolerance) leaves the objective and goes to phase 3.
-3. **Per-neuron MILPs** (max ``±g`` over the exact big-M model) for the last candidates, stopping at
-   the first float64-confirmed witness or when the dual bound proves ``<= -τ``. If the optimum lies
-   in ``(-τ, 0]`` the neuron is kept as ``near_zero``.
+3. **Per-neuron MILPs** for the last candidates: is ``±g >= -τ`` feasible over the exact big-M
+   model? Infeasible proves the neuron (method ``milp``); a feasible point is float64-checked as a
+   witness, and if it is none, ``±g >= τ`` infeasible means the extreme lies within τ of zero
+   (kept as ``near_zero``). The candidates of one layer are checked concurrently
+   (``AnalysisOptions.jobs`` threads, one HiGHS instance each).
 
 Time limit (``AnalysisOptions.time_limit``) and Ctrl-C leave the remaining candidates unknown.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from exactcomp.solvers import SolveStatus, get_solver
 
-from .analysis import Analysis, AnalysisOptions, Status, screen
+from .analysis import DEFAULT_JOBS, Analysis, AnalysisOptions, Status, screen
 from .domain import Box
 from .network import Network
 
@@ -348,49 +352,124 @@ def _per_neuron_layer(state: _State, k: int, inactive, active, tick) -> None:
     For an inactive candidate: maximise ``g`` subject to ``g >= -τ``. Infeasible proves
     ``g < -τ`` on the box; the first incumbent is float64-checked and, if it is no witness, a second
     model asks for ``g >= τ``: infeasible means the maximum lies within τ of zero (``near_zero``).
-    Active candidates likewise with ``-g``.
+    Active candidates likewise with ``-g``. The candidates of a layer are independent, so up to
+    ``options.jobs`` of them are solved at once, each in its own thread (HiGHS releases the GIL);
+    results, incumbent inputs included, are merged into the state by the calling thread only.
     """
-    from exactcomp.formulations.bigm import preactivation_objective
-
-    net, tau = state.net, state.margin
     milp = state.trunk_model(k)
     jobs = [(j, 1.0) for j in np.flatnonzero(inactive)] + [(j, -1.0) for j in np.flatnonzero(active)]
-    for j, sign in jobs:
-        if not state.candidates(k)[0 if sign > 0 else 1][j]:
-            continue
-        c, off = preactivation_objective(milp, net, k, j, sign)
-        verdict = _feasibility_check(state, milp, k, j, sign, c, off, -tau)
-        if verdict == "no_witness":
-            verdict = _feasibility_check(state, milp, k, j, sign, c, off, tau)
-            verdict = "near_zero" if verdict == "infeasible" else verdict
-        if verdict == "infeasible":
+    runner = _NeuronChecks(state, milp, k)
+    out_of_time = False
+    for (j, sign), verdict in runner.run(jobs, _worker_count(state.options, len(jobs))):
+        for points in verdict.points:
+            state.tracker.offer(points[None, :])
+        state.stats["per_neuron_milps"] += verdict.milps
+        seen = state.tracker.seen_positive(k)[j] if sign > 0 else state.tracker.seen_negative(k)[j]
+        if seen or verdict.kind == "skipped":
+            pass
+        elif verdict.kind == "infeasible":
             state.prove(k, j, inactive=sign > 0, how="milp")
-        elif verdict in ("near_zero", "solver_error", "no_witness"):
-            state.method[k][j] = "near_zero" if verdict == "near_zero" else "solver_error"
+        elif verdict.kind == "time_limit":
+            out_of_time = True
+        else:   # near_zero, solver_error, no_witness (a feasible point that is no float64 witness)
+            state.method[k][j] = "near_zero" if verdict.kind == "near_zero" else "solver_error"
         tick()
-
-
-def _feasibility_check(state: _State, milp, k: int, j: int, sign: float, c, off, at_least: float) -> str:
-    """Is ``sign * g_kj >= at_least`` feasible? 'infeasible', 'witness', 'no_witness' or 'solver_error'."""
-    seen = state.tracker.seen_positive if sign > 0 else state.tracker.seen_negative
-    x_cols = milp.blocks["x"]
-    model = milp.with_objective_cutoff(c, off, at_least)
-    session = state.backend.session(model, relax=not milp.integrality.any())
-
-    def incumbent(values):
-        state.tracker.offer(state.box.clip(values[x_cols])[None, :])
-        return True   # any feasible point answers the question
-
-    result = session.solve(time_limit=state.remaining(), incumbent=incumbent, stop_at=at_least)
-    state.stats["per_neuron_milps"] += 1
-    if result.x is not None:
-        state.tracker.offer(state.box.clip(result.x[x_cols])[None, :])
-    if seen(k)[j]:
-        return "witness"
-    if result.status == SolveStatus.INFEASIBLE:
-        return "infeasible"
-    if result.x is not None:
-        return "no_witness"
-    if result.status == SolveStatus.TIME_LIMIT:
+    if out_of_time:
         raise _OutOfTime
-    return "solver_error"
+
+
+def _worker_count(options: AnalysisOptions, jobs: int) -> int:
+    wanted = options.jobs if options.jobs is not None else DEFAULT_JOBS
+    return max(1, min(wanted, jobs))
+
+
+@dataclass
+class _Verdict:
+    kind: str          # infeasible | witness | near_zero | no_witness | solver_error | time_limit | skipped
+    points: list = field(default_factory=list)   # inputs of the solver's feasible points
+    milps: int = 0
+
+
+class _NeuronChecks:
+    """Runs the per-neuron feasibility checks of one layer, concurrently, and stops them on Ctrl-C."""
+
+    def __init__(self, state: _State, milp, k: int):
+        self.state, self.milp, self.k = state, milp, k
+        self.sessions: set = set()
+        self.cancelled = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self, jobs, workers: int):
+        """Yield ``((j, sign), _Verdict)`` as checks finish (in the calling thread)."""
+        if workers == 1:
+            for job in jobs:
+                yield job, self.check(*job)
+            return
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="exactcomp-milp")
+        futures = {pool.submit(self.check, *job): job for job in jobs}
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield futures[future], future.result()
+        except BaseException:   # Ctrl-C (or an error): stop the running solves, drop the queued ones
+            self.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self.lock:
+            for session in self.sessions:
+                session.interrupt()
+
+    def check(self, j: int, sign: float) -> _Verdict:
+        """Decide one candidate: ``sign * g_kj >= -τ`` feasible?, then ``>= τ`` if no witness."""
+        from exactcomp.formulations.bigm import preactivation_objective
+
+        state, tau = self.state, self.state.margin
+        if not state.candidates(self.k)[0 if sign > 0 else 1][j]:   # witnessed meanwhile
+            return _Verdict("skipped")
+        c, off = preactivation_objective(self.milp, state.net, self.k, j, sign)
+        verdict = _Verdict("no_witness")
+        for at_least in (-tau, tau):
+            kind = self._feasible(c, off, at_least, verdict)
+            if kind != "no_witness" or self._is_witness(verdict.points, j, sign):
+                verdict.kind = ("near_zero" if at_least > 0 and kind == "infeasible" else
+                                "witness" if kind == "no_witness" else kind)
+                return verdict
+        return verdict
+
+    def _feasible(self, c, off, at_least: float, verdict: _Verdict) -> str:
+        """Solve ``max c·x + off`` s.t. ``>= at_least``: infeasible / no_witness / time_limit / ..."""
+        state, x_cols = self.state, self.milp.blocks["x"]
+        if self.cancelled.is_set():
+            return "interrupted"
+        left = None if state.deadline == float("inf") else state.deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            return "time_limit"
+        session = state.backend.session(self.milp.with_objective_cutoff(c, off, at_least),
+                                        relax=not self.milp.integrality.any())
+        with self.lock:
+            self.sessions.add(session)
+        if self.cancelled.is_set():
+            session.interrupt()
+        try:   # any feasible point answers the question: stop at the first incumbent
+            result = session.solve(time_limit=left, incumbent=lambda values: True, stop_at=at_least)
+        finally:
+            with self.lock:
+                self.sessions.discard(session)
+        verdict.milps += 1
+        if result.x is not None:
+            verdict.points.append(state.box.clip(result.x[x_cols]))
+            return "no_witness"
+        return {SolveStatus.INFEASIBLE: "infeasible", SolveStatus.TIME_LIMIT: "time_limit",
+                SolveStatus.STOPPED: "interrupted"}.get(result.status, "solver_error")
+
+    def _is_witness(self, points, j: int, sign: float) -> bool:
+        if not points:
+            return False
+        _, pre = self.state.net.forward(np.asarray(points), return_preactivations=True)
+        return bool((sign * pre[self.k][:, j] > 0).any())

@@ -20,7 +20,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
-    analysis      {strategy, solver, margin, time_limit, threads, stats: {lp_solves, milp_rounds,
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, stats: {lp_solves, milp_rounds,
                    per_neuron_milps}} (stats only for the LP/MILP strategies)
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
@@ -112,7 +112,8 @@ def _analysis_entry(analysis) -> dict:
     solver = None if o is None else (o.solver if isinstance(o.solver, str) else getattr(o.solver, "name", "custom"))
     return {"strategy": None if o is None else o.strategy, "solver": solver,
             "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
-            "threads": None if o is None else o.threads, "stats": dict(analysis.stats)}
+            "threads": None if o is None else o.threads,
+            "jobs": None if o is None else o.jobs, "stats": dict(analysis.stats)}
 
 
 def summary_table(report: dict):

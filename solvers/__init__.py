@@ -7,7 +7,8 @@ The protocol every back end implements (see :class:`Backend`):
 * ``session(milp, relax=False)`` -> an object with ``set_objective(c, offset, sense)`` and
   ``solve(time_limit=None, incumbent=None, progress=None, start=None, stop_at=None)`` returning a
   :class:`SolveResult`; a session keeps the model loaded, so LPs re-solved with a new objective
-  warm-start from the previous basis;
+  warm-start from the previous basis; with the ``"interrupt"`` capability, ``interrupt()`` (callable
+  from another thread) stops a running ``solve``;
 * ``solve(milp, **kwargs)``: a one-off ``session(milp).solve(**kwargs)``.
 
 Hooks of ``solve``: ``incumbent(x) -> bool`` sees every new incumbent (a full solution vector) and

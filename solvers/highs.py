@@ -8,7 +8,8 @@ rarely during the root node, so ``stop_at`` is also passed as ``objective_target
 solve at the first incumbent that good. A start solution is given with ``setSolution``.
 
 The solve runs in a worker thread so that Ctrl-C reaches Python at once; the main thread then
-asks HiGHS to stop and re-raises ``KeyboardInterrupt`` when it has. ``threads`` takes effect only
+asks HiGHS to stop and re-raises ``KeyboardInterrupt`` when it has. Sessions solved concurrently in
+other threads (HiGHS releases the GIL) are stopped with ``interrupt()``. ``threads`` takes effect only
 at the first solve in a process (a HiGHS limitation).
 """
 
@@ -84,7 +85,7 @@ class HighsSession:
             lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                                for i in milp.integrality]
         h.passModel(lp)
-        self._stop = False
+        self._stop = self._cancelled = False
         self._hooks = (None, None)
         self._sign, self._offset = 1.0, 0.0
         self.set_objective(milp.c, milp.offset, milp.sense)
@@ -102,6 +103,13 @@ class HighsSession:
         columns = np.asarray(columns, dtype=np.int32)
         self.h.changeColsBounds(columns.size, columns, np.asarray(lower, float), np.asarray(upper, float))
 
+    def interrupt(self) -> None:
+        """Stop a running ``solve`` (called from another thread); it returns with status STOPPED.
+
+        Sticky: a session once interrupted stops every later ``solve`` at its first callback too.
+        """
+        self._cancelled = True
+
     # hooks -----------------------------------------------------------------------------------
     def _on_solution(self, event) -> None:
         incumbent = self._hooks[0]
@@ -116,7 +124,7 @@ class HighsSession:
             primal = self._sign * out.mip_primal_bound + self._offset
             if progress(dual, primal):
                 self._stop = True
-        if self._stop:
+        if self._stop or self._cancelled:
             event.interrupt()
 
     # solving ---------------------------------------------------------------------------------

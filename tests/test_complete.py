@@ -108,3 +108,19 @@ def test_margin_keeps_neurons_near_zero():
         second = result.layers[1]
         assert second.status[0] == Status.UNKNOWN and second.method[0] == "near_zero", strategy
         assert np.all(result.layers[0].status == Status.UNSTABLE)
+
+
+@pytest.mark.parametrize("seed,shift", [(3, -0.8), (6, -0.5), (14, -0.5)])
+def test_concurrent_per_neuron_checks_match_serial_ones(seed, shift):
+    """``jobs`` > 1 solves the per-neuron MILPs of a layer in threads: same decisions as one by one."""
+    net = random_network([4, 12, 10, 6, 2], seed=seed, bias_shift=shift, scale=0.7)
+    box = Box(np.zeros(4), np.ones(4))
+    serial, threaded = (analyze(net, box, AnalysisOptions(jobs=jobs, lp_tightening=False, **WEAK_SCREEN))
+                        for jobs in (1, 3))
+    assert threaded.stats["per_neuron_milps"] >= 4
+    for a, b in zip(serial.layers, threaded.layers):
+        np.testing.assert_array_equal(a.status, b.status)
+    _, pre = net.forward(box.sample(100_000, np.random.default_rng(seed)), return_preactivations=True)
+    for layer, g in zip(threaded.layers, pre):
+        assert np.all(g[:, layer.status == Status.INACTIVE] <= 0)
+        assert np.all(g[:, layer.status == Status.ACTIVE] >= 0)

@@ -79,3 +79,26 @@ def test_unknown_solver_is_a_clear_error():
 
     with pytest.raises(ExactcompError, match="unknown solver 'nope'"):
         get_solver("nope")
+
+
+def market_split(seed: int, m: int = 4, n: int = 40) -> MILP:
+    """A Cornuéjols-Dawande market split instance: tiny, and far too hard to finish in seconds."""
+    rng = np.random.default_rng(seed)
+    A = rng.integers(0, 100, size=(m, n)).astype(float)
+    rhs = np.floor(A.sum(axis=1) / 2)
+    return MILP(c=np.zeros(n), A=sp.csr_matrix(A), row_lower=rhs, row_upper=rhs, col_lower=np.zeros(n),
+                col_upper=np.ones(n), integrality=np.ones(n, bool))
+
+
+def test_interrupt_from_another_thread_stops_a_running_solve():
+    import threading
+    import time
+
+    session = get_solver("highs", threads=1).session(market_split(0))
+    timer = threading.Timer(0.5, session.interrupt)
+    timer.start()
+    t0 = time.perf_counter()
+    result = session.solve(time_limit=60)
+    timer.cancel()
+    assert result.status == SolveStatus.STOPPED   # without the interrupt it runs into its 60 s limit
+    assert time.perf_counter() - t0 < 30
