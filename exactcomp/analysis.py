@@ -118,7 +118,8 @@ class AnalysisOptions:
 
     ``time_limit`` (seconds, for the LP/MILP phases; None: no limit): what is not decided in time
     stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
-    a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`). ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
+    a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
+    ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object. ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
     """
 
     symbolic: bool = True
@@ -132,6 +133,7 @@ class AnalysisOptions:
     time_limit: float | None = None
     threads: int | None = None
     jobs: int | None = None
+    formulation: object = "bigm"
     margin: float = DEFAULT_MARGIN
     lp_tightening: bool = True
 
@@ -186,6 +188,9 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
         raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
     if not options.margin > 0:
         raise ExactcompError(f"margin must be positive, got {options.margin}")
+    from exactcomp.formulations import get_formulation
+
+    get_formulation(options.formulation)   # unknown names fail here, before any work
     if options.jobs is not None and options.jobs < 1:
         raise ExactcompError(f"jobs must be at least 1, got {options.jobs}")
     module, function = STRATEGIES[options.strategy].split(":")

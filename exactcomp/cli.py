@@ -1,4 +1,4 @@
-"""Command line: ``exactcomp compress | verify | inspect``.
+"""Command line: ``exactcomp compress | verify | inspect | solvers``.
 
 Exit status: 0 success; 1 verification failed (nothing written); 2 user error (bad model,
 domain or option; one-line message, no traceback); 130 interrupted before any result.
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                         "per neuron (CPAIOR 2020 baseline); bounds: bounds and witnesses only")
     c.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
                    help="limit for the LP/MILP phases; neurons not decided in time are unknown and kept")
+    c.add_argument("--solver", default="highs", metavar="NAME",
+                   help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
+                        "see 'exactcomp solvers'")
+    c.add_argument("--formulation", choices=["bigm", "bigm-ideal"], default="bigm",
+                   help="MILP formulation: bigm (default) or bigm-ideal (big-M plus Anderson et al. 2020 ideal "
+                        "cuts separated at the root of each per-neuron MILP)")
     c.add_argument("--threads", type=_positive_int, help="solver threads (default: the solver's choice)")
     c.add_argument("--jobs", type=_positive_int, metavar="N",
                    help="per-neuron MILPs solved at once (default: CPU cores, at most 4)")
@@ -76,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show the imported layer graph")
     i.add_argument("model", type=Path)
     i.add_argument("--json", action="store_true")
+    s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
+    s.add_argument("--json", action="store_true")
     return p
 
 
@@ -133,7 +141,8 @@ def cmd_compress(args) -> int:
         result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
                               random_points=args.random_points, gradient_steps=args.gradient_steps,
                               seed=args.seed, samples=samples, strategy=args.strategy,
-                              time_limit=args.time_limit, threads=args.threads, jobs=args.jobs,
+                              time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
+                              formulation=args.formulation,
                               **({"margin": args.margin} if args.margin is not None else {}))
     result.times["import"] = t_import
     t0 = time.perf_counter()
@@ -237,7 +246,19 @@ def _head_ops(net) -> list[str]:
     return [n.op_type for n in graph.node]
 
 
-COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect}
+def cmd_solvers(args) -> int:
+    from exactcomp.solvers import REGISTRY, available
+
+    found = available()
+    if args.json:
+        print(json.dumps({name: {"backend": REGISTRY[name], "status": status} for name, status in found.items()}, indent=2))
+        return 0
+    for name, status in found.items():
+        print(f"{name:8s} {status}")
+    return 0
+
+
+COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers}
 
 
 def main(argv=None) -> int:

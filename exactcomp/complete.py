@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from exactcomp.formulations import get_formulation
 from exactcomp.solvers import SolveStatus, get_solver
 
 from .analysis import DEFAULT_JOBS, Analysis, AnalysisOptions, Status, screen
@@ -70,6 +71,7 @@ class _State:
     method: list
     tracker: object
     deadline: float
+    formulation: object = None
     times: dict = field(default_factory=dict)
     stats: dict = field(default_factory=lambda: {"lp_solves": 0, "milp_rounds": 0, "per_neuron_milps": 0})
 
@@ -98,10 +100,8 @@ class _State:
         return [(self.lower[i], self.upper[i]) for i in range(depth)]
 
     def trunk_model(self, depth: int):
-        """The exact big-M model of hidden layers ``1..depth`` with the current bounds and proofs."""
-        from exactcomp.formulations.bigm import build_bigm
-
-        return build_bigm(self.net, self.box, self.bounds(depth), depth, *self.stable_masks(depth))
+        """The exact MILP model of hidden layers ``1..depth`` with the current bounds and proofs."""
+        return self.formulation.build(self.net, self.box, self.bounds(depth), depth, *self.stable_masks(depth))
 
     def stable_masks(self, depth: int):
         return ([self.status[i] == Status.INACTIVE for i in range(depth)],
@@ -126,7 +126,7 @@ def _complete(net, box, options, progress, per_neuron_max: int) -> Analysis:
     state = _State(net, box, options, backend,
                    lower=[b.lower.copy() for b in screening.bounds], upper=[b.upper.copy() for b in screening.bounds],
                    status=[s.copy() for s, _ in screening.decided], method=[m.copy() for _, m in screening.decided],
-                   tracker=screening.tracker, deadline=deadline)
+                   tracker=screening.tracker, deadline=deadline, formulation=get_formulation(options.formulation))
     interrupted = screening.interrupted
     reason = "interrupted"
     phases = [("lp", _tighten_all)] if options.lp_tightening else []
@@ -238,14 +238,12 @@ def _candidate_objective(state: _State, milp, depth: int):
 
 
 def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
-    from exactcomp.formulations.bigm import build_bigm
-
     depth = _deepest_candidate_layer(state) + 1
     count = _candidate_count(state)
     if count == 0 or count <= per_neuron_max:
         return
     relax_inactive, relax_active = zip(*(state.candidates(i) for i in range(depth)))
-    milp = build_bigm(state.net, state.box, state.bounds(depth), depth, *state.stable_masks(depth),
+    milp = state.formulation.build(state.net, state.box, state.bounds(depth), depth, *state.stable_masks(depth),
                       relax_inactive=list(relax_inactive), relax_active=list(relax_active), margin=state.margin)
     report = progress.phase("network MILP", count) if progress else None
     while _candidate_count(state):
@@ -360,7 +358,7 @@ def _per_neuron_layer(state: _State, k: int, inactive, active, tick) -> None:
     jobs = [(j, 1.0) for j in np.flatnonzero(inactive)] + [(j, -1.0) for j in np.flatnonzero(active)]
     runner = _NeuronChecks(state, milp, k)
     out_of_time = False
-    for (j, sign), verdict in runner.run(jobs, _worker_count(state.options, len(jobs))):
+    for (j, sign), verdict in runner.run(jobs, _worker_count(state, len(jobs))):
         for points in verdict.points:
             state.tracker.offer(points[None, :])
         state.stats["per_neuron_milps"] += verdict.milps
@@ -378,8 +376,11 @@ def _per_neuron_layer(state: _State, k: int, inactive, active, tick) -> None:
         raise _OutOfTime
 
 
-def _worker_count(options: AnalysisOptions, jobs: int) -> int:
-    wanted = options.jobs if options.jobs is not None else DEFAULT_JOBS
+def _worker_count(state: _State, jobs: int) -> int:
+    """Threads for ``jobs`` checks: 1 unless the back end declares it can solve ``"concurrent"``ly."""
+    if "concurrent" not in getattr(state.backend, "capabilities", ()):
+        return 1
+    wanted = state.options.jobs if state.options.jobs is not None else DEFAULT_JOBS
     return max(1, min(wanted, jobs))
 
 
@@ -450,8 +451,9 @@ class _NeuronChecks:
         left = None if state.deadline == float("inf") else state.deadline - time.perf_counter()
         if left is not None and left <= 0:
             return "time_limit"
-        session = state.backend.session(self.milp.with_objective_cutoff(c, off, at_least),
-                                        relax=not self.milp.integrality.any())
+        model = state.formulation.strengthen(self.milp.with_objective_cutoff(c, off, at_least), state.net,
+                                             state.backend, time_limit=left)
+        session = state.backend.session(model, relax=not self.milp.integrality.any())
         with self.lock:
             self.sessions.add(session)
         if self.cancelled.is_set():

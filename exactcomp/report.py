@@ -20,7 +20,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
-    analysis      {strategy, solver, margin, time_limit, threads, jobs, stats: {lp_solves, milp_rounds,
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, stats: {lp_solves, milp_rounds,
                    per_neuron_milps}} (stats only for the LP/MILP strategies)
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
@@ -113,7 +113,10 @@ def _analysis_entry(analysis) -> dict:
     return {"strategy": None if o is None else o.strategy, "solver": solver,
             "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
             "threads": None if o is None else o.threads,
-            "jobs": None if o is None else o.jobs, "stats": dict(analysis.stats)}
+            "jobs": None if o is None else o.jobs,
+            "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
+                                                   else getattr(o.formulation, "name", "custom")),
+            "stats": dict(analysis.stats)}
 
 
 def summary_table(report: dict):

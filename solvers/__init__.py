@@ -3,7 +3,7 @@
 The protocol every back end implements (see :class:`Backend`):
 
 * ``name`` and ``capabilities`` (a frozenset of ``"lp"``, ``"milp"``, ``"incumbent_callback"``,
-  ``"interrupt"``, ``"start_solution"``);
+  ``"interrupt"``, ``"start_solution"``, ``"concurrent"``: sessions may solve in parallel threads);
 * ``session(milp, relax=False)`` -> an object with ``set_objective(c, offset, sense)`` and
   ``solve(time_limit=None, incumbent=None, progress=None, start=None, stop_at=None)`` returning a
   :class:`SolveResult`; a session keeps the model loaded, so LPs re-solved with a new objective
@@ -59,16 +59,43 @@ class Backend(Protocol):
 
 
 #: name -> "module:Class", imported lazily so optional libraries are loaded only when used.
-REGISTRY: dict[str, str] = {"highs": "exactcomp.solvers.highs:HighsBackend"}
+REGISTRY: dict[str, str] = {
+    "highs": "exactcomp.solvers.highs:HighsBackend",
+    "scip": "exactcomp.solvers.scip:ScipBackend",
+    "pyomo": "exactcomp.solvers.pyomo_backend:PyomoBackend",
+    "ortools": "exactcomp.solvers.ortools_backend:OrtoolsBackend",
+}
+
+
+def available() -> dict[str, str]:
+    """Registry name -> ``"<library versions>"`` if usable here, else ``"unavailable: <why>"``."""
+    from exactcomp.errors import ExactcompError
+
+    found = {}
+    for name, target in REGISTRY.items():
+        module, cls = target.split(":")
+        try:
+            found[name] = getattr(import_module(module), cls).version()
+        except (ExactcompError, ImportError) as exc:
+            found[name] = f"unavailable: {exc}"
+    return found
 
 
 def get_solver(name_or_backend="highs", **options):
-    """A back end by registry name, or a user's own object passed through unchanged."""
+    """A back end by registry name, or a user's own object passed through unchanged.
+
+    ``"name:inner"`` picks the inner solver of a back end that reaches several (``"ortools:highs"``,
+    ``"pyomo:gurobi"``), passed as its ``solver`` argument.
+    """
     if not isinstance(name_or_backend, str):
         return name_or_backend
     from exactcomp.errors import ExactcompError
 
-    if name_or_backend not in REGISTRY:
-        raise ExactcompError(f"unknown solver '{name_or_backend}'; available: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[name_or_backend].split(":")
-    return getattr(import_module(module), cls)(**options)
+    name, _, inner = name_or_backend.partition(":")
+    if name not in REGISTRY:
+        raise ExactcompError(f"unknown solver '{name}'; available: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    backend = getattr(import_module(module), cls)
+    if inner:
+        return backend(solver=inner, **options)
+    return backend(**options)

@@ -45,12 +45,19 @@ class HighsBackend:
     """
 
     name = "highs"
-    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution"})
+    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution", "concurrent"})
 
     def __init__(self, threads: int | None = None, verbose: bool = False, options: dict | None = None):
         self.threads = threads
         self.verbose = verbose
         self.options = dict(PROOF_OPTIONS if options is None else options)
+
+    @staticmethod
+    def version() -> str:
+        import highspy
+
+        h = highspy.Highs()
+        return f"highspy {h.versionMajor()}.{h.versionMinor()}.{h.versionPatch()}"
 
     def session(self, milp, relax: bool = False) -> "HighsSession":
         return HighsSession(self, milp, relax)

@@ -124,3 +124,22 @@ def test_concurrent_per_neuron_checks_match_serial_ones(seed, shift):
     for layer, g in zip(threaded.layers, pre):
         assert np.all(g[:, layer.status == Status.INACTIVE] <= 0)
         assert np.all(g[:, layer.status == Status.ACTIVE] >= 0)
+
+
+@pytest.mark.parametrize("seed,shift", [(3, -0.8), (14, -0.5)])
+def test_ideal_cut_formulation_decides_like_plain_bigm(seed, shift):
+    net = random_network([4, 12, 10, 6, 2], seed=seed, bias_shift=shift, scale=0.7)
+    box = Box(np.zeros(4), np.ones(4))
+    plain, ideal = (analyze(net, box, AnalysisOptions(formulation=f, lp_tightening=False, **WEAK_SCREEN))
+                    for f in ("bigm", "bigm-ideal"))
+    assert ideal.stats["per_neuron_milps"] >= 3
+    for a, b in zip(plain.layers, ideal.layers):
+        np.testing.assert_array_equal(a.status, b.status)
+
+
+def test_unknown_formulation_is_a_clear_error():
+    from exactcomp.errors import ExactcompError
+
+    net = random_network([2, 3, 1], seed=0)
+    with pytest.raises(ExactcompError, match="unknown formulation 'nope'"):
+        analyze(net, Box(-np.ones(2), np.ones(2)), AnalysisOptions(formulation="nope"))
