@@ -1,4 +1,4 @@
-"""Command line: ``exactcomp compress | verify | inspect | solvers``.
+"""Command line: ``exactcomp compress | verify | inspect | solvers | bench``.
 
 Exit status: 0 success; 1 verification failed (nothing written); 2 user error (bad model,
 domain or option; one-line message, no traceback); 130 interrupted before any result.
@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show the imported layer graph")
     i.add_argument("model", type=Path)
     i.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="run strategies x solvers x formulations on models; CSV/JSON and plots")
+    b.add_argument("models", type=Path, nargs="+", help="ONNX models (box from --domain or MODEL.box.json)")
+    b.add_argument("--domain", "-d", type=Path, help="one box file for every model")
+    b.add_argument("--strategy", default="auto", help="comma-separated strategies (default auto)")
+    b.add_argument("--solver", default="highs", help="comma-separated solvers (default highs)")
+    b.add_argument("--formulation", default="bigm", help="comma-separated formulations (default bigm)")
+    b.add_argument("--time-limit", type=_positive_float, metavar="SECONDS", help="per run, for the LP/MILP phases")
+    b.add_argument("--jobs", type=_positive_int, metavar="N", help="per-neuron MILPs solved at once")
+    b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
+    b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
     s.add_argument("--json", action="store_true")
     return p
@@ -246,6 +256,29 @@ def _head_ops(net) -> list[str]:
     return [n.op_type for n in graph.node]
 
 
+def cmd_bench(args) -> int:
+    from .analysis import STRATEGIES
+    from .bench import plot, run_grid
+    from .formulations import get_formulation
+
+    strategies, solvers, formulations = (v.split(",") for v in (args.strategy, args.solver, args.formulation))
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise ExactcompError(f"unknown strategy '{strategy}'; available: {', '.join(STRATEGIES)}")
+    for formulation in formulations:
+        get_formulation(formulation)
+    for model in args.models:
+        box = args.domain or model.with_suffix(".box.json")
+        if not model.exists() or not box.exists():
+            raise ExactcompError(f"{model if not model.exists() else box}: no such file")
+    records = run_grid(args.models, strategies, solvers, formulations, args.out, domain=args.domain,
+                       time_limit=args.time_limit, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+    files = [] if args.no_plots else plot(records, args.out)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.csv'}"
+          + "".join(f", {f}" for f in files))
+    return 0
+
+
 def cmd_solvers(args) -> int:
     from exactcomp.solvers import REGISTRY, available
 
@@ -258,7 +291,8 @@ def cmd_solvers(args) -> int:
     return 0
 
 
-COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers}
+COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers,
+            "bench": cmd_bench}
 
 
 def main(argv=None) -> int:
