@@ -48,5 +48,18 @@ def rows_of(milp):
     return [(A.indices[A.indptr[r]:A.indptr[r + 1]], A.data[A.indptr[r]:A.indptr[r + 1]]) for r in range(A.shape[0])]
 
 
+def require(module: str, solver: str, extra: str):
+    """Import ``module`` for back end ``solver``, or raise a one-line ExactcompError with the install hint."""
+    from importlib import import_module
+
+    from exactcomp.errors import ExactcompError
+
+    try:
+        return import_module(module)
+    except ImportError as exc:
+        raise ExactcompError(f"solver '{solver}' needs {module.split('.')[0]}: "
+                             f"pip install 'exactcomp[{extra}]'") from exc
+
+
 def finite(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None

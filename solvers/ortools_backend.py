@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, rows_of
+from .base import RebuildingSession, finite, require, rows_of
 
 #: exactcomp name -> MathOpt SolverType member.
 SOLVER_TYPES = {"scip": "GSCIP", "highs": "HIGHS", "cp_sat": "CP_SAT", "gurobi": "GUROBI", "glop": "GLOP",
@@ -43,13 +43,7 @@ def _installed() -> None:
 
 
 def _library():
-    from exactcomp.errors import ExactcompError
-
-    try:
-        from ortools.math_opt.python import mathopt
-    except ImportError as exc:
-        raise ExactcompError("solver 'ortools' needs ortools: pip install 'exactcomp[ortools]'") from exc
-    return mathopt
+    return require("ortools.math_opt.python.mathopt", "ortools", "ortools")
 
 
 class OrtoolsBackend:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, rows_of
+from .base import RebuildingSession, finite, require, rows_of
 
 #: Option name of the time limit for SolverFactory solvers (APPSI solvers use ``config.time_limit``).
 TIME_LIMIT_OPTION = {"gurobi": "TimeLimit", "gurobi_direct": "TimeLimit", "gurobi_persistent": "TimeLimit",
@@ -24,13 +24,7 @@ TIME_LIMIT_OPTION = {"gurobi": "TimeLimit", "gurobi_direct": "TimeLimit", "gurob
 
 
 def _library():
-    from exactcomp.errors import ExactcompError
-
-    try:
-        import pyomo.environ as pyo
-    except ImportError as exc:
-        raise ExactcompError("solver 'pyomo' needs pyomo: pip install 'exactcomp[pyomo]'") from exc
-    return pyo
+    return require("pyomo.environ", "pyomo", "pyomo")
 
 
 class PyomoBackend:

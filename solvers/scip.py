@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, rows_of
+from .base import RebuildingSession, finite, require, rows_of
 
 #: Parameters set on every model (pass ``options={}`` for SCIP's defaults); ``"separating"`` and
 #: ``"heuristics"`` take an emphasis name of SCIP_PARAMSETTING (OFF, FAST, DEFAULT, AGGRESSIVE).
@@ -23,13 +23,7 @@ PROOF_OPTIONS = {"separating": "OFF", "heuristics": "FAST"}
 
 
 def _library():
-    from exactcomp.errors import ExactcompError
-
-    try:
-        import pyscipopt
-    except ImportError as exc:
-        raise ExactcompError("solver 'scip' needs pyscipopt: pip install 'exactcomp[scip]'") from exc
-    return pyscipopt
+    return require("pyscipopt", "scip", "scip")
 
 
 class ScipBackend:

@@ -90,3 +90,23 @@ def test_stable_sets_are_identical_across_backends(strategy):
     for name in names[1:]:
         for a, b in zip(statuses[names[0]], statuses[name]):
             np.testing.assert_array_equal(a, b, err_msg=f"{names[0]} vs {name}")
+
+
+def test_missing_library_is_a_one_line_error_with_the_install_hint():
+    from exactcomp.errors import ExactcompError
+    from exactcomp.solvers.base import require
+
+    with pytest.raises(ExactcompError, match=r"solver 'foo' needs no_such_lib: pip install 'exactcomp\[foo\]'"):
+        require("no_such_lib.sub", "foo", "foo")
+
+
+def test_solvers_command_lists_every_registered_back_end(capsys):
+    import json
+
+    from exactcomp.cli import main
+    from exactcomp.solvers import REGISTRY
+
+    assert main(["solvers", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert set(listed) == set(REGISTRY)
+    assert not listed["highs"]["status"].startswith("unavailable")
