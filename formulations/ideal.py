@@ -24,6 +24,7 @@ the margin-relaxed rows of the network-wide model. Each cut's right-hand side is
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -100,9 +101,14 @@ class IdealCuts(BigM):
     tol: float = 1e-6
 
     def strengthen(self, milp, net, backend, time_limit=None):
-        """``milp`` with the cuts added (stops early when the LP is infeasible or no cut is violated)."""
+        """``milp`` with the cuts added (stops early when the LP is infeasible, no cut is violated, or
+        ``time_limit`` seconds have passed)."""
+        deadline = None if time_limit is None else time.perf_counter() + time_limit
         for _ in range(self.rounds):
-            result = backend.session(milp, relax=True).solve(time_limit=time_limit)
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                return milp
+            result = backend.session(milp, relax=True).solve(time_limit=left)
             if result.x is None:
                 return milp
             cuts, upper = separate_ideal_cuts(milp, net, result.x, self.tol)
