@@ -4,8 +4,9 @@ The MILP is rebuilt at every solve (:class:`~exactcomp.solvers.base.RebuildingSe
 event handler on ``BESTSOLFOUND`` hands each new incumbent to ``incumbent`` (True stops the solve);
 on ``NODESOLVED`` / ``LPSOLVED`` it reports the dual bound to ``progress`` and honours ``interrupt()``;
 ``stop_at`` is SCIP's ``limits/primal`` (stop once the incumbent is that good); a start solution is
-tried first. :data:`PROOF_OPTIONS` turns SCIP's separation off (measured 2-60x faster on the dense
-big-M rows of these models) and its primal heuristics down.
+tried first. :data:`PROOF_OPTIONS` turns SCIP's separation off and its primal heuristics down:
+measured on two layer-2 neurons of benchmarks' mnist_2x100_l1-0.0002_s0 (feasibility MILPs of the
+``auto`` strategy), 48.5 s -> 22.4 s and 7.2 s -> 1.7 s against SCIP's defaults.
 """
 
 from __future__ import annotations
