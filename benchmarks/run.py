@@ -16,44 +16,27 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
 def run_one(path: Path, strategy: str, time_limit: float | None, jobs: int | None = None) -> dict:
-    import exactcomp
-    from exactcomp.analysis import AnalysisOptions
+    """One run through ``exactcomp bench``'s runner (HiGHS, big-M), plus this script's network metadata."""
+    from exactcomp.bench import run_one as bench_run
 
-    t0 = time.perf_counter()
-    net = exactcomp.load(path)
-    box = exactcomp.domain(net, path.with_suffix(".box.json"))
-    analysis = exactcomp.analyze(net, box, AnalysisOptions(strategy=strategy, time_limit=time_limit, jobs=jobs))
-    result = exactcomp.compress(net, box, analysis=analysis)
-    wall = time.perf_counter() - t0
-    a = result.analysis
-    methods: dict[str, int] = {}
-    for layer in a.layers:
-        for k, v in {**layer.methods(), **{f"unknown:{r}": c for r, c in layer.unknown_reasons().items()}}.items():
-            methods[k] = methods.get(k, 0) + v
+    record = bench_run(path, path.with_suffix(".box.json"), strategy, "highs", "bigm", time_limit, jobs)
+    if record["error"]:
+        raise SystemExit(f"{path}: {record['error']}")
     meta = json.loads((path.parent / "nets.json").read_text()).get(path.stem, {})
-    return {"network": path.stem, "shape": meta.get("shape"), "l1": meta.get("l1"), "seed": meta.get("seed"),
-            "strategy": strategy, "time_limit": time_limit, "jobs": a.options.jobs, "wall_seconds": round(wall, 3),
-            "times": {k: round(v, 3) for k, v in a.times.items()}, **a.totals(),
-            "methods": methods, "stats": a.stats, "interrupted": a.interrupted,
-            "parameters_before": result.original.parameter_count,
-            "parameters_after": result.compressed.parameter_count}
+    return {"network": path.stem, "shape": meta.get("shape"), "seed": meta.get("seed"), "jobs": jobs, **record}
 
 
 def machine() -> dict:
-    from exactcomp.report import versions
+    from exactcomp.bench import machine_info
 
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "versions": versions()}
+    return machine_info()
 
 
 def summarize(files: list[Path], out_dir: Path) -> None:

@@ -61,5 +61,10 @@ def require(module: str, solver: str, extra: str):
                              f"pip install 'exactcomp[{extra}]'") from exc
 
 
+def finite_or_none(value: float) -> float | None:
+    """A bound for APIs that spell "no bound" as None (pyscipopt, Pyomo)."""
+    return float(value) if np.isfinite(value) else None
+
+
 def finite(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, require, rows_of
+from .base import RebuildingSession, finite, finite_or_none, require, rows_of
 
 #: Option name of the time limit for SolverFactory solvers (APPSI solvers use ``config.time_limit``).
 TIME_LIMIT_OPTION = {"gurobi": "TimeLimit", "gurobi_direct": "TimeLimit", "gurobi_persistent": "TimeLimit",
@@ -78,8 +78,8 @@ class PyomoBackend:
         m.x = pyo.Var(range(n), domain=pyo.Reals)
         for i in range(n):
             v = m.x[i]
-            v.setlb(_b(milp.col_lower[i]))
-            v.setub(_b(milp.col_upper[i]))
+            v.setlb(finite_or_none(milp.col_lower[i]))
+            v.setub(finite_or_none(milp.col_upper[i]))
             if milp.integrality[i]:
                 v.domain = pyo.Integers
         m.rows = pyo.ConstraintList()
@@ -90,7 +90,7 @@ class PyomoBackend:
                 raise ValueError("empty row with bounds excluding 0: the model is infeasible")
             expr = LinearExpression(constant=0.0, linear_coefs=[float(v) for v in vals],
                                     linear_vars=[m.x[int(c)] for c in cols])
-            m.rows.add((_b(lo), expr, _b(hi)))
+            m.rows.add((finite_or_none(lo), expr, finite_or_none(hi)))
         nz = np.flatnonzero(milp.c)
         objective = LinearExpression(constant=float(milp.offset), linear_coefs=[float(milp.c[j]) for j in nz],
                                      linear_vars=[m.x[int(j)] for j in nz])
@@ -148,7 +148,3 @@ class PyomoBackend:
         bound = results.problem.upper_bound if milp.sense == "max" else results.problem.lower_bound
         dual = finite(bound) if status not in (SolveStatus.INFEASIBLE, SolveStatus.ERROR) else None
         return status, values, dual
-
-
-def _b(value: float) -> float | None:
-    return None if not np.isfinite(value) else float(value)

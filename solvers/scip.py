@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, require, rows_of
+from .base import RebuildingSession, finite, finite_or_none, require, rows_of
 
 #: Parameters set on every model (pass ``options={}`` for SCIP's defaults); ``"separating"`` and
 #: ``"heuristics"`` take an emphasis name of SCIP_PARAMSETTING (OFF, FAST, DEFAULT, AGGRESSIVE).
@@ -60,7 +60,7 @@ class ScipBackend:
                 getattr(m, f"set{key.capitalize()}")(getattr(scip.SCIP_PARAMSETTING, value))
             else:
                 m.setParam(key, value)
-        x = [m.addVar(lb=_b(lo), ub=_b(hi), vtype="I" if integer else "C")
+        x = [m.addVar(lb=finite_or_none(lo), ub=finite_or_none(hi), vtype="I" if integer else "C")
              for lo, hi, integer in zip(milp.col_lower, milp.col_upper, milp.integrality)]
         zero = None
         for (cols, vals), lo, hi in zip(rows_of(milp), milp.row_lower, milp.row_upper):
@@ -72,7 +72,7 @@ class ScipBackend:
             else:
                 x_ = x
             expr = scip.quicksum(float(v) * x_[c] for c, v in zip(cols, vals))
-            m.addCons(scip.scip.ExprCons(expr, lhs=_b(lo), rhs=_b(hi)))
+            m.addCons(scip.scip.ExprCons(expr, lhs=finite_or_none(lo), rhs=finite_or_none(hi)))
         nz = np.flatnonzero(milp.c)
         m.setObjective(scip.quicksum(float(milp.c[j]) * x[j] for j in nz), sense="maximize" if milp.sense == "max" else "minimize")
         if milp.offset:
@@ -115,10 +115,6 @@ class ScipBackend:
         elif mapped != SolveStatus.INFEASIBLE:
             dual = finite(m.getDualbound())
         return SolveResult(mapped, objective, dual, values, seconds, int(m.getNNodes()))
-
-
-def _b(value: float) -> float | None:
-    return None if not np.isfinite(value) else float(value)
 
 
 class _Events:
