@@ -246,6 +246,8 @@ def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
     milp = state.formulation.build(state.net, state.box, state.bounds(depth), depth, *state.stable_masks(depth),
                       relax_inactive=list(relax_inactive), relax_active=list(relax_active), margin=state.margin)
     report = progress.phase("network MILP", count) if progress else None
+    if "lazy_fixings" in getattr(state.backend, "capabilities", ()):
+        return _single_tree_rounds(state, milp, depth, report, count)
     while _candidate_count(state):
         c, offset = _candidate_objective(state, milp, depth)
         if not c.any():
@@ -267,6 +269,85 @@ def _network_rounds(state: _State, progress, per_neuron_max: int) -> None:
             watch(result.x)
         if watch.new_witnesses or watch.suspect_count:
             _defer_suspects(state, watch)
+            continue
+        if result.status == SolveStatus.TIME_LIMIT:
+            raise _OutOfTime
+        _mark(state, depth, "solver_error")
+        return
+
+
+def _with_indicators(state: _State, milp, depth: int):
+    """``milp`` plus indicator columns ``p`` (``p <= z``, inactive candidates) and ``q`` (``q <= 1 - z``,
+    active ones) in ``[0, 1]`` and the row ``Σp + Σq >= 1``; objective ``max Σp + Σq``.
+
+    Returns the model and ``[(layer, neuron, inactive, column)]`` of the indicators.
+    """
+    import scipy.sparse as sp
+
+    found = []
+    for i in range(depth):
+        inactive, active = state.candidates(i)
+        for zvar, j in zip(milp.blocks[f"z{i + 1}"], milp.blocks[f"zn{i + 1}"]):
+            if inactive[j] or active[j]:
+                found.append((i, int(j), bool(inactive[j]), int(zvar)))
+    n, k = milp.num_vars, len(found)
+    cols = n + np.arange(k)
+    z_sign = np.array([-1.0 if inactive else 1.0 for _, _, inactive, _ in found])   # p - z <= 0 | q + z <= 1
+    link = sp.csr_matrix((np.concatenate([np.ones(k), z_sign]),
+                          (np.tile(np.arange(k), 2), np.concatenate([cols, [z for *_, z in found]]).astype(int))),
+                         shape=(k, n + k))
+    total = sp.csr_matrix((np.ones(k), (np.zeros(k, int), cols)), shape=(1, n + k))
+    model = replace(milp, c=np.concatenate([np.zeros(n), np.ones(k)]), offset=0.0, sense="max",
+                    A=sp.vstack([sp.hstack([milp.A, sp.csr_matrix((milp.num_rows, k))]), link, total], format="csr"),
+                    row_lower=np.concatenate([milp.row_lower, np.full(k, -np.inf), [1.0]]),
+                    row_upper=np.concatenate([milp.row_upper, np.where(z_sign > 0, 1.0, 0.0), [np.inf]]),
+                    col_lower=np.concatenate([milp.col_lower, np.zeros(k)]),
+                    col_upper=np.concatenate([milp.col_upper, np.ones(k)]),
+                    integrality=np.concatenate([milp.integrality, np.zeros(k, bool)]))
+    return model, [(i, j, inactive, int(col)) for (i, j, inactive, _), col in zip(found, cols)]
+
+
+def _single_tree_rounds(state: _State, milp, depth: int, report, count: int) -> None:
+    """The paper's single-tree method, for back ends with ``lazy_fixings`` (SCIP).
+
+    One search over the model of :func:`_with_indicators`. Every solution the solver finds is
+    float64-checked (new witnesses recorded); if its indicators on still-unwitnessed candidates sum
+    to less than 0.5, it only flips witnessed candidates and is rejected, and the indicators of all
+    witnessed candidates are fixed to 0 for the rest of the search (valid: only the others are still
+    in question), so the tree is never restarted. Infeasible at the end proves every candidate whose
+    indicator is still free. A solution that is accepted (a flip the float64 pass does not confirm:
+    within τ of zero) stops the search; its candidates go to the per-neuron phase and the search
+    restarts without them.
+    """
+    x_cols = milp.blocks["x"]
+    while _candidate_count(state):
+        model, indicators = _with_indicators(state, milp, depth)
+        if not indicators:
+            return
+
+        def still_open(i, j, inactive):
+            return state.candidates(i)[0 if inactive else 1][j]
+
+        def lazy(values):
+            state.tracker.offer(state.box.clip(values[x_cols])[None, :])
+            open_mass = sum(values[col] for i, j, inactive, col in indicators if still_open(i, j, inactive))
+            witnessed = [col for i, j, inactive, col in indicators if not still_open(i, j, inactive)]
+            return open_mass < 0.5, witnessed
+
+        result = state.backend.session(model).solve(time_limit=state.remaining(), lazy=lazy, stop_at=0.5)
+        state.stats["milp_rounds"] += 1
+        if report:
+            report(count - _candidate_count(state), count, f"search {state.stats['milp_rounds']}")
+        if result.status == SolveStatus.INFEASIBLE:
+            for i, j, inactive, _ in indicators:
+                if still_open(i, j, inactive):
+                    state.prove(i, j, inactive, "milp")
+            return
+        if result.x is not None:
+            lazy(result.x)
+            for i, j, inactive, col in indicators:
+                if result.x[col] > 1e-6 and still_open(i, j, inactive):
+                    state.method[i][j] = "deferred"
             continue
         if result.status == SolveStatus.TIME_LIMIT:
             raise _OutOfTime

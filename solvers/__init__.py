@@ -3,7 +3,9 @@
 The protocol every back end implements (see :class:`Backend`):
 
 * ``name`` and ``capabilities`` (a frozenset of ``"lp"``, ``"milp"``, ``"incumbent_callback"``,
-  ``"interrupt"``, ``"start_solution"``, ``"concurrent"``: sessions may solve in parallel threads);
+  ``"interrupt"``, ``"start_solution"``, ``"concurrent"``: sessions may solve in parallel threads,
+  ``"lazy_fixings"``: ``solve(..., lazy=hook)`` where ``hook(x) -> (reject, columns)`` may reject a
+  solution and fix columns to 0 for the rest of the search — the single-tree method);
 * ``session(milp, relax=False)`` -> an object with ``set_objective(c, offset, sense)`` and
   ``solve(time_limit=None, incumbent=None, progress=None, start=None, stop_at=None)`` returning a
   :class:`SolveResult`; a session keeps the model loaded, so LPs re-solved with a new objective

@@ -37,9 +37,10 @@ class RebuildingSession:
         self.cancelled.set()
 
     def solve(self, time_limit: float | None = None, incumbent=None, progress=None, start=None,
-              stop_at: float | None = None) -> SolveResult:
+              stop_at: float | None = None, lazy=None) -> SolveResult:
+        extra = {} if lazy is None else {"lazy": lazy}   # only back ends with "lazy_fixings" take it
         return self.backend._solve(self.milp, time_limit=time_limit, incumbent=incumbent, progress=progress,
-                                   start=start, stop_at=stop_at, cancelled=self.cancelled)
+                                   start=start, stop_at=stop_at, cancelled=self.cancelled, **extra)
 
 
 def rows_of(milp):

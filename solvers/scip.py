@@ -1,5 +1,9 @@
 """SCIP back end (pyscipopt; ``pip install 'exactcomp[scip]'``).
 
+With ``lazy=`` a constraint handler makes the NeurIPS 2021 single-tree method exact: its check
+rejects solutions that flip only already-witnessed candidates, and its enforcement adds ``p_j <= 0``
+for their indicators as global rows, so one search decides all candidates (``exactcomp.complete``).
+
 The MILP is rebuilt at every solve (:class:`~exactcomp.solvers.base.RebuildingSession`). Hooks: an
 event handler on ``BESTSOLFOUND`` hands each new incumbent to ``incumbent`` (True stops the solve);
 on ``NODESOLVED`` / ``LPSOLVED`` it reports the dual bound to ``progress`` and honours ``interrupt()``;
@@ -31,7 +35,7 @@ class ScipBackend:
     """Solves :class:`~exactcomp.formulations.milp.MILP` models with SCIP."""
 
     name = "scip"
-    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution"})
+    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution", "lazy_fixings"})
 
     def __init__(self, threads: int | None = None, verbose: bool = False, options: dict | None = None):
         self.scip = _library()
@@ -79,8 +83,13 @@ class ScipBackend:
             m.addObjoffset(milp.offset)
         return m, x
 
-    def _solve(self, milp, time_limit, incumbent, progress, start, stop_at, cancelled) -> SolveResult:
+    def _solve(self, milp, time_limit, incumbent, progress, start, stop_at, cancelled, lazy=None) -> SolveResult:
         m, x = self._model(milp)
+        if lazy is not None:
+            m.setParam("misc/allowstrongdualreds", False)   # dual reductions assume no hidden constraints
+            m.setParam("misc/allowweakdualreds", False)
+            m.includeConshdlr(_LazyFixings(self.scip, x, lazy), "exactcomp_lazy", "single-tree rejections",
+                              enfopriority=-10, chckpriority=-10, needscons=False)
         if time_limit is not None:
             m.setParam("limits/time", max(float(time_limit), 0.0))
         if stop_at is not None:
@@ -141,5 +150,49 @@ class _Events:
                 if stop:
                     m.interruptSolve()
                 return {}
+
+        return Handler()
+
+
+class _LazyFixings:
+    """Constraint handler of the single-tree method. ``lazy(values) -> (reject, columns)``: whether
+    the solution is to be rejected, and the columns that must be 0 from now on (indicators of the
+    candidates witnessed so far). During enforcement the rows ``x_j <= 0`` for new such columns are
+    added as global constraints, so SCIP re-solves the node instead of pruning it."""
+
+    def __new__(cls, scip, x, lazy):
+        R = scip.SCIP_RESULT
+
+        class Handler(scip.Conshdlr):
+            def __init__(self):
+                super().__init__()
+                self.fixed = set()
+
+            def _ask(self, solution):
+                reject, columns = lazy(np.array([self.model.getSolVal(solution, v) for v in x]))
+                return bool(reject), [int(j) for j in columns]
+
+            def conscheck(self, constraints, solution, checkintegrality, checklprows, printreason, completely):
+                reject, _ = self._ask(solution)
+                return {"result": R.INFEASIBLE if reject else R.FEASIBLE}
+
+            def _enforce(self):
+                reject, columns = self._ask(None)
+                if not reject:
+                    return {"result": R.FEASIBLE}
+                new = [j for j in columns if j not in self.fixed]
+                for j in new:
+                    self.model.addCons(x[j] <= 0.0, local=False, removable=False)
+                    self.fixed.add(j)
+                return {"result": R.CONSADDED if new else R.CUTOFF}
+
+            def consenfolp(self, constraints, nusefulconss, solinfeasible):
+                return self._enforce()
+
+            def consenfops(self, constraints, nusefulconss, solinfeasible, objinfeasible):
+                return self._enforce()
+
+            def conslock(self, constraint, locktype, nlockspos, nlocksneg):
+                pass
 
         return Handler()
