@@ -119,7 +119,8 @@ class AnalysisOptions:
     ``time_limit`` (seconds, for the LP/MILP phases; None: no limit): what is not decided in time
     stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
     a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
-    ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object. ``solver``: a registry name of :mod:`exactcomp.solvers` or a back end object.
+    ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object.
+    ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
     """
 
     symbolic: bool = True
@@ -181,6 +182,8 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     ``advance(done, total, note="")``; the CLI passes a rich display. Ctrl-C stops the current
     phase and returns the sound partial result (undecided neurons unknown, ``interrupted`` set).
     """
+    from exactcomp.formulations import get_formulation
+
     from .errors import ExactcompError
 
     options = options or AnalysisOptions()
@@ -188,8 +191,6 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
         raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
     if not options.margin > 0:
         raise ExactcompError(f"margin must be positive, got {options.margin}")
-    from exactcomp.formulations import get_formulation
-
     get_formulation(options.formulation)   # unknown names fail here, before any work
     if options.jobs is not None and options.jobs < 1:
         raise ExactcompError(f"jobs must be at least 1, got {options.jobs}")

@@ -28,6 +28,9 @@ def _console(stderr: bool = False):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .analysis import STRATEGIES
+    from .formulations import REGISTRY as FORMULATIONS
+
     p = argparse.ArgumentParser(prog="exactcomp", description="Exact compression of ReLU networks over an input box.")
     p.add_argument("--version", action="version", version=f"exactcomp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                         "'verify' reads them from there")
     c.add_argument("--no-witnesses", action="store_true", help="do not store the witness inputs")
     c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
-    c.add_argument("--strategy", choices=["auto", "network", "per-neuron", "bounds"], default="auto",
+    c.add_argument("--strategy", choices=list(STRATEGIES), default="auto",
                    help="auto (default): bounds, witnesses, LP tightening, one feasibility MILP per remaining "
                         "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: two MILPs "
                         "per neuron (CPAIOR 2020 baseline); bounds: bounds and witnesses only")
@@ -52,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--solver", default="highs", metavar="NAME",
                    help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
                         "see 'exactcomp solvers'")
-    c.add_argument("--formulation", choices=["bigm", "bigm-ideal"], default="bigm",
+    c.add_argument("--formulation", choices=list(FORMULATIONS), default="bigm",
                    help="MILP formulation: bigm (default) or bigm-ideal (big-M plus Anderson et al. 2020 ideal "
                         "cuts separated at the root of each per-neuron MILP)")
     c.add_argument("--threads", type=_positive_int, help="solver threads (default: the solver's choice)")

@@ -325,29 +325,31 @@ def _single_tree_rounds(state: _State, milp, depth: int, report, count: int) -> 
         if not indicators:
             return
 
-        def still_open(i, j, inactive):
-            return state.candidates(i)[0 if inactive else 1][j]
+        layer, neuron, inactive, cols = (np.array(v) for v in zip(*indicators))
+
+        def open_indicators() -> np.ndarray:
+            """Which indicators still belong to unwitnessed candidates (one mask per layer, then gathered)."""
+            masks = [state.candidates(i) for i in range(depth)]
+            return np.array([masks[i][0 if ina else 1][j] for i, j, ina in zip(layer, neuron, inactive)])
 
         def lazy(values):
             state.tracker.offer(state.box.clip(values[x_cols])[None, :])
-            open_mass = sum(values[col] for i, j, inactive, col in indicators if still_open(i, j, inactive))
-            witnessed = [col for i, j, inactive, col in indicators if not still_open(i, j, inactive)]
-            return open_mass < 0.5, witnessed
+            is_open = open_indicators()
+            return values[cols[is_open]].sum() < 0.5, cols[~is_open]
 
         result = state.backend.session(model).solve(time_limit=state.remaining(), lazy=lazy, stop_at=0.5)
         state.stats["milp_rounds"] += 1
         if report:
             report(count - _candidate_count(state), count, f"search {state.stats['milp_rounds']}")
         if result.status == SolveStatus.INFEASIBLE:
-            for i, j, inactive, _ in indicators:
-                if still_open(i, j, inactive):
-                    state.prove(i, j, inactive, "milp")
+            for i, j, ina in zip(*(v[open_indicators()] for v in (layer, neuron, inactive))):
+                state.prove(int(i), int(j), bool(ina), "milp")
             return
-        if result.x is not None:
+        if result.x is not None:   # accepted: flips not confirmed in float64 go to the per-neuron phase
             lazy(result.x)
-            for i, j, inactive, col in indicators:
-                if result.x[col] > 1e-6 and still_open(i, j, inactive):
-                    state.method[i][j] = "deferred"
+            suspects = open_indicators() & (result.x[cols] > 1e-6)
+            for i, j in zip(layer[suspects], neuron[suspects]):
+                state.method[int(i)][int(j)] = "deferred"
             continue
         if result.status == SolveStatus.TIME_LIMIT:
             raise _OutOfTime

@@ -33,7 +33,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from .analysis import Status
+from .analysis import DEFAULT_JOBS, Status
 
 SCHEMA = "exactcomp.report/1"
 _COUNT_KEYS = ("stably_active", "stably_inactive", "unstable", "unknown")
@@ -113,7 +113,7 @@ def _analysis_entry(analysis) -> dict:
     return {"strategy": None if o is None else o.strategy, "solver": solver,
             "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
             "threads": None if o is None else o.threads,
-            "jobs": None if o is None else o.jobs,
+            "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
             "stats": dict(analysis.stats)}
