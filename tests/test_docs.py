@@ -1,4 +1,10 @@
-"""The worked examples of docs/extending.md run as written (from the repository root)."""
+"""The worked examples of docs/extending.md run as written (from the repository root).
+
+Solvers stop at a relative MIP gap (HiGHS's ``mip_rel_gap``, 1e-4 by default, also inside SciPy),
+so two correct back ends may report optima that differ in the fifth digit, and the difference
+changes between solver versions. The test therefore compares what exactcomp decides (the status
+of every neuron) and checks the optima only up to that gap.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,22 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
+MIP_GAP = 1e-4  # HiGHS's default relative gap, the loosest of the solvers compared here
+
+
+def _same_optimum(value: float, reference) -> bool:
+    """``value`` is an optimum within the MIP gap of ``reference`` (a SolveResult with a dual bound)."""
+    scale = max(1.0, abs(reference.objective))
+    low, high = reference.objective, reference.dual_bound if reference.dual_bound is not None else reference.objective
+    return low - 2 * MIP_GAP * scale <= value <= high + 2 * MIP_GAP * scale
 
 
 def test_extending_examples_run(capsys):
+    import exactcomp
+
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 2
@@ -21,8 +39,14 @@ def test_extending_examples_run(capsys):
             exec(compile(block, "docs/extending.md", "exec"), scope)
     finally:
         os.chdir(cwd)
-    # the example back end and formulation reach the same optimum as HiGHS on plain big-M
-    reference = scope["reference"].objective
-    assert abs(scope["mine"].objective - reference) <= 1e-6 * max(1.0, abs(reference))
-    highs = scope["get_solver"]("highs")
-    assert abs(highs.solve(scope["triangle"]).objective - reference) <= 1e-6 * max(1.0, abs(reference))
+    # the example back end and formulation reach the optimum HiGHS reaches on plain big-M (up to the MIP gap)
+    reference = scope["reference"]
+    assert scope["mine"].status == reference.status
+    assert _same_optimum(scope["mine"].objective, reference)
+    triangle = scope["get_solver"]("highs").solve(scope["triangle"])
+    assert _same_optimum(triangle.objective, reference)
+    # and the whole analyses with them decide every neuron as the default analysis does
+    default = exactcomp.analyze(scope["net"], scope["box"])
+    for name in ("scipy_analysis", "triangle_analysis"):
+        for mine, ref in zip(scope[name].layers, default.layers):
+            np.testing.assert_array_equal(mine.status, ref.status, err_msg=name)
