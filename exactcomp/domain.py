@@ -7,12 +7,16 @@ File format (``box.json``)::
                                                   # with or without a leading batch axis of 1,
                                                   # or flattened to the input's length
 
-Bounds must be finite and ``lower <= upper`` entrywise.
+Every entry must be a JSON number (not a string, boolean or null), finite as a float64, and
+``lower <= upper`` entrywise; ``lower == upper`` (a fixed input) is allowed. :class:`Box` applies the
+same rules to arrays given in Python (real numeric dtypes only), so every invalid domain raises
+:class:`~exactcomp.errors.DomainError`, never a numpy or Python error.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,24 +25,96 @@ import numpy as np
 from .errors import DomainError
 
 
+def _as_float_array(value, what: str) -> np.ndarray:
+    """``value`` (a number, a nested list of numbers, or a real numeric array) as float64.
+
+    Booleans, strings, None, complex numbers, objects and ragged lists are refused with a
+    DomainError naming ``what``; so are values that overflow float64 (e.g. a 400-digit integer).
+    """
+    kind = "a number or a (nested) list of numbers"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise DomainError(f"{what} must be numeric, got an array of dtype {value.dtype}")
+        arr = value
+    else:
+        _check_json_numbers(value, what, kind)
+        try:
+            arr = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise DomainError(f"{what} must be {kind} with a regular shape") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.array(arr, dtype=np.float64)
+
+
+def _check_json_numbers(value, what: str, kind: str) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype.kind not in "iuf":
+                raise DomainError(f"{what} must be numeric, got an array of dtype {item.dtype}")
+        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+            raise DomainError(f"{what} must be {kind}; found {type(item).__name__} {_short(item)}")
+        else:
+            try:
+                float(item)
+            except OverflowError:
+                raise DomainError(f"{what} has a number too large for float64: {_short(item)}") from None
+
+
+def _short(item) -> str:
+    text = repr(item)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_box(lower: np.ndarray, upper: np.ndarray, source: str) -> None:
+    if lower.shape != upper.shape:
+        raise DomainError(f"{source}: lower has {lower.size} entries, upper has {upper.size}")
+    for name, arr in (("lower", lower), ("upper", upper)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise DomainError(f"{source}: field '{name}' has a non-finite entry at flat index {int(np.argmax(bad))}")
+    inverted = lower > upper
+    if inverted.any():
+        i = int(np.argmax(inverted))
+        raise DomainError(f"{source}: lower exceeds upper at flat index {i} ({lower[i]} > {upper[i]})")
+
+
 @dataclass(frozen=True, eq=False)
 class Box:
-    """A box over the flattened input: ``lower[i] <= x[i] <= upper[i]``."""
+    """A box over the flattened input: ``lower[i] <= x[i] <= upper[i]``.
+
+    ``lower`` and ``upper`` are numbers or real arrays of equal size, finite, ``lower <= upper``
+    (checked: a DomainError otherwise). They are stored flattened as read-only float64 arrays.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
 
     def __post_init__(self):
-        for name in ("lower", "upper"):
-            arr = np.array(getattr(self, name), dtype=np.float64).ravel()
+        lo = _as_float_array(self.lower, "domain: lower").ravel()
+        hi = _as_float_array(self.upper, "domain: upper").ravel()
+        if lo.size == 1 and hi.size > 1:
+            lo = np.full(hi.size, lo[0])
+        if hi.size == 1 and lo.size > 1:
+            hi = np.full(lo.size, hi[0])
+        if lo.size == 0:
+            raise DomainError("domain: lower and upper are empty")
+        _check_box(lo, hi, "domain")
+        for name, arr in (("lower", lo), ("upper", hi)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        if self.lower.shape != self.upper.shape:
-            raise DomainError(f"domain: lower has {self.lower.size} entries, upper has {self.upper.size}")
 
     @property
     def size(self) -> int:
         return self.lower.size
+
+    @property
+    def fixed(self) -> np.ndarray:
+        """Mask of the coordinates with ``lower == upper`` (inputs that are constant on the box)."""
+        return self.lower == self.upper
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows of ``points`` (batch, size) that lie inside the box."""
@@ -55,10 +131,7 @@ class Box:
 
 def _field_array(value, field: str, shape: tuple[int, ...], source: str) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64))
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DomainError(f"{source}: field '{field}' must be a number or a (nested) list of numbers") from None
+    arr = _as_float_array(value, f"{source}: field '{field}'")
     if arr.ndim == 0:
         arr = np.full(size, float(arr))
     elif arr.shape in (tuple(shape), (1, *shape), (size,)):
@@ -68,9 +141,6 @@ def _field_array(value, field: str, shape: tuple[int, ...], source: str) -> np.n
             f"{source}: field '{field}' has shape {list(arr.shape)}, expected a number, "
             f"shape {list(shape)} or length {size}"
         )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise DomainError(f"{source}: field '{field}' has a non-finite entry at flat index {int(np.argmax(bad))}")
     return arr
 
 
@@ -78,10 +148,7 @@ def make_box(lower, upper, input_shape: tuple[int, ...], source: str = "domain")
     """Validate ``lower``/``upper`` against the per-sample ``input_shape`` and build a :class:`Box`."""
     lo = _field_array(lower, "lower", input_shape, source)
     hi = _field_array(upper, "upper", input_shape, source)
-    inverted = lo > hi
-    if inverted.any():
-        i = int(np.argmax(inverted))
-        raise DomainError(f"{source}: lower exceeds upper at flat index {i} ({lo[i]} > {hi[i]})")
+    _check_box(lo, hi, source)
     return Box(lo, hi)
 
 
@@ -89,13 +156,17 @@ def load_box(path: str | Path, input_shape: tuple[int, ...]) -> Box:
     """Read a box file (see module docstring) for an input of per-sample shape ``input_shape``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise DomainError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DomainError(f"{path}: is a directory, not a box file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DomainError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise DomainError(f"{path}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:   # e.g. integers with too many digits, absurd nesting
+        raise DomainError(f"{path}: invalid JSON: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise DomainError(f"{path}: expected a JSON object with fields 'lower' and 'upper'")
     for field in ("lower", "upper"):
@@ -105,21 +176,29 @@ def load_box(path: str | Path, input_shape: tuple[int, ...]) -> Box:
 
 
 def load_samples(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows."""
+    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows.
+
+    Only real numeric arrays (integer or float dtypes) are accepted: complex, boolean, string and
+    object arrays are refused rather than silently converted.
+    """
     path = Path(path)
     size = int(np.prod(input_shape, dtype=np.int64))
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DomainError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise DomainError(f"{path}: not a readable .npy array: {exc}") from None
+    except IsADirectoryError:
+        raise DomainError(f"{path}: is a directory, not a .npy file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DomainError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    if not isinstance(arr, np.ndarray):   # an .npz archive
+        raise DomainError(f"{path}: expected a .npy array, got an archive of several arrays")
+    if arr.dtype.kind not in "iuf":
+        raise DomainError(f"{path}: samples must be real numbers (integer or float), got dtype {arr.dtype}")
     if arr.ndim < 1 or arr.size % size or (arr.ndim > 1 and arr.shape[1:] not in (tuple(input_shape), (size,))):
         raise DomainError(f"{path}: samples have shape {list(arr.shape)}, expected (count, {', '.join(map(str, input_shape))})")
-    try:
+    with np.errstate(over="ignore"):
         arr = arr.astype(np.float64).reshape(-1, size)
-    except (TypeError, ValueError):
-        raise DomainError(f"{path}: samples must be numeric") from None
     if not np.isfinite(arr).all():
         raise DomainError(f"{path}: samples contain NaN or infinite values")
     return arr

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from . import SolveResult, SolveStatus
+from .quiet import quiet_native_stdout
 
 
 #: MIP settings for stability proofs (measured on MNIST 784-100-100 layer-2 neurons: 55 s -> 10 s).
@@ -56,7 +57,8 @@ class HighsBackend:
     def version() -> str:
         import highspy
 
-        h = highspy.Highs()
+        with quiet_native_stdout():
+            h = highspy.Highs()
         return f"highspy {h.versionMajor()}.{h.versionMinor()}.{h.versionPatch()}"
 
     def session(self, milp, relax: bool = False) -> "HighsSession":
@@ -74,8 +76,9 @@ class HighsSession:
 
         self._hs = highspy
         self.is_mip = bool(milp.integrality.any()) and not relax
-        h = self.h = highspy.Highs()
-        h.setOptionValue("output_flag", backend.verbose)
+        with quiet_native_stdout(not backend.verbose):  # HiGHS >= 1.16 prints a banner on construction
+            h = self.h = highspy.Highs()
+            h.setOptionValue("output_flag", backend.verbose)
         if backend.threads:
             h.setOptionValue("threads", int(backend.threads))
         for key, value in backend.options.items():

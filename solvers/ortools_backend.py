@@ -116,7 +116,14 @@ def _child_main(conn, job) -> None:
     """Child process: build the MathOpt model, solve, send incumbents and the result over ``conn``."""
     import signal
 
+    import os
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides; it terminates us on Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not job["verbose"]:   # native solver output (banners, logs) never reaches the user's stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
     try:
         conn.send(("result", _solve_here(conn, **job)))
     except Exception as exc:   # reported by the parent as an ExactcompError

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import SolveResult, SolveStatus
 from .base import RebuildingSession, finite, finite_or_none, require, rows_of
+from .quiet import quiet_native_stdout
 
 #: Option name of the time limit for SolverFactory solvers (APPSI solvers use ``config.time_limit``).
 TIME_LIMIT_OPTION = {"gurobi": "TimeLimit", "gurobi_direct": "TimeLimit", "gurobi_persistent": "TimeLimit",
@@ -40,7 +41,8 @@ class PyomoBackend:
         self.pyo = _library()
         self.solver, self.threads, self.verbose = solver, threads, verbose
         self.options = dict(options or {})
-        opt = self._solver()
+        with quiet_native_stdout(not verbose):
+            opt = self._solver()
         if not (opt.available() if self._appsi() else opt.available(exception_flag=False)):
             raise ExactcompError(f"solver 'pyomo': Pyomo cannot find the solver '{solver}' on this machine")
 
@@ -103,7 +105,8 @@ class PyomoBackend:
         m = self._model(milp)
         t0 = time.perf_counter()
         solve = self._solve_appsi if self._appsi() else self._solve_factory
-        status, values, dual = solve(m, milp, time_limit)
+        with quiet_native_stdout(not self.verbose):   # e.g. the HiGHS banner of appsi_highs
+            status, values, dual = solve(m, milp, time_limit)
         objective = float(milp.c @ values + milp.offset) if values is not None else None
         if status == SolveStatus.OPTIMAL and dual is None:
             dual = objective
