@@ -121,6 +121,7 @@ class AnalysisOptions:
     a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
     ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object.
     ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
+    ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
     """
 
     symbolic: bool = True
@@ -137,6 +138,7 @@ class AnalysisOptions:
     formulation: object = "bigm"
     margin: float = DEFAULT_MARGIN
     lp_tightening: bool = True
+    solver_log: bool = False
 
 
 @dataclass

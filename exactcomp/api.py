@@ -93,14 +93,13 @@ def compress(network: Network | str | Path, box, analysis: Analysis | None = Non
 def verify(original, compressed, box, extra_points=None, **kwargs) -> VerificationResult:
     """Compare two ONNX models (paths, ModelProtos or Networks) with onnxruntime on ``box``.
 
-    ``box`` may be a path to a box file, a dict or a :class:`Box`; see :mod:`exactcomp.verify`.
+    ``box`` may be a path to a box file, a dict or a :class:`Box`. The default tolerance follows the
+    original's compute type (``exactcomp.verify.TOLERANCES``); see :mod:`exactcomp.verify`.
     """
     from .onnx_export import to_onnx
+    from .onnx_import import import_model
 
     models = [to_onnx(m) if isinstance(m, Network) else m for m in (original, compressed)]
-    if not isinstance(box, Box):
-        from .onnx_import import import_model
-
-        ref = original if isinstance(original, Network) else import_model(original)
-        box = domain(ref, box)
-    return verify_models(models[0], models[1], box, extra_points=extra_points, **kwargs)
+    ref = original if isinstance(original, Network) else import_model(original)
+    kwargs.setdefault("dtype", ref.compute_dtype)
+    return verify_models(models[0], models[1], domain(ref, box), extra_points=extra_points, **kwargs)

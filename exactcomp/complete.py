@@ -122,7 +122,7 @@ def _complete(net, box, options, progress, per_neuron_max: int) -> Analysis:
     screening = screen(net, box, options, progress)
     t_start = time.perf_counter()
     deadline = t_start + options.time_limit if options.time_limit is not None else float("inf")
-    backend = get_solver(options.solver, threads=options.threads)
+    backend = get_solver(options.solver, threads=options.threads, verbose=options.solver_log)
     state = _State(net, box, options, backend,
                    lower=[b.lower.copy() for b in screening.bounds], upper=[b.upper.copy() for b in screening.bounds],
                    status=[s.copy() for s, _ in screening.decided], method=[m.copy() for _, m in screening.decided],

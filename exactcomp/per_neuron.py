@@ -33,12 +33,12 @@ def per_neuron_strategy(net: Network, box: Box, options: AnalysisOptions, progre
     """Strategy ``per-neuron``: the CPAIOR 2020 baseline with ``options``' solver, margin and time limit."""
     return per_neuron_analysis(net, box, solver=options.solver, time_limit=options.time_limit,
                                margin=options.margin, threads=options.threads, progress=progress,
-                               symbolic=options.symbolic)
+                               symbolic=options.symbolic, solver_log=options.solver_log)
 
 
 def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: float | None = None,
                         margin: float = DEFAULT_MARGIN, threads: int | None = None, progress=None,
-                        symbolic: bool = True) -> Analysis:
+                        symbolic: bool = True, solver_log: bool = False) -> Analysis:
     """Decide every hidden neuron with bounds plus two MILPs per remaining neuron.
 
     ``time_limit`` bounds the whole MILP phase; neurons not reached are unknown (``time_limit``),
@@ -47,7 +47,7 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
     from exactcomp.formulations.bigm import build_bigm, preactivation_objective
     from exactcomp.solvers import SolveStatus, get_solver
 
-    backend = get_solver(solver, threads=threads)
+    backend = get_solver(solver, threads=threads, verbose=solver_log)
     t0 = time.perf_counter()
     deadline = t0 + time_limit if time_limit is not None else float("inf")
     layer_bounds = compute_bounds(net, box, symbolic=symbolic)

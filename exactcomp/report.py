@@ -24,8 +24,10 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    per_neuron_milps}} (stats only for the LP/MILP strategies)
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
-    witnesses     {count, file}
-    interrupted   true when Ctrl-C cut the analysis short (the result is still sound)
+    witnesses     {count, file, bytes} (file and bytes null when not written)
+    interrupted   true when Ctrl-C or SIGTERM cut the analysis short (the result is still sound)
+    interrupted_by  "Ctrl-C (SIGINT)" | "SIGTERM" | null
+    partial       true when undecided neurons were kept because of an interrupt
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def layer_entries(result) -> list[dict]:
     return entries
 
 
-def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None) -> dict:
+def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None,
+                 witnesses_bytes=None, interrupted_by=None) -> dict:
     layers = layer_entries(result)
     totals = {"neurons": sum(e["neurons"] for e in layers)}
     for key in (*_COUNT_KEYS, "kept"):
@@ -102,8 +105,11 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "analysis": _analysis_entry(result.analysis),
         "times": times,
         "verification": verification.to_json() if verification is not None else None,
-        "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None},
+        "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None,
+                      "bytes": int(witnesses_bytes) if witnesses_file and witnesses_bytes is not None else None},
         "interrupted": bool(result.analysis.interrupted),
+        "interrupted_by": interrupted_by if result.analysis.interrupted else None,
+        "partial": bool(result.analysis.interrupted),
     }
 
 
@@ -159,6 +165,21 @@ def summary_lines(report: dict) -> list[str]:
         verdict = "passed" if v["passed"] else "FAILED"
         lines.append(f"verify      {verdict} on {v['points']} points (max abs error {v['max_abs_error']:.2e}, "
                      f"max rel error {v['max_rel_error']:.2e})")
+    if report.get("output"):
+        lines.append(f"wrote       {report['output']}")
+    w = report.get("witnesses") or {}
+    if w.get("file"):
+        lines.append(f"witnesses   {w['count']} points in {w['file']} ({_size(w['bytes'])}); 'verify' uses them")
     if report.get("interrupted"):
-        lines.append("interrupted the analysis was cut short by Ctrl-C; undecided neurons were kept")
+        lines.append(f"interrupted the analysis was cut short by {report.get('interrupted_by') or 'an interrupt'}; "
+                     "undecided neurons were kept")
     return lines
+
+
+def _size(count) -> str:
+    if count is None:
+        return "size unknown"
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000

@@ -2,28 +2,48 @@
 
 Both models run on the same points: uniform random points of the box, box corners (all of them
 when the input has at most 12 entries, otherwise random corners), and any witnesses/extra points
-supplied. Every floating-point output must satisfy, elementwise,
+supplied (points outside the box are dropped: the models need only agree on the box). Points are
+generated and evaluated in batches of :data:`CHUNK`, so any number of random points runs in bounded
+memory. Every floating-point output must satisfy, elementwise,
 
-    |compressed - original| <= atol + rtol * |original|,   atol = ATOL * max(1, max|original|)
+    |compressed - original| <= atol * max(1, max|original|) + rtol * |original|
 
-with the defaults ``RTOL = 1e-4`` and ``ATOL = 1e-5``: float32 evaluation of differently folded
-but mathematically equal weights differs by a few units in the last place, far below this; a
-changed function exceeds it. Non-float outputs (labels) must be equal.
+with ``(atol, rtol)`` from :data:`TOLERANCES` by the model's compute type (the float type of its
+arithmetic): differently folded but mathematically equal weights differ by a few units in the last
+place of that type, far below the tolerance; a changed function exceeds it. A NaN or infinity in
+the compressed model's output where the original is finite is a mismatch. Non-float outputs (labels)
+must be equal. If the *original* model's output is not finite somewhere on the domain (its float
+type overflows there), the models cannot be compared: that is a :class:`DomainError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .domain import Box
-from .errors import ModelError
+from .errors import DomainError, ExactcompError, ModelError
 
-RTOL = 1e-4
-ATOL = 1e-5
+#: Default ``(atol, rtol)`` per compute type: about 80 and 800 units in the last place (eps) for
+#: float32, the same multiples of eps for float64; for float16 (eps 9.8e-4, 11-bit mantissa) 8 and
+#: 16 eps, since its rounding of each folded weight is already 1/2 eps.
+TOLERANCES = {"float64": (2e-14, 2e-13), "float32": (1e-5, 1e-4), "float16": (8e-3, 1.6e-2)}
+#: Backwards-compatible names of the float32 defaults.
+ATOL, RTOL = TOLERANCES["float32"]
 EXHAUSTIVE_CORNER_DIM = 12
+#: Points evaluated per onnxruntime call.
+CHUNK = 4096
+#: Metadata key of a compressed model holding the SHA-256 of its stored witnesses file.
+WITNESSES_KEY = "exactcomp.witnesses.sha256"
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+
+
+def default_tolerance(dtype: str) -> tuple[float, float]:
+    """``(atol, rtol)`` for a model computing in ``dtype`` (see :data:`TOLERANCES`)."""
+    return TOLERANCES.get(str(dtype), TOLERANCES["float32"])
 
 
 @dataclass
@@ -48,6 +68,7 @@ class VerificationResult:
     atol: float
     outputs: list[OutputComparison] = field(default_factory=list)
     worst_point: list | None = None
+    dtype: str | None = None
 
     @property
     def max_abs_error(self) -> float:
@@ -58,10 +79,13 @@ class VerificationResult:
         return max((o.max_rel_error for o in self.outputs), default=0.0)
 
     def to_json(self) -> dict:
+        """As a dict for JSON; non-finite errors (a NaN or infinite output) become None."""
+        from .files import json_safe
+
         out = asdict(self)
         out["max_abs_error"] = self.max_abs_error
         out["max_rel_error"] = self.max_rel_error
-        return out
+        return json_safe(out)
 
 
 def _session(model):
@@ -92,15 +116,60 @@ def stored_witnesses_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".witnesses.npy")
 
 
-def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0):
-    """Random points, corners, and the ``extra`` points that lie in the box (the models need
-    only agree on the box, so points outside it are dropped)."""
-    rng = np.random.default_rng(seed)
-    parts = [box.sample(random_points, rng), corner_points(box, corners, rng)]
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stored_witnesses(model_path: str | Path) -> tuple[Path | None, str | None]:
+    """The witnesses file stored beside a compressed model, if it belongs to that model.
+
+    Returns ``(path, None)`` when the file exists and its SHA-256 equals the one recorded in the
+    model's metadata (:data:`WITNESSES_KEY`), ``(None, note)`` when a file exists but does not belong
+    to this model (stale, or the model records none), and ``(None, None)`` when there is no file.
+    """
+    from .onnx_import import model_metadata
+
+    path = stored_witnesses_path(model_path)
+    if not path.is_file():
+        return None, None
+    expected = model_metadata(model_path).get(WITNESSES_KEY)
+    try:
+        actual = sha256_bytes(path.read_bytes())
+    except OSError as exc:
+        return None, f"ignored {path}: cannot read it ({exc.strerror or exc})"
+    if expected != actual:
+        why = "it was written for another model" if expected else f"{model_path} records no witnesses file"
+        return None, f"ignored {path}: {why}"
+    return path, None
+
+
+@dataclass
+class _Points:
+    """The verification points, produced in chunks: random, corners, extra (inside the box)."""
+
+    box: Box
+    random: int
+    corners: np.ndarray
+    extra: np.ndarray
+    seed: int
+
+    def chunks(self):
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, self.random, CHUNK):
+            yield self.box.sample(min(CHUNK, self.random - start), rng)
+        for part in (self.corners, self.extra):
+            for start in range(0, len(part), CHUNK):
+                yield part[start:start + CHUNK]
+
+    @property
+    def total(self) -> int:
+        return self.random + len(self.corners) + len(self.extra)
+
+
+def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0) -> _Points:
+    rng = np.random.default_rng(seed + 1)
     extra = np.empty((0, box.size)) if extra is None else np.asarray(extra, float).reshape(-1, box.size)
-    extra = extra[box.contains(extra)]
-    parts.append(extra)
-    return np.vstack(parts), len(parts[0]), len(parts[1]), len(extra)
+    return _Points(box, int(random_points), corner_points(box, corners, rng), extra[box.contains(extra)], seed)
 
 
 def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
@@ -118,56 +187,152 @@ def _run_batches(session, input_name: str, shape, dtype, X: np.ndarray, batch_fi
     return session.run(None, {input_name: feed})
 
 
+@dataclass
+class _Model:
+    """An onnxruntime session with what is needed to feed it."""
+
+    session: object
+    input_name: str
+    shape: list
+    dtype: type
+    batch_fixed: int | None
+    output_names: list
+
+    @classmethod
+    def open(cls, model) -> "_Model":
+        s = _session(model)
+        inp = s.get_inputs()[0]
+        shape = list(inp.shape[1:])
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype is None:
+            raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
+        batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        return cls(s, inp.name, shape, dtype, batch, [o.name for o in s.get_outputs()])
+
+    def check_domain(self, box: Box) -> None:
+        if not all(isinstance(d, int) for d in self.shape) or int(np.prod(self.shape)) != box.size:
+            raise ModelError(f"model input '{self.input_name}' has shape {['N', *self.shape]}, which does not match "
+                             f"a domain of {box.size} entries")
+
+    def run(self, X: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(y) for y in _run(self.session, self.input_name, self.shape, self.dtype, X, self.batch_fixed)]
+
+
+def _check_compatible(a: _Model, b: _Model) -> None:
+    ia, ib = a.session.get_inputs(), b.session.get_inputs()
+    if len(ib) != 1 or ib[0].name != ia[0].name:
+        raise ModelError(f"compressed model input {[i.name for i in ib]} differs from original input '{ia[0].name}'")
+    if ib[0].type != ia[0].type or list(ib[0].shape[1:]) != list(ia[0].shape[1:]):
+        raise ModelError(f"compressed model input '{ia[0].name}' is {ib[0].type} {ib[0].shape}, "
+                         f"original is {ia[0].type} {ia[0].shape}")
+    if b.output_names != a.output_names:
+        raise ModelError(f"compressed model outputs {b.output_names} differ from {a.output_names}")
+
+
+def check_domain_representable(box: Box, dtype: str, what: str = "domain") -> None:
+    """Refuse a box whose entries overflow the model's input float type (e.g. 1e300 in float32)."""
+    limit = float(np.finfo(np.dtype(dtype)).max)
+    too_big = np.maximum(np.abs(box.lower), np.abs(box.upper)) > limit
+    if too_big.any():
+        i = int(np.argmax(too_big))
+        raise DomainError(f"{what}: entry {i} ([{box.lower[i]:g}, {box.upper[i]:g}]) is outside the range of the model's "
+                          f"{dtype} input (|x| <= {limit:g})")
+
+
+def _nonfinite_error(name: str, bad: int, points: int) -> DomainError:
+    return DomainError(f"domain: the original model's output '{name}' is not finite (NaN or infinite) at {bad} of "
+                       f"{points} points of the domain: its float arithmetic overflows there, so no model can be "
+                       "checked against it; use a smaller domain")
+
+
+def check_domain_evaluable(model, box: Box, points: int = 64, seed: int = 0) -> None:
+    """Run ``model`` on a few corners and random points of ``box``; a non-finite float output
+    means its float type overflows on the domain (DomainError), found before any analysis."""
+    m = _Model.open(model)
+    m.check_domain(box)
+    rng = np.random.default_rng(seed)
+    X = np.vstack([box.sample(points, rng), corner_points(box, points, rng), (box.lower + box.upper)[None] / 2])
+    for name, y in zip(m.output_names, m.run(X)):
+        if y.dtype.kind == "f":
+            bad = int((~np.isfinite(y.astype(np.float64).reshape(len(X), -1))).any(axis=1).sum())
+            if bad:
+                raise _nonfinite_error(name, bad, len(X))
+
+
 def verify_models(original, compressed, box: Box, extra_points=None, random_points: int = 1000,
-                  corners: int = 256, rtol: float = RTOL, atol: float = ATOL, seed: int = 0) -> VerificationResult:
-    """Compare two ONNX models (paths or ModelProtos) on points of ``box``; see module docstring."""
-    s_orig, s_comp = _session(original), _session(compressed)
-    inp = s_orig.get_inputs()[0]
-    comp_inp = s_comp.get_inputs()
-    if len(comp_inp) != 1 or comp_inp[0].name != inp.name:
-        raise ModelError(f"compressed model input {[i.name for i in comp_inp]} differs from original input '{inp.name}'")
-    if comp_inp[0].type != inp.type or list(comp_inp[0].shape[1:]) != list(inp.shape[1:]):
-        raise ModelError(f"compressed model input '{inp.name}' is {comp_inp[0].type} {comp_inp[0].shape}, "
-                         f"original is {inp.type} {inp.shape}")
-    out_names = [o.name for o in s_orig.get_outputs()]
-    if [o.name for o in s_comp.get_outputs()] != out_names:
-        raise ModelError(f"compressed model outputs {[o.name for o in s_comp.get_outputs()]} differ from {out_names}")
-    shape = [d for d in inp.shape[1:]]
-    if not all(isinstance(d, int) for d in shape) or int(np.prod(shape)) != box.size:
-        raise ModelError(f"model input '{inp.name}' has shape {inp.shape}, which does not match a domain of {box.size} entries")
-    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type)
-    if dtype is None:
-        raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
-    batch_fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    X, n_rand, n_corner, n_extra = verification_points(box, random_points, corners, extra_points, seed)
-    ya = _run(s_orig, inp.name, shape, dtype, X, batch_fixed)
-    yb = _run(s_comp, inp.name, shape, dtype, X, batch_fixed)
-    result = VerificationResult(True, len(X), n_rand, n_corner, n_extra, rtol, atol)
-    excess = np.full(len(X), -np.inf)  # per point, the largest amount by which an output misses its tolerance
-    for name, a, b in zip(out_names, ya, yb):
-        comparison, point_excess = _compare(name, np.asarray(a), np.asarray(b), len(X), rtol, atol)
-        result.outputs.append(comparison)
-        result.passed &= comparison.mismatches == 0
-        excess = np.maximum(excess, point_excess)
-    if not result.passed:
-        result.worst_point = X[int(np.argmax(excess))].tolist()
-    return result
+                  corners: int = 256, rtol: float | None = None, atol: float | None = None, seed: int = 0,
+                  dtype: str | None = None) -> VerificationResult:
+    """Compare two ONNX models (paths or ModelProtos) on points of ``box``; see module docstring.
+
+    ``rtol``/``atol`` default to :func:`default_tolerance` of ``dtype`` (the compute type; default:
+    the original model's input type).
+    """
+    a, b = _Model.open(original), _Model.open(compressed)
+    _check_compatible(a, b)
+    a.check_domain(box)
+    dtype = dtype or np.dtype(a.dtype).name
+    default_atol, default_rtol = default_tolerance(dtype)
+    atol = default_atol if atol is None else float(atol)
+    rtol = default_rtol if rtol is None else float(rtol)
+    if not (np.isfinite(atol) and np.isfinite(rtol) and atol >= 0 and rtol >= 0):
+        raise ExactcompError(f"tolerances must be finite and >= 0, got rtol={rtol}, atol={atol}")
+    points = verification_points(box, random_points, corners, extra_points, seed)
+    stats = [_Accumulator(name) for name in a.output_names]
+    worst, worst_excess, seen = None, -np.inf, 0
+    for X in points.chunks():
+        excess = np.full(len(X), -np.inf)
+        for acc, ya, yb in zip(stats, a.run(X), b.run(X)):
+            excess = np.maximum(excess, acc.add(ya, yb, len(X), rtol, atol))
+        seen += len(X)
+        if excess.max(initial=-np.inf) > max(worst_excess, 0.0):
+            worst_excess, worst = float(excess.max()), X[int(np.argmax(excess))].tolist()
+    for acc in stats:
+        if acc.original_nonfinite:
+            raise _nonfinite_error(acc.name, acc.original_nonfinite, seen)
+    outputs = [acc.result(seen) for acc in stats]
+    passed = all(o.mismatches == 0 for o in outputs)
+    return VerificationResult(passed, seen, points.random, len(points.corners), len(points.extra), rtol, atol,
+                              outputs, None if passed else worst, dtype)
 
 
-def _compare(name: str, a: np.ndarray, b: np.ndarray, points: int, rtol: float, atol: float):
-    """Compare one output over ``points`` samples; returns the summary and each point's excess over
-    the tolerance (positive where the point mismatches). Non-float outputs must be equal: their
-    "errors" are 1 when any point differs."""
-    if a.shape != b.shape:
-        return OutputComparison(name, float("inf"), float("inf"), points, points), np.full(points, np.inf)
-    if a.dtype.kind != "f":
-        bad = (a != b).reshape(points, -1).any(axis=1)
-        flag = float(bad.any())
-        return OutputComparison(name, flag, flag, int(bad.sum()), points), np.where(bad, 1.0, -1.0)
-    a64, b64 = a.astype(np.float64).reshape(points, -1), b.astype(np.float64).reshape(points, -1)
-    err = np.where(np.isnan(a64) & np.isnan(b64), 0.0, np.nan_to_num(np.abs(a64 - b64), nan=np.inf))
-    scale = max(1.0, float(np.max(np.abs(a64), initial=0.0)))
-    limit = atol * scale + rtol * np.abs(a64)
-    point_excess = (err - limit).max(axis=1, initial=-np.inf)
-    rel = float(np.max(err / np.maximum(np.abs(a64), 1e-12 * scale), initial=0.0))
-    return OutputComparison(name, float(err.max(initial=0.0)), rel, int((point_excess > 0).sum()), points), point_excess
+class _Accumulator:
+    """Running comparison of one output over chunks of points."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.max_abs = self.max_rel = 0.0
+        self.mismatches = self.original_nonfinite = 0
+        # max(1, max |original|) over the points evaluated so far: the absolute term of the
+        # tolerance is never looser than with the maximum over all points
+        self.scale = 1.0
+
+    def add(self, a: np.ndarray, b: np.ndarray, points: int, rtol: float, atol: float) -> np.ndarray:
+        """Fold one chunk in; returns each point's excess over the tolerance (> 0: mismatch)."""
+        if a.shape != b.shape:
+            self.max_abs = self.max_rel = float("inf")
+            self.mismatches += points
+            return np.full(points, np.inf)
+        if a.dtype.kind != "f":
+            bad = (a != b).reshape(points, -1).any(axis=1)
+            self.max_abs = self.max_rel = max(self.max_abs, float(bad.any()))
+            self.mismatches += int(bad.sum())
+            return np.where(bad, 1.0, -1.0)
+        a64, b64 = a.astype(np.float64).reshape(points, -1), b.astype(np.float64).reshape(points, -1)
+        finite = np.isfinite(a64)
+        self.original_nonfinite += int((~finite).any(axis=1).sum())
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.where(finite, np.abs(a64 - b64), 0.0)
+        err = np.where(finite & ~np.isfinite(b64), np.inf, err)          # NaN/inf only in the compressed model
+        err = np.where(~finite & (a64 != b64) & ~(np.isnan(a64) & np.isnan(b64)), np.inf, err)
+        self.scale = max(self.scale, float(np.max(np.abs(np.where(finite, a64, 0.0)), initial=0.0)))
+        limit = atol * self.scale + rtol * np.abs(np.where(finite, a64, 0.0))
+        point_excess = (err - limit).max(axis=1, initial=-np.inf)
+        self.mismatches += int((point_excess > 0).sum())
+        self.max_abs = max(self.max_abs, float(err.max(initial=0.0)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = err / np.maximum(np.abs(np.where(finite, a64, 0.0)), 1e-12 * self.scale)
+        self.max_rel = max(self.max_rel, float(np.nanmax(rel, initial=0.0)))
+        return point_excess
+
+    def result(self, points: int) -> OutputComparison:
+        return OutputComparison(self.name, self.max_abs, self.max_rel, self.mismatches, points)
