@@ -146,6 +146,7 @@ def cmd_compress(args) -> int:
     err = _console(stderr=True)
     t0 = time.perf_counter()
     net = api.load(args.model)
+    api.check_exportable(net)
     t_import = time.perf_counter() - t0
     box = api.domain(net, args.domain)
     samples = api.samples(net, args.samples) if args.samples else None
