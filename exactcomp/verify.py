@@ -2,7 +2,8 @@
 
 Both models run on the same points: uniform random points of the box, box corners (all of them
 when the input has at most 12 entries, otherwise random corners), and any witnesses/extra points
-supplied. Every floating-point output must satisfy, elementwise,
+supplied. A model with a fixed batch size ``k`` runs them ``k`` at a time (the last chunk padded,
+the padding's outputs dropped). Every floating-point output must satisfy, elementwise,
 
     |compressed - original| <= atol + rtol * |original|,   atol = ATOL * max(1, max|original|)
 
@@ -103,19 +104,33 @@ def verification_points(box: Box, random_points: int = 1000, corners: int = 256,
     return np.vstack(parts), len(parts[0]), len(parts[1]), len(extra)
 
 
-def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
+def _fixed_batch(session) -> int | None:
+    """The model's fixed batch size, or None when its batch axis is symbolic."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def _run(session, input_name: str, shape, dtype, X: np.ndarray):
     try:
-        return _run_batches(session, input_name, shape, dtype, X, batch_fixed)
+        return _run_batches(session, input_name, shape, dtype, X, _fixed_batch(session))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelError(f"onnxruntime failed to run a model: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _run_batches(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
+    """Run ``X`` in one batch, or for a model with a fixed batch size ``k`` in chunks of ``k`` rows,
+    the last one padded with copies of its first row; the padding rows' outputs are dropped."""
     feed = X.astype(dtype).reshape(len(X), *shape)
-    if batch_fixed is not None and batch_fixed != len(X):
-        chunks = [session.run(None, {input_name: feed[i:i + batch_fixed]}) for i in range(0, len(X), batch_fixed)]
-        return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
-    return session.run(None, {input_name: feed})
+    if batch_fixed is None or batch_fixed == len(X):
+        return session.run(None, {input_name: feed})
+    chunks = []
+    for i in range(0, len(X), batch_fixed):
+        chunk = feed[i:i + batch_fixed]
+        pad = batch_fixed - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+        chunks.append([out[:batch_fixed - pad] for out in session.run(None, {input_name: chunk})])
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 
 def verify_models(original, compressed, box: Box, extra_points=None, random_points: int = 1000,
@@ -138,10 +153,9 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
     dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inp.type)
     if dtype is None:
         raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
-    batch_fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
     X, n_rand, n_corner, n_extra = verification_points(box, random_points, corners, extra_points, seed)
-    ya = _run(s_orig, inp.name, shape, dtype, X, batch_fixed)
-    yb = _run(s_comp, inp.name, shape, dtype, X, batch_fixed)
+    ya = _run(s_orig, inp.name, shape, dtype, X)
+    yb = _run(s_comp, inp.name, shape, dtype, X)
     result = VerificationResult(True, len(X), n_rand, n_corner, n_extra, rtol, atol)
     excess = np.full(len(X), -np.inf)  # per point, the largest amount by which an output misses its tolerance
     for name, a, b in zip(out_names, ya, yb):

@@ -126,3 +126,48 @@ def test_unexportable_opset_fails_before_analysis(tmp_path):
                           "-o", str(tmp_path / "small.onnx")], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "opset 6" in run.stderr and not (tmp_path / "small.onnx").exists()
+
+
+# ------------------------------------------------------------------ fixed batch size
+def _dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("constant", [False, True])
+def test_fixed_batch_8_compress_and_verify(constant):
+    Ws, bs = weights([20, 6, 5, 3], seed=8, first_bias=-50.0 if constant else None)
+    model = mlp_model(Ws, bs, batch=8)
+    box = {"lower": -0.5, "upper": 0.5}
+    result = exactcomp.compress(import_model(model), box)
+    small = result.to_onnx()
+    assert _dims(small.graph.input[0]) == [8, 20] and _dims(small.graph.output[0]) == [8, 3]
+    check = exactcomp.verify(model, small, box, random_points=1001)  # 1001 + 256 corners: not a multiple of 8
+    assert check.passed and check.points % 8 != 0
+    assert_same_function(model, small, -0.5, 0.5, 20, count=200)
+
+
+def test_fixed_batch_chunks_stay_aligned():
+    """Fixed batch 8 against the same network with a symbolic batch: any misaligned or padded row
+    would show as a mismatch; a changed bias must still be caught in every point."""
+    Ws, bs = weights([20, 6, 3], seed=9)
+    fixed, dynamic = mlp_model(Ws, bs, batch=8), mlp_model(Ws, bs)
+    box = {"lower": -1.0, "upper": 1.0}
+    check = exactcomp.verify(fixed, dynamic, box, random_points=13)  # 269 points: 33 chunks and 5 rows
+    assert check.passed and check.points == 13 + 256
+    wrong = mlp_model(Ws, [bs[0], bs[1] + 1.0], batch=8)
+    check = exactcomp.verify(dynamic, wrong, box, random_points=13)
+    assert not check.passed and check.outputs[0].mismatches == check.points == 13 + 256
+
+
+def test_fixed_batch_1_cli(tmp_path):
+    Ws, bs = weights([5, 6, 4, 2], seed=1)
+    src, out, box = tmp_path / "b1.onnx", tmp_path / "small.onnx", tmp_path / "box.json"
+    onnx.save(mlp_model(Ws, bs, batch=1, softmax=True), str(src))
+    box.write_text(json.dumps({"lower": -1.0, "upper": 1.0}))
+    run = subprocess.run([sys.executable, "-m", "exactcomp", "compress", str(src), "--domain", str(box), "-o", str(out),
+                          "--quiet", "--strategy", "bounds", "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["verification"]["passed"] is True
+    small = onnx.load(str(out))
+    assert _dims(small.graph.input[0]) == [1, 5]
+    assert_same_function(onnx.load(str(src)), small, -1.0, 1.0, 5, count=50)
