@@ -1,7 +1,8 @@
 """:class:`~exactcomp.network.Network` → ONNX.
 
-The trunk is written as ``Flatten → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with weights in
-the original compute dtype; the head sub-graph is re-attached unchanged. Input and output names,
+The trunk is written as ``Flatten → [Gather] → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with weights in
+the original compute dtype (``Gather`` on axis 1, indices an int64 initializer, when the network
+reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input and output names,
 element types, per-sample shapes and the batch axis (symbolic or fixed) are those of the imported
 model. A layer whose weights are all zero is written as a broadcast of its bias to ``(n, width)``,
 ``n = Gather(Shape(h), [0])`` the batch size (``Expand``; ``Tile`` of the ``(1, width)`` bias
@@ -12,11 +13,13 @@ Versions: the model keeps its opsets and IR version. Every op written exists wit
 from opset 7 (Gemm with a broadcast bias) on; older opsets are refused. Below IR version 4 every
 initializer must also be a graph input, so there the initializers are listed as inputs too.
 :func:`check_exportable` exports an imported network, and the constant network compression may
-turn it into, before any analysis, so that a model that cannot be written fails early.
+(or that reads only some inputs) turn it into, before any analysis, so that a model that cannot
+be written fails early.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,8 @@ def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: i
 def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     opset = _opset(net)
     h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
+    if net.input_indices is not None and not net.layers[0].is_constant:
+        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
     if net.input.dtype != net.compute_dtype:
         h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
     last = len(net.layers) - 1
@@ -133,8 +138,9 @@ def to_onnx(net: Network) -> onnx.ModelProto:
 
 
 def check_exportable(net: Network) -> None:
-    """Raise :class:`ModelError` (one line) unless ``net`` can be written as a valid model, both as it
-    is and as the constant network compression may turn it into (:func:`to_onnx` on each).
+    """Raise :class:`ModelError` (one line) unless ``net`` can be written as a valid model as it is,
+    as the constant network compression may turn it into, and reading only some of its inputs
+    (:func:`to_onnx` on each).
 
     Meant to run right after import, so that a model whose compressed form could not be written
     fails before the analysis rather than after it.
@@ -142,8 +148,15 @@ def check_exportable(net: Network) -> None:
     last = net.layers[-1]
     constant = net.with_layers([Dense(np.zeros((last.width, net.layers[0].fan_in)), last.b, last.layer_id,
                                       last.neuron_ids)])
+    variants = [("the network", net), ("a constant network", constant)]
+    full = net.with_full_input()
+    if full.input_size > 1:  # the first input fixed, the others read through a Gather
+        first = full.layers[0]
+        selected = Dense(first.W[:, 1:], first.b, first.layer_id, first.neuron_ids)
+        variants.append(("an input selection", replace(full, layers=(selected, *full.layers[1:]),
+                                                         input_indices=np.arange(1, full.input_size))))
     source = net.metadata.get("source", "model")
-    for what, variant in (("the network", net), ("a constant network", constant)):
+    for what, variant in variants:
         try:
             to_onnx(variant)
         except ModelError as exc:

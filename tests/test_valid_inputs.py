@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -17,9 +18,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import exactcomp
+from exactcomp.domain import Box
 from exactcomp.errors import ModelError
+from exactcomp.network import Dense
 from exactcomp.onnx_export import check_exportable, to_onnx
 from exactcomp.onnx_import import import_model
+from exactcomp.rewrite import fold_fixed_inputs
 
 NEWEST = (onnx.defs.onnx_opset_version(), onnx.IR_VERSION)
 
@@ -51,12 +55,14 @@ def mlp_model(Ws, bs, opset=17, ir=8, batch="N", inits_as_inputs=False, softmax=
 
 
 def weights(sizes, seed=0, first_bias=None):
+    """Random weights and biases, rounded to float32 (so float64 references match the model)."""
     rng = np.random.default_rng(seed)
     Ws = [rng.normal(size=(o, i)) for i, o in zip(sizes, sizes[1:])]
     bs = [rng.normal(size=o) for o in sizes[1:]]
     if first_bias is not None:
         bs[0] = np.full(sizes[1], first_bias)
-    return Ws, bs
+    as32 = lambda a: np.asarray(a, np.float32).astype(np.float64)  # noqa: E731 - exactly what the model stores
+    return [as32(W) for W in Ws], [as32(b) for b in bs]
 
 
 def run_model(model, X: np.ndarray) -> list[np.ndarray]:
@@ -83,8 +89,8 @@ def assert_same_function(original, compressed, lower, upper, n, count=200, seed=
 def test_old_and_new_versions_compress(tmp_path, opset, ir, as_inputs, constant):
     Ws, bs = weights([4, 6, 5, 3], seed=opset, first_bias=-50.0 if constant else None)
     model = mlp_model(Ws, bs, opset=opset, ir=ir, inits_as_inputs=as_inputs, softmax=opset == 8)
-    box = {"lower": -1.0, "upper": 1.0}
-    result = exactcomp.compress(import_model(model), box)
+    lower, upper = [0.5, -1, -1, -1], [0.5, 1, 1, 1]  # input 0 fixed: a Gather reads the others
+    result = exactcomp.compress(import_model(model), {"lower": lower, "upper": upper})
     path = result.save(tmp_path / "small.onnx")
     onnx.checker.check_model(str(path), full_check=True)
     small = onnx.load(str(path))
@@ -93,7 +99,9 @@ def test_old_and_new_versions_compress(tmp_path, opset, ir, as_inputs, constant)
     if constant:  # first layer never active on the box: the output is a constant broadcast, no weights
         assert "Gemm" not in ops and ops & {"Expand", "Tile"}
         assert result.compressed.parameter_count == 3
-    assert_same_function(model, small, -1.0, 1.0, 4)
+    else:
+        assert "Gather" in ops
+    assert_same_function(model, small, lower, upper, 4)
 
 
 def test_ir3_cli_compress(tmp_path):
@@ -171,3 +179,133 @@ def test_fixed_batch_1_cli(tmp_path):
     small = onnx.load(str(out))
     assert _dims(small.graph.input[0]) == [1, 5]
     assert_same_function(onnx.load(str(src)), small, -1.0, 1.0, 5, count=50)
+
+
+# ------------------------------------------------------------------ fixed (zero-width) inputs
+def brute(Ws, bs, X):
+    """Forward pass written here: ReLU after every layer but the last."""
+    h = np.asarray(X, float)
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        h = h @ np.asarray(W, float).T + b
+        h = np.maximum(h, 0) if i < len(Ws) - 1 else h
+    return h
+
+
+def fixed_box(n, fixed, seed=0):
+    """Box [-1, 1]^n with the coordinates ``fixed`` pinned to random values."""
+    lo, hi = np.full(n, -1.0), np.full(n, 1.0)
+    lo[fixed] = hi[fixed] = np.random.default_rng(seed).uniform(-1, 1, len(fixed))
+    return Box(lo, hi)
+
+
+def test_network_input_indices_validated_and_used():
+    Ws, bs = weights([5, 4, 2])
+    net = import_model(mlp_model(Ws, bs))
+    sel = replace(net, layers=(Dense(Ws[0][:, [1, 3]], bs[0], 1, np.arange(4)), net.layers[1]),
+                  input_indices=np.array([1, 3]))
+    X = np.random.default_rng(0).normal(size=(7, 5))
+    np.testing.assert_allclose(sel.forward(X), brute([Ws[0][:, [1, 3]], Ws[1]], bs, X[:, [1, 3]]), atol=1e-12)
+    assert sel.input_size == 5 and sel.layers[0].fan_in == 2
+    assert sel.parameter_count == 4 * 2 + 4 + 2 * 4 + 2  # weights and biases only; the indices are not counted
+    np.testing.assert_allclose(sel.with_full_input().forward(X), sel.forward(X), atol=1e-12)
+    for bad in ([3, 1], [1, 1], [1, 5], [-1, 3]):
+        with pytest.raises(ValueError):
+            replace(sel, input_indices=np.array(bad))
+    with pytest.raises(ValueError):  # two indices, but the first layer reads five entries
+        replace(net, input_indices=np.array([1, 3]))
+
+
+def test_fold_fixed_inputs_rule():
+    Ws, bs = weights([6, 5, 3], seed=2)
+    net = import_model(mlp_model(Ws, bs))
+    fixed = [0, 2, 5]
+    box = fixed_box(6, fixed)
+    folded = fold_fixed_inputs(net, box)
+    assert folded.input_indices.tolist() == [1, 3, 4]
+    assert net.parameter_count - folded.parameter_count == 5 * len(fixed)
+    X = box.sample(50, np.random.default_rng(1))
+    np.testing.assert_allclose(folded.forward(X), brute(Ws, bs, X), rtol=1e-12, atol=1e-12)
+    assert fold_fixed_inputs(folded, box) is folded  # nothing left to fold
+    assert fold_fixed_inputs(net, fixed_box(6, [])) is net
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fixed_inputs_compress(seed):
+    rng = np.random.default_rng(seed)
+    n = 7
+    fixed = np.sort(rng.choice(n, size=3, replace=False))
+    free = np.setdiff1d(np.arange(n), fixed)
+    Ws, bs = weights([n, 8, 6, 3], seed=seed)
+    box = fixed_box(n, fixed, seed)
+    model = mlp_model(Ws, bs)
+    result = exactcomp.compress(import_model(model), box)
+    small = result.to_onnx()
+    gathers = [node for node in small.graph.node if node.op_type == "Gather"]
+    assert len(gathers) == 1 and result.compressed.input_indices.tolist() == free.tolist()
+    X = box.sample(300, rng)
+    for a, b in zip(run_model(model, X), run_model(small, X)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    # the same network with the fixed inputs removed by hand: x_F = c enters the first bias
+    c = box.lower[fixed]
+    reduced = mlp_model([Ws[0][:, free], *Ws[1:]], [bs[0] + Ws[0][:, fixed] @ c, *bs[1:]])
+    reduced_box = Box(box.lower[free], box.upper[free])
+    expected = exactcomp.compress(import_model(reduced), reduced_box).compressed.parameter_count
+    assert result.compressed.parameter_count == expected
+    assert result.original.parameter_count - import_model(reduced).parameter_count == 8 * len(fixed)
+    # a network with a selection is analysed like the original; the exported model re-imports
+    folded = fold_fixed_inputs(result.original, box)
+    statuses = [layer.status.tolist() for layer in exactcomp.analyze(folded, box).layers]
+    assert statuses == [layer.status.tolist() for layer in result.analysis.layers]
+    np.testing.assert_allclose(import_model(small).forward(X), brute(Ws, bs, X), rtol=1e-5, atol=1e-5)
+
+
+def test_point_box_gives_constant_model():
+    Ws, bs = weights([5, 6, 4, 3], seed=4)
+    model = mlp_model(Ws, bs, softmax=True)
+    point = np.random.default_rng(4).uniform(-1, 1, 5)
+    box = Box(point, point)
+    result = exactcomp.compress(import_model(model), box)
+    small = result.to_onnx()
+    assert result.compressed.parameter_count == 3 and result.compressed.layers[0].is_constant
+    shapes = {node.output[0] for node in small.graph.node if node.op_type == "Shape"}
+    assert "Gemm" not in {node.op_type for node in small.graph.node}
+    assert all(node.input[0] in shapes for node in small.graph.node if node.op_type == "Gather")  # batch size only
+    (expected,) = run_model(model, point[None, :])
+    X = np.random.default_rng(5).uniform(-3, 3, size=(4, 5))  # a constant model ignores its input
+    (got,) = run_model(small, X)
+    np.testing.assert_allclose(got, np.repeat(expected, 4, axis=0), rtol=1e-5, atol=1e-6)
+    assert exactcomp.verify(model, small, box).passed
+
+
+def test_all_inputs_free_gives_no_gather():
+    Ws, bs = weights([4, 6, 3], seed=5)
+    box = fixed_box(4, [])
+    result = exactcomp.compress(import_model(mlp_model(Ws, bs)), box)
+    assert result.compressed.input_indices is None
+    assert "Gather" not in {node.op_type for node in result.to_onnx().graph.node}
+
+
+def test_fixed_pixels_cli(tmp_path):
+    """An image input whose border pixels are always 0 (as in MNIST), compressed with the CLI."""
+    Ws, bs = weights([16, 6, 3], seed=6)
+    flat = helper.make_node("Flatten", ["x"], ["flat"], axis=1)
+    model = mlp_model(Ws, bs)
+    graph = model.graph
+    graph.node.insert(0, flat)
+    graph.node[1].input[0] = "flat"
+    graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4]))
+    upper = np.zeros((1, 4, 4))
+    upper[0, 1:3, 1:3] = 1.0
+    src, out, box = tmp_path / "img.onnx", tmp_path / "small.onnx", tmp_path / "box.json"
+    onnx.save(model, str(src))
+    box.write_text(json.dumps({"lower": 0.0, "upper": upper.tolist()}))
+    run = subprocess.run([sys.executable, "-m", "exactcomp", "compress", str(src), "--domain", str(box), "-o", str(out),
+                          "--quiet", "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["verification"]["passed"] is True
+    small = onnx.load(str(out))
+    assert "Gather" in {node.op_type for node in small.graph.node}
+    X = np.random.default_rng(0).uniform(0, upper.ravel(), size=(100, 16))
+    (a,), (b,) = run_model(model, X.reshape(-1, 1, 4, 4)), run_model(small, X.reshape(-1, 1, 4, 4))
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
