@@ -1,20 +1,19 @@
 """:class:`~exactcomp.network.Network` → ONNX.
 
-The trunk is written as ``Flatten → [Gather] → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with weights in
-the original compute dtype (``Gather`` on axis 1, indices an int64 initializer, when the network
-reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input and output names,
-element types, per-sample shapes and the batch axis (symbolic or fixed) are those of the imported
-model. A layer whose weights are all zero is written as a broadcast of its bias to ``(n, width)``,
-``n = Gather(Shape(h), [0])`` the batch size (``Expand``; ``Tile`` of the ``(1, width)`` bias
-below opset 8, which lacks ``Expand``), so a network whose output does not depend on its input
-stores only that constant.
+The trunk is written as ``Flatten → [Gather] → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with
+weights in the original compute dtype (``Gather`` on axis 1, its indices an int64 initializer,
+when the network reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input
+and output names, element types, per-sample shapes and the batch axis (symbolic or fixed) are those
+of the imported model. A layer whose weights are all zero is written as a broadcast of its bias to
+``(n, width)``, ``n = Gather(Shape(h), [0])`` the batch size (``Expand``; below opset 8, which
+lacks ``Expand``, ``Tile`` of the ``(1, width)`` bias), so a network whose output does not depend
+on its input stores only that constant.
 
 Versions: the model keeps its opsets and IR version. Every op written exists with these semantics
-from opset 7 (Gemm with a broadcast bias) on; older opsets are refused. Below IR version 4 every
+from opset 7 on (Gemm-7 broadcasts its bias); older opsets are refused. Below IR version 4 every
 initializer must also be a graph input, so there the initializers are listed as inputs too.
-:func:`check_exportable` exports an imported network, and the constant network compression may
-(or that reads only some inputs) turn it into, before any analysis, so that a model that cannot
-be written fails early.
+:func:`check_exportable` writes an imported network, its constant form and a form reading only
+some inputs, so that a model whose compressed form could not be written fails before the analysis.
 """
 
 from __future__ import annotations
@@ -160,7 +159,7 @@ def check_exportable(net: Network) -> None:
         try:
             to_onnx(variant)
         except ModelError as exc:
-            raise ModelError(f"{source}: cannot export {what} for this model: {exc}") from None
+            raise ModelError(f"{source}: cannot write {what} back as ONNX: {exc}") from None
 
 
 def save_onnx(net: Network, path: str | Path) -> Path:

@@ -9,9 +9,10 @@ The importer interprets the graph symbolically. Every tensor is one of
 
 Affine operations (Gemm, MatMul, Add/Sub/Mul/Div with constants, Flatten, Reshape, BatchNorm,
 Identity, Dropout, Gather of constant indices along a feature axis, ...) update ``A`` and ``c``;
-consecutive affine operations therefore fold into one layer. A ``Relu`` applied to an affine value ends a layer ``(W, b) = (A, c)`` and starts a new
-basis. The first affine tensor consumed by a non-affine operation is the *trunk output*; every
-opaque node downstream of it forms the *head*, copied unchanged into the exported model.
+consecutive affine operations therefore fold into one layer. A ``Relu`` applied to an affine value
+ends a layer ``(W, b) = (A, c)`` and starts a new basis. The first affine tensor consumed by a
+non-affine operation is the *trunk output*; every opaque node downstream of it forms the *head*,
+copied unchanged into the exported model.
 """
 
 from __future__ import annotations

@@ -309,3 +309,20 @@ def test_fixed_pixels_cli(tmp_path):
     X = np.random.default_rng(0).uniform(0, upper.ravel(), size=(100, 16))
     (a,), (b,) = run_model(model, X.reshape(-1, 1, 4, 4)), run_model(small, X.reshape(-1, 1, 4, 4))
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [1, -1, 0])
+def test_import_gather(axis):
+    """Gather of constant indices along a feature axis is a selection; along the batch axis, an error."""
+    Ws, bs = weights([2, 4, 2], seed=7)
+    model = mlp_model(Ws, bs)
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5]))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([3, -5], np.int64), "sel"))
+    model.graph.node.insert(0, helper.make_node("Gather", ["x", "sel"], ["picked"], axis=axis))
+    model.graph.node[1].input[0] = "picked"
+    if axis == 0:
+        with pytest.raises(ModelError, match="batch axis"):
+            import_model(model)
+        return
+    X = np.random.default_rng(0).normal(size=(6, 5))
+    np.testing.assert_allclose(import_model(model).forward(X), brute(Ws, bs, X[:, [3, 0]]), rtol=1e-12, atol=1e-12)
