@@ -183,6 +183,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     ``progress``, when given, is an object with ``phase(name, total)`` returning a callable
     ``advance(done, total, note="")``; the CLI passes a rich display. Ctrl-C stops the current
     phase and returns the sound partial result (undecided neurons unknown, ``interrupted`` set).
+    A network with an input selection is analysed as :meth:`Network.with_full_input`.
     """
     from exactcomp.formulations import get_formulation
 
@@ -197,6 +198,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     if options.jobs is not None and options.jobs < 1:
         raise ExactcompError(f"jobs must be at least 1, got {options.jobs}")
     module, function = STRATEGIES[options.strategy].split(":")
+    net = net.with_full_input()  # bounds, witnesses and MILPs read the whole input box
     result = getattr(import_module(module), function)(net, box, options, progress)
     return replace(result, options=options)
 

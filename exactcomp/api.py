@@ -24,6 +24,15 @@ def load(path: str | Path) -> Network:
     return import_model(path)
 
 
+def check_exportable(network: Network) -> None:
+    """Raise :class:`~exactcomp.errors.ModelError` if ``network``, or the constant network it may
+    compress to, cannot be written as ONNX (see :func:`exactcomp.onnx_export.check_exportable`);
+    cheap, so call it before a long analysis."""
+    from .onnx_export import check_exportable as _check
+
+    _check(network)
+
+
 def domain(network: Network, source) -> Box:
     """A :class:`Box` for ``network``'s input from a box file path, a dict, or a ``Box``."""
     if isinstance(source, Box):

@@ -111,8 +111,10 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
     """Bounds for every hidden layer: interval, then (optionally) symbolic, intersected.
 
     Each layer's interval bounds use the previous layer's tightest bounds; symbolic
-    back-substitution runs only for neurons the interval bounds leave undecided.
+    back-substitution runs only for neurons the interval bounds leave undecided. A network with an
+    input selection is bounded as :meth:`Network.with_full_input` (zero weights on unread entries).
     """
+    net = net.with_full_input()
     results: list[LayerBounds] = []
     pre: list[tuple[np.ndarray, np.ndarray]] = []
     lo, hi = box.lower, box.upper

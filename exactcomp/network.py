@@ -2,7 +2,7 @@
 
 A :class:`Network` computes, for a flattened input ``x`` (length ``input_size``)::
 
-    h_0 = x
+    h_0 = x[S]                       (S = input_indices; all of x when None)
     g_l = W_l h_{l-1} + b_l          for l = 1..L
     h_l = max(g_l, 0)                for l = 1..L-1   (hidden layers)
     y   = g_L                        (the trunk output, fed to the head)
@@ -10,7 +10,10 @@ A :class:`Network` computes, for a flattened input ``x`` (length ``input_size``)
 All affine pre-processing of the original model (normalisation, flatten, reshape, batch-norm,
 consecutive affine layers) is folded into the ``W_l, b_l``. Non-piecewise-linear operations after
 the trunk (softmax, argmax, ...) form the ``head``: an opaque serialised ONNX sub-graph that is
-re-attached unchanged on export. This module never imports onnx.
+re-attached unchanged on export. The optional input selection ``S`` (strictly increasing flat
+indices) lets the first layer read only some input entries, e.g. after the fixed ones were folded
+into its bias (:func:`exactcomp.rewrite.fold_fixed_inputs`); it is exported as a ``Gather``.
+This module never imports onnx.
 """
 
 from __future__ import annotations
@@ -105,7 +108,9 @@ class Network:
     ``trunk_output`` describes the tensor ``y = g_L`` (its per-sample shape may be
     multi-dimensional; ``y`` is reshaped to it on export). ``outputs`` are the model's outputs
     (equal to ``(trunk_output,)`` when there is no head). ``compute_dtype`` is the float type of
-    the trunk's arithmetic in the original model.
+    the trunk's arithmetic in the original model. ``input_indices`` (strictly increasing flat
+    indices into the input, or None for all of it) are the entries the first layer reads: its
+    ``fan_in`` is their number, while ``input_size`` stays the size of the model input.
     """
 
     layers: tuple[Dense, ...]
@@ -116,13 +121,21 @@ class Network:
     head: Head | None = None
     opsets: tuple[tuple[str, int], ...] = (("", 17),)
     metadata: dict = field(default_factory=dict)
+    input_indices: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise ValueError("a network needs at least one layer")
-        if self.layers[0].fan_in != self.input.size:
-            raise ValueError(f"first layer expects {self.layers[0].fan_in} inputs, input has {self.input.size}")
+        read = self.input.size
+        if self.input_indices is not None:
+            idx = _frozen(self.input_indices, np.int64)
+            object.__setattr__(self, "input_indices", idx)
+            if idx.ndim != 1 or np.any(np.diff(idx) <= 0) or (idx.size and not 0 <= idx[0] <= idx[-1] < self.input.size):
+                raise ValueError(f"input_indices must be strictly increasing indices below the input size {self.input.size}")
+            read = idx.size
+        if self.layers[0].fan_in != read:
+            raise ValueError(f"first layer expects {self.layers[0].fan_in} inputs, the network reads {read}")
         for prev, nxt in zip(self.layers, self.layers[1:]):
             if nxt.fan_in != prev.width:
                 raise ValueError(f"layer {nxt.layer_id} expects {nxt.fan_in} inputs, previous has {prev.width}")
@@ -145,10 +158,24 @@ class Network:
 
     @property
     def parameter_count(self) -> int:
+        """Weights and biases of the layers (:attr:`Dense.parameter_count`). The ``input_indices``
+        are not counted: like the exported ``Reshape`` targets, they are structure (which entries
+        are read), not parameters of the function."""
         return sum(layer.parameter_count for layer in self.layers)
 
     def with_layers(self, layers) -> "Network":
         return replace(self, layers=tuple(layers))
+
+    def with_full_input(self) -> "Network":
+        """The same function with the first layer reading the whole input: ``W_1`` gets zero
+        columns at the entries outside ``input_indices`` (what bounds, witnesses and MILPs expect)."""
+        if self.input_indices is None:
+            return self
+        first = self.layers[0]
+        W = np.zeros((first.width, self.input_size))
+        W[:, self.input_indices] = first.W
+        layer = Dense(W, first.b, first.layer_id, first.neuron_ids)
+        return replace(self, layers=(layer, *self.layers[1:]), input_indices=None)
 
     # --- evaluation --------------------------------------------------------------------
     def forward(self, x: np.ndarray, return_preactivations: bool = False):
@@ -158,6 +185,8 @@ class Network:
         hidden pre-activations ``[g_1, ..., g_{L-1}]``.
         """
         h = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        if self.input_indices is not None:
+            h = h[:, self.input_indices]
         pre = []
         for layer in self.hidden:
             g = h @ layer.W.T + layer.b

@@ -1,14 +1,24 @@
 """:class:`~exactcomp.network.Network` → ONNX.
 
-The trunk is written as ``Flatten → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with weights in
-the original compute dtype; the head sub-graph is re-attached unchanged. Input and output names,
-element types, per-sample shapes and the batch axis are those of the imported model. A layer whose
-weights are all zero is written as a broadcast of its bias (``Expand``), so a network whose output
-does not depend on its input stores only that constant.
+The trunk is written as ``Flatten → [Gather] → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with
+weights in the original compute dtype (``Gather`` on axis 1, its indices an int64 initializer,
+when the network reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input
+and output names, element types, per-sample shapes and the batch axis (symbolic or fixed) are those
+of the imported model. A layer whose weights are all zero is written as a broadcast of its bias to
+``(n, width)``, ``n = Gather(Shape(h), [0])`` the batch size (``Expand``; below opset 8, which
+lacks ``Expand``, ``Tile`` of the ``(1, width)`` bias), so a network whose output does not depend
+on its input stores only that constant.
+
+Versions: the model keeps its opsets and IR version. Every op written exists with these semantics
+from opset 7 on (Gemm-7 broadcasts its bias); older opsets are refused. Below IR version 4 every
+initializer must also be a graph input, so there the initializers are listed as inputs too.
+:func:`check_exportable` writes an imported network, its constant form and a form reading only
+some inputs, so that a model whose compressed form could not be written fails before the analysis.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +27,11 @@ from onnx import helper, numpy_helper
 
 from .errors import ModelError
 from .files import write_atomic
-from .network import Network, TensorInfo
+from .network import Dense, Network, TensorInfo
 
 _PREFIX = "exactcomp"
+#: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
+MIN_OPSET = 7
 
 
 def _elem_type(dtype: str) -> int:
@@ -42,6 +54,8 @@ class _GraphBuilder:
 
     def const(self, name: str, value, dtype=None) -> str:
         name = f"{_PREFIX}/{name}"
+        if any(t.name == name for t in self.initializers):  # shared constants (e.g. index 0) are stored once
+            return name
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype or self.dtype), name))
         return name
 
@@ -50,8 +64,28 @@ class _GraphBuilder:
         return output
 
 
+def _opset(net: Network) -> int:
+    """The model's default-domain (``ai.onnx``) opset version."""
+    return dict(net.opsets).get("", dict(net.opsets).get("ai.onnx", onnx.defs.onnx_opset_version()))
+
+
+def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: int) -> str:
+    """``(n, width)`` copies of the bias of the constant ``layer``, ``n`` the batch size of ``h``."""
+    batch = b.node("Gather", [b.node("Shape", [h], f"{_PREFIX}/layer{i}/shape"), b.const("zero_index", [0], np.int64)],
+                   f"{_PREFIX}/layer{i}/batch", axis=0)
+    if opset >= 8:
+        target = b.node("Concat", [batch, b.const(f"layer{i}/width", [layer.width], np.int64)],
+                        f"{_PREFIX}/layer{i}/target", axis=0)
+        return b.node("Expand", [b.const(f"layer{i}/bias", layer.b), target], name)
+    repeats = b.node("Concat", [batch, b.const("one", [1], np.int64)], f"{_PREFIX}/layer{i}/repeats", axis=0)
+    return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
+
+
 def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
+    opset = _opset(net)
     h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
+    if net.input_indices is not None and not net.layers[0].is_constant:
+        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
     if net.input.dtype != net.compute_dtype:
         h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
     last = len(net.layers) - 1
@@ -60,14 +94,11 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     for i, layer in enumerate(net.layers):
         final = i == last
         name = net.trunk_output.name if final and not needs_reshape else f"{_PREFIX}/layer{i + 1}/gemm"
-        bias = b.const(f"layer{i + 1}/bias", layer.b)
         if layer.is_constant:
-            batch = b.node("Shape", [h], f"{_PREFIX}/layer{i + 1}/shape", start=0, end=1)
-            shape = b.node("Concat", [batch, b.const(f"layer{i + 1}/width", [layer.width], np.int64)],
-                           f"{_PREFIX}/layer{i + 1}/target", axis=0)
-            h = b.node("Expand", [bias, shape], name)
+            h = _broadcast_bias(layer, h, b, i + 1, name, opset)
         else:
-            h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), bias], name, transB=1)
+            h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
+                       name, transB=1)
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
     if needs_reshape:
@@ -77,6 +108,9 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
 
 def to_onnx(net: Network) -> onnx.ModelProto:
     """Build the ONNX model of ``net`` (trunk plus re-attached head) and check it."""
+    if _opset(net) < MIN_OPSET:
+        raise ModelError(f"opset {_opset(net)} is older than {MIN_OPSET}, the oldest exactcomp can export "
+                         "(and onnxruntime can run)")
     builder = _GraphBuilder(net.compute_dtype)
     _trunk_nodes(net, builder)
     nodes, inits = builder.nodes, builder.initializers
@@ -87,15 +121,45 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         nodes = nodes + list(head.node)
         inits = inits + list(head.initializer)
         outputs = list(head.output)
-    graph = helper.make_graph(nodes, "exactcomp_compressed", [_value_info(net.input)], outputs, initializer=inits)
+    ir_version = int(net.metadata.get("ir_version", onnx.IR_VERSION))
+    inputs = [_value_info(net.input)]
+    if ir_version < 4:  # IR 3: every initializer is also a graph input
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
+    graph = helper.make_graph(nodes, "exactcomp_compressed", inputs, outputs, initializer=inits)
     opsets = [helper.make_opsetid(domain, version) for domain, version in net.opsets]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="exactcomp")
-    model.ir_version = int(net.metadata.get("ir_version", model.ir_version))
+    model.ir_version = ir_version
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"exported model fails onnx.checker: {str(exc).strip().splitlines()[0]}") from None
     return model
+
+
+def check_exportable(net: Network) -> None:
+    """Raise :class:`ModelError` (one line) unless ``net`` can be written as a valid model as it is,
+    as the constant network compression may turn it into, and reading only some of its inputs
+    (:func:`to_onnx` on each).
+
+    Meant to run right after import, so that a model whose compressed form could not be written
+    fails before the analysis rather than after it.
+    """
+    last = net.layers[-1]
+    constant = net.with_layers([Dense(np.zeros((last.width, net.layers[0].fan_in)), last.b, last.layer_id,
+                                      last.neuron_ids)])
+    variants = [("the network", net), ("a constant network", constant)]
+    full = net.with_full_input()
+    if full.input_size > 1:  # the first input fixed, the others read through a Gather
+        first = full.layers[0]
+        selected = Dense(first.W[:, 1:], first.b, first.layer_id, first.neuron_ids)
+        variants.append(("an input selection", replace(full, layers=(selected, *full.layers[1:]),
+                                                         input_indices=np.arange(1, full.input_size))))
+    source = net.metadata.get("source", "model")
+    for what, variant in variants:
+        try:
+            to_onnx(variant)
+        except ModelError as exc:
+            raise ModelError(f"{source}: cannot write {what} back as ONNX: {exc}") from None
 
 
 def save_onnx(net: Network, path: str | Path) -> Path:

@@ -8,10 +8,11 @@ The importer interprets the graph symbolically. Every tensor is one of
 * an *opaque* value: something non-piecewise-linear was applied (softmax, argmax, ...).
 
 Affine operations (Gemm, MatMul, Add/Sub/Mul/Div with constants, Flatten, Reshape, BatchNorm,
-Identity, Dropout, ...) update ``A`` and ``c``; consecutive affine operations therefore fold into
-one layer. A ``Relu`` applied to an affine value ends a layer ``(W, b) = (A, c)`` and starts a new
-basis. The first affine tensor consumed by a non-affine operation is the *trunk output*; every
-opaque node downstream of it forms the *head*, copied unchanged into the exported model.
+Identity, Dropout, Gather of constant indices along a feature axis, ...) update ``A`` and ``c``;
+consecutive affine operations therefore fold into one layer. A ``Relu`` applied to an affine value
+ends a layer ``(W, b) = (A, c)`` and starts a new basis. The first affine tensor consumed by a
+non-affine operation is the *trunk output*; every opaque node downstream of it forms the *head*,
+copied unchanged into the exported model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .network import Dense, Head, Network, TensorInfo
 
 AFFINE_OPS = (
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
-    "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast",
+    "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather",
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
 LAYER_OPS = frozenset({"Relu", "Gemm", "MatMul", "Conv", "ConvTranspose", "MatMulInteger", "QLinearMatMul"})
@@ -252,6 +253,17 @@ class _Tracer:
             if perm[0] != 0:
                 self.fail_node(node, "moves the batch axis", UnsupportedOpError)
             idx = np.arange(x.A.shape[0]).reshape(x.shape).transpose([p - 1 for p in perm[1:]])
+            return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
+        if op == "Gather":  # a selection of entries along a feature axis (constant indices)
+            axis = attrs.get("axis", 0)
+            axis = axis + len(x.shape) + 1 if axis < 0 else axis
+            if axis == 0:
+                self.fail_node(node, "gathers along the batch axis", UnsupportedOpError)
+            indices = self.const(node, node.input[1], "indices").astype(np.int64)
+            dim = x.shape[axis - 1]
+            if np.any((indices < -dim) | (indices >= dim)):
+                self.fail_node(node, f"indices outside [-{dim}, {dim - 1}]")
+            idx = np.take(np.arange(x.A.shape[0]).reshape(x.shape), indices, axis=axis - 1)
             return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
         if op == "Gemm":
             return [self.gemm(node, ins, attrs)]

@@ -5,6 +5,9 @@ layer reads ``g_{l+1} = W_{l+1} h_l + b_{l+1}``. ``pos`` is the 0-based position
 ``net.layers`` (it must be a hidden layer). Each rule is exact on the box where the stated
 stability holds.
 
+* :func:`fold_fixed_inputs` — input entries with ``lower == upper`` on the box are constants
+  ``x_F = c``: ``g_1 = W_1[:, F] c + b_1 + W_1[:, R] x_R``, so add ``W_1[:, F] c`` to ``b_1`` and let
+  the first layer read only the free entries ``R`` (``Network.input_indices``).
 * :func:`remove_neurons` — neuron ``i`` stably inactive: ``h_i = 0``, so delete row ``i`` of
   ``W_l, b_l`` and column ``i`` of ``W_{l+1}``.
 * :func:`fold_constant_neurons` — ``W_l[i] = 0``: ``h_i = relu(b_i)`` is constant; add
@@ -17,10 +20,13 @@ stability holds.
   ``g_{l+1} = (W_{l+1} W_l) h_{l-1} + (W_{l+1} b_l + b_{l+1})``; applied only when it does not increase
   the parameter count.
 * :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
-  constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``.
+  constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``
+  (and reads the whole input: a constant needs no selection).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import scipy.linalg
@@ -40,6 +46,19 @@ def _replace(net: Network, pos: int, layer: Dense, nxt: Dense) -> Network:
 def _check_hidden(net: Network, pos: int) -> None:
     if not 0 <= pos < len(net.layers) - 1:
         raise ValueError(f"layer position {pos} is not a hidden layer")
+
+
+def fold_fixed_inputs(net: Network, box) -> Network:
+    """Fold the input entries fixed by ``box`` (``lower == upper``) into the first layer's bias and
+    drop their weight columns (see module doc); unchanged when no entry the network reads is fixed."""
+    first = net.layers[0]
+    read = np.arange(net.input_size) if net.input_indices is None else net.input_indices
+    fixed = box.lower[read] == box.upper[read]
+    if not fixed.any():
+        return net
+    b = first.b + first.W[:, fixed] @ box.lower[read][fixed]
+    layer = Dense(first.W[:, ~fixed], b, first.layer_id, first.neuron_ids)
+    return replace(net, layers=(layer, *net.layers[1:]), input_indices=read[~fixed])
 
 
 def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
@@ -148,17 +167,20 @@ def collapse_constant_network(net: Network) -> Network:
         g = layer.W @ h + layer.b
         h = g if layer is net.layers[-1] else np.maximum(g, 0.0)
     last = net.layers[-1]
-    return net.with_layers([Dense(np.zeros((last.width, net.input_size)), h, last.layer_id, last.neuron_ids)])
+    constant = Dense(np.zeros((last.width, net.input_size)), h, last.layer_id, last.neuron_ids)
+    return replace(net, layers=(constant,), input_indices=None)
 
 
 def compress_network(net: Network, analysis) -> Network:
     """Apply all rules, layer by layer from the input, using ``analysis`` statuses.
 
-    Unknown and unstable neurons are always kept. The result computes the same function as
-    ``net`` on the analysed box (up to float64 rounding).
+    Fixed inputs are folded first (:func:`fold_fixed_inputs` on ``analysis.box``). Unknown and
+    unstable neurons are always kept. The result computes the same function as ``net`` on the
+    analysed box (up to float64 rounding).
     """
     from .analysis import Status
 
+    net = fold_fixed_inputs(net, analysis.box)
     def status(net: Network, pos: int) -> np.ndarray:
         layer = net.layers[pos]
         return analysis.layer(layer.layer_id).status[layer.neuron_ids]

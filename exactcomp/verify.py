@@ -4,7 +4,8 @@ Both models run on the same points: uniform random points of the box, box corner
 when the input has at most 12 entries, otherwise random corners), and any witnesses/extra points
 supplied (points outside the box are dropped: the models need only agree on the box). Points are
 generated and evaluated in batches of :data:`CHUNK`, so any number of random points runs in bounded
-memory. Every floating-point output must satisfy, elementwise,
+memory; a model with a fixed batch size ``k`` runs them ``k`` at a time (the last chunk padded, the
+padding's outputs dropped). Every floating-point output must satisfy, elementwise,
 
     |compressed - original| <= atol * max(1, max|original|) + rtol * |original|
 
@@ -180,11 +181,19 @@ def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int
 
 
 def _run_batches(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
+    """Run ``X`` in one batch, or for a model with a fixed batch size ``k`` in chunks of ``k`` rows,
+    the last one padded with copies of its first row; the padding rows' outputs are dropped."""
     feed = X.astype(dtype).reshape(len(X), *shape)
-    if batch_fixed is not None and batch_fixed != len(X):
-        chunks = [session.run(None, {input_name: feed[i:i + batch_fixed]}) for i in range(0, len(X), batch_fixed)]
-        return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
-    return session.run(None, {input_name: feed})
+    if batch_fixed is None or batch_fixed == len(X):
+        return session.run(None, {input_name: feed})
+    chunks = []
+    for i in range(0, len(X), batch_fixed):
+        chunk = feed[i:i + batch_fixed]
+        pad = batch_fixed - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+        chunks.append([out[:batch_fixed - pad] for out in session.run(None, {input_name: chunk})])
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
 
 
 @dataclass
@@ -206,7 +215,7 @@ class _Model:
         dtype = _ORT_TYPES.get(inp.type)
         if dtype is None:
             raise ModelError(f"model input '{inp.name}' has unsupported type {inp.type}")
-        batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
         return cls(s, inp.name, shape, dtype, batch, [o.name for o in s.get_outputs()])
 
     def check_domain(self, box: Box) -> None:
