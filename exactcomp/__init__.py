@@ -7,20 +7,51 @@ Python API (mirrors the CLI)::
     result = exactcomp.compress(net, "box.json")      # analysis + rewriting
     result.save("small.onnx")
     check = exactcomp.verify("model.onnx", "small.onnx", "box.json")
+
+The names below are imported on first use (PEP 562), so that ``import exactcomp.cli`` is quick and
+the command line can take charge of Ctrl-C and SIGTERM before numpy, scipy and onnx load.
 """
 
-from .analysis import Analysis, AnalysisOptions, LayerAnalysis, Status
-from .api import CompressionResult, analyze, compress, domain, load, samples, verify
-from .domain import Box
-from .errors import DomainError, ExactcompError, ModelError, UnsupportedOpError, VerificationError
-from .network import Dense, Network, TensorInfo
-from .verify import VerificationResult
+import sys
+import types
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Analysis", "AnalysisOptions", "Box", "CompressionResult", "Dense", "DomainError", "ExactcompError",
-    "LayerAnalysis", "ModelError", "Network", "Status", "TensorInfo", "UnsupportedOpError",
-    "VerificationError", "VerificationResult", "analyze", "compress", "domain", "load", "samples", "verify",
-    "__version__",
-]
+_EXPORTS = {
+    "Analysis": "analysis", "AnalysisOptions": "analysis", "LayerAnalysis": "analysis", "Status": "analysis",
+    "CompressionResult": "api", "analyze": "api", "compress": "api", "domain": "api", "load": "api",
+    "samples": "api", "verify": "api",
+    "Box": "domain",
+    "DomainError": "errors", "ExactcompError": "errors", "ModelError": "errors", "UnsupportedOpError": "errors",
+    "VerificationError": "errors",
+    "Dense": "network", "Network": "network", "TensorInfo": "network",
+    "VerificationResult": "verify",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'exactcomp' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
+
+
+class _Package(types.ModuleType):
+    """``exactcomp.verify`` and ``exactcomp.domain`` are API functions *and* submodule names; importing
+    the submodule must not replace the function (the submodules stay in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in ("verify", "domain") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -49,8 +49,10 @@ def _number(cast, low, high=None, low_open: bool = False):
         if cast is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < low or (low_open and value == low) or (high is not None and value > high):
-            lo = f"> {low:g}" if low_open else f">= {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {lo}{f' and <= {high:g}' if high is not None else ''}, got {text}")
+            fmt = (lambda v: str(v)) if cast is int else (lambda v: f"{v:g}")
+            lo = f"> {fmt(low)}" if low_open else f">= {fmt(low)}"
+            hi = f" and <= {fmt(high)}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"must be {lo}{hi}, got {text}")
         return value
     return parse
 
@@ -164,12 +166,13 @@ def main(argv=None, *, process: bool = False) -> int:
     ``process=True`` (the console script) also claims the process's file descriptors: native solver
     output goes to /dev/null (or stderr with ``--solver-log``), never to stdout.
     """
-    from .commands import COMMANDS
     from .errors import ExactcompError, VerificationError
-    from .signals import handle_interrupts, received, signal_name
+    from .signals import handle_interrupts
 
     try:
         with handle_interrupts():
+            from .commands import COMMANDS
+
             args = _parser().parse_args(argv)
             if process:
                 from .solvers.quiet import redirect_native_stdout
@@ -183,11 +186,17 @@ def main(argv=None, *, process: bool = False) -> int:
         print(f"exactcomp: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        signum = received() or 2
-        print(f"exactcomp: interrupted by {signal_name(signum)}; nothing written", file=sys.stderr)
-        return 128 + signum
+        return _interrupted()
     except BrokenPipeError:
         return _stdout_closed()
+
+
+def _interrupted() -> int:
+    from .signals import received, signal_name
+
+    signum = received() or 2
+    print(f"exactcomp: interrupted by {signal_name(signum)}; nothing written", file=sys.stderr)
+    return 128 + signum
 
 
 def _stdout_closed() -> int:
@@ -203,11 +212,17 @@ def _stdout_closed() -> int:
 
 def entry() -> None:
     """The ``exactcomp`` console script."""
+    import signal
+
+    from .signals import _handler   # from the first moment: Ctrl-C and SIGTERM never print a traceback
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _handler)
     try:
         code = main(sys.argv[1:], process=True)
         sys.stdout.flush()
-    except KeyboardInterrupt:   # between the handlers' removal and exit
-        code = 130
+    except KeyboardInterrupt:   # before main's own handling starts, or after it ended
+        code = _interrupted()
     except BrokenPipeError:
         code = _stdout_closed()
     sys.exit(code)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .errors import VerificationError
+from .errors import ExactcompError, VerificationError
 
 MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
 
@@ -27,6 +27,8 @@ def _plan_outputs(args):
     from .onnx_import import external_data_files
     from .verify import stored_witnesses_path
 
+    if args.output.is_dir() or not args.output.name:
+        raise ExactcompError(f"{args.output}: {MODEL} is a directory; give a file name")
     witnesses = None if args.no_witnesses else (args.witnesses or stored_witnesses_path(args.output))
     outputs = OutputSet()
     outputs.add(MODEL, args.output)
