@@ -192,15 +192,34 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     options = options or AnalysisOptions()
     if options.strategy not in STRATEGIES:
         raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
-    if not options.margin > 0:
-        raise ExactcompError(f"margin must be positive, got {options.margin}")
+    _check_numbers(options)
     get_formulation(options.formulation)   # unknown names fail here, before any work
-    if options.jobs is not None and options.jobs < 1:
-        raise ExactcompError(f"jobs must be at least 1, got {options.jobs}")
     module, function = STRATEGIES[options.strategy].split(":")
     net = net.with_full_input()  # bounds, witnesses and MILPs read the whole input box
     result = getattr(import_module(module), function)(net, box, options, progress)
     return replace(result, options=options)
+
+
+def _check_numbers(options: AnalysisOptions) -> None:
+    """The numeric options as the CLI validates them: integers >= their minimum, finite margin in
+    (0, 1], positive finite time limit; anything else is an ExactcompError naming the option."""
+    from .errors import ExactcompError
+
+    for name, minimum, optional in (("random_points", 0, False), ("gradient_steps", 0, False),
+                                    ("gradient_restarts", 0, False), ("seed", 0, False),
+                                    ("jobs", 1, True), ("threads", 1, True)):
+        value = getattr(options, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ExactcompError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    margin = options.margin
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
+        raise ExactcompError(f"margin must be a number in (0, 1], got {margin!r}")
+    limit = options.time_limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                              or not 0 < limit < float("inf")):
+        raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
 
 
 def analyze_by_bounds(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
@@ -226,7 +245,8 @@ def screen(net: Network, box: Box, options: AnalysisOptions, progress=None) -> S
     interrupted = False
     try:
         if any(u.any() for u in undecided):
-            tracker.offer(box.sample(options.random_points, rng))
+            report = progress.phase("random points", options.random_points) if progress else None
+            tracker.offer_random(options.random_points, rng, progress=report)
             tracker.offer(sign_corners(net, box))
             for b, u in zip(bounds, undecided):
                 if b.corner_max is not None and len(b.corner_max):

@@ -1,6 +1,8 @@
 """Progress display for long phases (rich), with a silent fallback.
 
 An analysis calls ``progress.phase(name, total)`` and then the returned ``advance(done, total, note="")``.
+Every bar shows the phase, the count done out of the total, a note (e.g. open candidates), the time
+spent and an estimate of the time left.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ class RichProgress:
     """Draws one bar per phase on stderr while it runs."""
 
     def __init__(self, console):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
-                                  TimeElapsedColumn(), console=console, transient=True)
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                  TimeRemainingColumn(), console=console, transient=True)
 
     def __enter__(self):
         self._progress.start()

@@ -279,6 +279,7 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
     a, b = _Model.open(original), _Model.open(compressed)
     _check_compatible(a, b)
     a.check_domain(box)
+    check_domain_representable(box, np.dtype(a.dtype).name)
     dtype = dtype or np.dtype(a.dtype).name
     default_atol, default_rtol = default_tolerance(dtype)
     atol = default_atol if atol is None else float(atol)

@@ -66,7 +66,26 @@ class WitnessTracker:
             rows = sorted(keep, key=keep.get)
             self._pool.append(points[rows])
             self._pool_size += len(rows)
+            if self._pool_size > 4 * sum(len(v) for v in self.max_value) + 1024:
+                self._compact()
         return self.unstable_count() - before
+
+    def offer_random(self, count: int, rng: np.random.Generator, batch: int = 4096, progress=None) -> None:
+        """Offer ``count`` uniform random points of the box, ``batch`` at a time (bounded memory)."""
+        for start in range(0, count, batch):
+            self.offer(self.box.sample(min(batch, count - start), rng))
+            if progress is not None:
+                progress(min(start + batch, count), count)
+
+    def _compact(self) -> None:
+        """Drop pool points that are no longer the best witness of any neuron (bounded storage)."""
+        pool = self.pool()
+        used = np.unique(np.concatenate([idx[idx >= 0] for idx in (*self.max_point, *self.min_point)]))
+        remap = np.full(len(pool), -1)
+        remap[used] = np.arange(used.size)
+        for idx in (*self.max_point, *self.min_point):
+            idx[idx >= 0] = remap[idx[idx >= 0]]
+        self._pool, self._pool_size = [pool[used]], int(used.size)
 
     def seen_positive(self, k: int) -> np.ndarray:
         return self.max_value[k] > 0
