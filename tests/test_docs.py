@@ -50,3 +50,17 @@ def test_extending_examples_run(capsys):
     for name in ("scipy_analysis", "triangle_analysis"):
         for mine, ref in zip(scope[name].layers, default.layers):
             np.testing.assert_array_equal(mine.status, ref.status, err_msg=name)
+
+
+def test_readme_python_snippet_runs(tmp_path):
+    """The README's API snippet, as a user runs it: a fresh interpreter in a folder with ``models/``."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    snippet = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    (tmp_path / "models").symlink_to(ROOT / "models")
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "small.onnx").is_file()
