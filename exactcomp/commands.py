@@ -40,7 +40,7 @@ def cmd_compress(args) -> int:
 
 def cmd_verify(args) -> int:
     from . import api
-    from .verify import stored_witnesses
+    from .witness_file import stored_witnesses
 
     net = api.load(args.original)  # the compressed model is only run, never imported (it may be constant)
     box = api.domain(net, args.domain)

@@ -25,7 +25,7 @@ MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
 def _plan_outputs(args):
     from .files import OutputSet
     from .onnx_import import external_data_files
-    from .verify import stored_witnesses_path
+    from .witness_file import stored_witnesses_path
 
     if args.output.is_dir() or not args.output.name:
         raise ExactcompError(f"{args.output}: {MODEL} is a directory; give a file name")
@@ -108,7 +108,7 @@ def _write_outputs(args, outputs, result, model, verification, witnesses_path, o
     from .files import json_bytes, npy_bytes
     from .report import build_report
     from .signals import signal_name
-    from .verify import WITNESSES_KEY, sha256_bytes
+    from .witness_file import WITNESSES_KEY, sha256_bytes
 
     witness_bytes = None
     if witnesses_path is not None:

@@ -19,7 +19,6 @@ type overflows there), the models cannot be compared: that is a :class:`DomainEr
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,8 +36,6 @@ ATOL, RTOL = TOLERANCES["float32"]
 EXHAUSTIVE_CORNER_DIM = 12
 #: Points evaluated per onnxruntime call.
 CHUNK = 4096
-#: Metadata key of a compressed model holding the SHA-256 of its stored witnesses file.
-WITNESSES_KEY = "exactcomp.witnesses.sha256"
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
@@ -110,38 +107,6 @@ def corner_points(box: Box, count: int, rng: np.random.Generator) -> np.ndarray:
     else:
         bits = rng.integers(0, 2, size=(count, n))
     return np.where(bits.astype(bool), box.upper, box.lower)
-
-
-def stored_witnesses_path(model_path: str | Path) -> Path:
-    """Where ``compress`` stores the witnesses of a compressed model: ``small.onnx`` -> ``small.witnesses.npy``."""
-    return Path(model_path).with_suffix(".witnesses.npy")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def stored_witnesses(model_path: str | Path) -> tuple[Path | None, str | None]:
-    """The witnesses file stored beside a compressed model, if it belongs to that model.
-
-    Returns ``(path, None)`` when the file exists and its SHA-256 equals the one recorded in the
-    model's metadata (:data:`WITNESSES_KEY`), ``(None, note)`` when a file exists but does not belong
-    to this model (stale, or the model records none), and ``(None, None)`` when there is no file.
-    """
-    from .onnx_import import model_metadata
-
-    path = stored_witnesses_path(model_path)
-    if not path.is_file():
-        return None, None
-    expected = model_metadata(model_path).get(WITNESSES_KEY)
-    try:
-        actual = sha256_bytes(path.read_bytes())
-    except OSError as exc:
-        return None, f"ignored {path}: cannot read it ({exc.strerror or exc})"
-    if expected != actual:
-        why = "it was written for another model" if expected else f"{model_path} records no witnesses file"
-        return None, f"ignored {path}: {why}"
-    return path, None
 
 
 @dataclass
