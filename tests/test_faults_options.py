@@ -149,3 +149,46 @@ def test_help_documents_every_argument_and_the_exit_codes():
     for code in ("0 ", "1 ", "2 ", "130", "143", "141"):
         assert code in top
     assert "slow" in sub.choices["compress"].format_help()   # per-neuron is the slow baseline
+
+
+def test_random_points_are_evaluated_in_bounded_batches(monkeypatch):
+    """Any number of random points: verification chunks never exceed CHUNK rows, and the witness
+    tracker keeps a bounded pool however many points it sees."""
+    import importlib
+
+    verify_module = importlib.import_module("exactcomp.verify")   # (exactcomp.verify is also the API function)
+    from exactcomp.domain import Box
+    from exactcomp.witnesses import WitnessTracker
+
+    from .conftest import random_network
+
+    monkeypatch.setattr(verify_module, "CHUNK", 500)
+    points = verify_module.verification_points(Box(np.zeros(3), np.ones(3)), random_points=12_345, corners=4)
+    sizes = [len(c) for c in points.chunks()]
+    assert max(sizes) <= 500 and sum(sizes) == points.total == 12_345 + 8
+    net = random_network([3, 16, 16, 2], seed=2)
+    tracker = WitnessTracker(net, Box(-np.ones(3), np.ones(3)))
+    tracker.offer_random(200_000, np.random.default_rng(0), batch=1000)
+    neurons = 32
+    assert tracker.evaluated == 200_000 and len(tracker.pool()) <= 4 * neurons + 1024 + 2 * neurons
+    # every recorded extreme is still attained by its stored point
+    pool = tracker.pool()
+    _, pre = net.forward(pool, return_preactivations=True)
+    for k, g in enumerate(pre):
+        np.testing.assert_array_equal(g[tracker.max_point[k], np.arange(g.shape[1])], tracker.max_value[k])
+
+
+def test_progress_bars_show_count_and_eta():
+    import io
+
+    from rich.console import Console
+
+    from exactcomp.progress import RichProgress
+
+    buffer = io.StringIO()
+    with RichProgress(Console(file=buffer, force_terminal=True, width=120)) as progress:
+        advance = progress.phase("per-neuron MILPs", 10)
+        advance(4, 10, "layer 2")
+        progress._progress.refresh()
+    text = buffer.getvalue()
+    assert "4/10" in text and "ETA" in text and "layer 2" in text
