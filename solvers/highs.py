@@ -156,7 +156,17 @@ class HighsSession:
 
     def _run(self) -> None:
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (self.h.run(), done.set()), daemon=True)
+        failure: list[BaseException] = []
+
+        def work():
+            try:
+                self.h.run()
+            except BaseException as exc:   # noqa: BLE001 - re-raised in the calling thread below
+                failure.append(exc)
+            finally:   # a hook that raises must not leave the caller waiting forever
+                done.set()
+
+        worker = threading.Thread(target=work, daemon=True)
         worker.start()
         try:
             while not done.wait(0.05):
@@ -166,6 +176,8 @@ class HighsSession:
             worker.join()
             raise
         worker.join()
+        if failure:
+            raise failure[0]
 
     def _result(self, seconds: float) -> SolveResult:
         hs, h = self._hs, self.h

@@ -102,3 +102,28 @@ def test_interrupt_from_another_thread_stops_a_running_solve():
     timer.cancel()
     assert result.status == SolveStatus.STOPPED   # without the interrupt it runs into its 60 s limit
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_hook_that_raises_ends_the_solve_instead_of_hanging():
+    """An exception in a hook must reach the caller (or end the solve with an error), never leave it
+    waiting for a worker thread that died (seen with highspy 1.11-1.15)."""
+    import threading
+
+    milp = knapsack(2, n=12)
+
+    def bad_hook(x):
+        raise ValueError("hook failed")
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(get_solver("highs").solve(milp, incumbent=bad_hook, start=np.zeros(milp.num_vars)).status)
+        except ValueError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "solve() hung after a hook raised"
+    assert outcome and (isinstance(outcome[0], ValueError) or outcome[0] == SolveStatus.ERROR)
