@@ -129,3 +129,42 @@ def test_no_witnesses_file_when_asked(work):
     before = snapshot(work)
     assert _compress(work, "-o", "out.onnx", "--no-witnesses", "-q").returncode == 0
     assert {Path(p).name for p in changes(before, snapshot(work))} == {"out.onnx"}
+
+
+def _fixed_batch_model(path: Path) -> None:
+    """A float32 MLP whose input has a fixed batch of 8 instead of a symbolic one."""
+    Ws, bs = random_weights([5, 12, 8, 3], seed=4, bias_shift=0.1)
+    model = onnx_mlp(Ws, bs)
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("case", ["fixed-batch", "float16", "zero-width", "point"])
+def test_valid_special_inputs_compress_and_touch_nothing_else(tmp_path, case):
+    """Fixed batch, float16 and (partly or wholly) fixed inputs: exit 0, no traceback, verify passes
+    from the CLI, and the only files that appear are the outputs asked for."""
+    if case == "fixed-batch":
+        _fixed_batch_model(tmp_path / "m.onnx")
+        box = {"lower": -1, "upper": 1}
+    else:
+        Ws, bs = random_weights([5, 12, 8, 3], seed=4, scale=0.4, bias_shift=0.5)
+        onnx.save(onnx_mlp(Ws, bs, dtype=np.float16 if case == "float16" else np.float32), str(tmp_path / "m.onnx"))
+        box = {"lower": [-1, -1, 0.25, -1, 0.5], "upper": [1, 1, 0.25, 1, 0.5]} if case == "zero-width" else \
+            {"lower": [0.1, 0.2, 0.3, 0.4, 0.5], "upper": [0.1, 0.2, 0.3, 0.4, 0.5]} if case == "point" else \
+            {"lower": -1, "upper": 1}
+    (tmp_path / "box.json").write_text(json.dumps(box))
+    before = snapshot(tmp_path)
+    proc = cli("compress", "m.onnx", "--domain", "box.json", "-o", "c.onnx", "--report", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert {Path(p).name for p in changes(before, snapshot(tmp_path))} == {"c.onnx", "c.witnesses.npy", "r.json"}
+    check = cli("verify", "m.onnx", "c.onnx", "--domain", "box.json", "--json", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["passed"]
+    written = onnx.load(str(tmp_path / "c.onnx"))
+    if case == "fixed-batch":
+        assert written.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 8
+    if case == "zero-width":
+        assert any(n.op_type == "Gather" for n in written.graph.node)
+    if case == "point":
+        assert not any(n.op_type == "Gemm" for n in written.graph.node)   # a constant model
