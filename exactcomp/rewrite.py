@@ -181,6 +181,7 @@ def compress_network(net: Network, analysis) -> Network:
     from .analysis import Status
 
     net = fold_fixed_inputs(net, analysis.box)
+
     def status(net: Network, pos: int) -> np.ndarray:
         layer = net.layers[pos]
         return analysis.layer(layer.layer_id).status[layer.neuron_ids]
