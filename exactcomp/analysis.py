@@ -216,6 +216,10 @@ def _check_numbers(options: AnalysisOptions) -> None:
     margin = options.margin
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
         raise ExactcompError(f"margin must be a number in (0, 1], got {margin!r}")
+    samples = options.samples
+    if samples is not None and (not isinstance(samples, np.ndarray) or samples.dtype.kind not in "iuf"
+                                or not np.isfinite(samples).all()):
+        raise ExactcompError("samples must be a finite real numeric array (see exactcomp.samples to load a .npy)")
     limit = options.time_limit
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
                               or not 0 < limit < float("inf")):

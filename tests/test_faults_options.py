@@ -192,3 +192,17 @@ def test_progress_bars_show_count_and_eta():
         progress._progress.refresh()
     text = buffer.getvalue()
     assert "4/10" in text and "ETA" in text and "layer 2" in text
+
+
+@pytest.mark.parametrize("bad", [dict(samples=np.zeros((2, 4), complex)), dict(seed=-1), dict(random_points=1.5),
+                                 dict(margin=float("nan")), dict(margin=2.0), dict(jobs=0), dict(threads=0),
+                                 dict(gradient_steps=-5), dict(time_limit=float("inf")), dict(time_limit=-1)])
+def test_api_options_are_validated_like_the_cli(bad):
+    import exactcomp
+    from exactcomp.errors import ExactcompError
+
+    from .conftest import random_network
+
+    net = random_network([4, 6, 2], seed=0)
+    with pytest.raises(ExactcompError):
+        exactcomp.analyze(net, exactcomp.Box(np.zeros(4), np.ones(4)), **bad)
