@@ -14,25 +14,28 @@
 The strategies (:data:`STRATEGIES`, chosen with ``AnalysisOptions.strategy``):
 
 * ``bounds``: bounds and witness search only (fast, may leave unknowns);
-* ``network``: then LP bound tightening and the single network-wide MILP (:mod:`exactcomp.complete`);
-* ``auto`` (default): as ``network``, but a handful of remaining candidates go to per-neuron MILPs;
+* ``auto`` (default): bounds, witnesses, LP bound tightening, then the portfolio of branch and
+  bound and per-neuron MILPs for the last candidates;
+* ``network``: bounds, witnesses, LP tightening, the single network-wide MILP (NeurIPS 2021);
 * ``per-neuron``: the CPAIOR 2020 baseline, two MILPs per neuron (:mod:`exactcomp.per_neuron`).
+
+The first three are schedules of *provers* (:mod:`exactcomp.provers`); ``AnalysisOptions.provers``
+replaces a strategy's schedule with any list of registered (or your own) provers.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import time
 from dataclasses import dataclass, field, replace
 from importlib import import_module
 
 import numpy as np
 
-from .bounds import LayerBounds, compute_bounds
+from .bounds import LayerBounds
 from .domain import Box
 from .network import Network
-from .witnesses import WitnessTracker, gradient_search, sign_corners
+from .witnesses import WitnessTracker
 
 
 class Status(enum.IntEnum):
@@ -139,6 +142,7 @@ class AnalysisOptions:
     margin: float = DEFAULT_MARGIN
     lp_tightening: bool = True
     solver_log: bool = False
+    provers: tuple | None = None
 
 
 @dataclass
@@ -170,9 +174,9 @@ def decide_by_bounds(bounds: LayerBounds):
 
 #: strategy name -> "module:function(net, box, options, progress) -> Analysis", imported lazily.
 STRATEGIES: dict[str, str] = {
-    "bounds": "exactcomp.analysis:analyze_by_bounds",
-    "network": "exactcomp.complete:network_analysis",
-    "auto": "exactcomp.complete:auto_analysis",
+    "bounds": "exactcomp.provers.schedule:analyze_with_schedule",
+    "network": "exactcomp.provers.schedule:analyze_with_schedule",
+    "auto": "exactcomp.provers.schedule:analyze_with_schedule",
     "per-neuron": "exactcomp.per_neuron:per_neuron_strategy",
 }
 
@@ -224,49 +228,6 @@ def _check_numbers(options: AnalysisOptions) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
                               or not 0 < limit < float("inf")):
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
-
-
-def analyze_by_bounds(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
-    """Strategy ``bounds``: prove stability by bounds, find witnesses of instability for the rest."""
-    return screen(net, box, options, progress).finish(net, box)
-
-
-def screen(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Screening:
-    """Bounds (interval, then symbolic) and the witness search: random points, corners, user
-    samples, gradient ascent. Ctrl-C during the search keeps what was found (``interrupted``)."""
-    rng = np.random.default_rng(options.seed)
-    times = {}
-    t0 = time.perf_counter()
-    report = progress.phase("bounds", len(net.hidden)) if progress else None
-    bounds = compute_bounds(net, box, symbolic=options.symbolic,
-                            progress=(lambda d, t: report(d, t)) if report else None)
-    decided = [decide_by_bounds(b) for b in bounds]
-    times["bounds"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    tracker = WitnessTracker(net, box)
-    undecided = [status == Status.UNKNOWN for status, _ in decided]
-    interrupted = False
-    try:
-        if any(u.any() for u in undecided):
-            report = progress.phase("random points", options.random_points) if progress else None
-            tracker.offer_random(options.random_points, rng, progress=report)
-            tracker.offer(sign_corners(net, box))
-            for b, u in zip(bounds, undecided):
-                if b.corner_max is not None and len(b.corner_max):
-                    tracker.offer(b.corner_max)
-                    tracker.offer(b.corner_min)
-            if options.samples is not None:
-                tracker.offer(options.samples)
-            report = progress.phase("witness search", options.gradient_restarts) if progress else None
-            gradient_search(
-                net, box, tracker, undecided, steps=options.gradient_steps, restarts=options.gradient_restarts,
-                rng=rng, progress=(lambda d, t, open_: report(d, t, f"{open_} open")) if report else None,
-            )
-    except KeyboardInterrupt:
-        interrupted = True
-    times["witnesses"] = time.perf_counter() - t0
-    return Screening(bounds, decided, tracker, times, interrupted)
 
 
 def collect(net, bounds, decided, tracker: WitnessTracker):

@@ -6,9 +6,7 @@ Each ``cmd_*`` takes the parsed arguments and returns the exit status; user erro
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 
 import numpy as np
 

@@ -13,6 +13,8 @@ from .test_per_neuron import exact_ranges
 
 #: No witness search beyond the symbolic-bound corners, so the LP and MILP phases must do the work.
 WEAK_SCREEN = dict(random_points=0, gradient_restarts=0, gradient_steps=0)
+#: The MILP route alone (no branch and bound), for tests of the MILP machinery.
+MILP_ONLY = ("bounds", "witnesses", "milp")
 
 CASES = [([2, 4, 4, 1], 0, -0.4), ([2, 5, 3, 1], 1, -0.6), ([3, 3, 3, 3, 1], 2, -0.5), ([2, 4, 4, 1], 3, 0.3)]
 
@@ -67,7 +69,8 @@ def test_methods_name_how_each_neuron_was_decided():
     net = random_network([3, 6, 6, 1], seed=4, bias_shift=-0.5)
     box = Box(-np.ones(3), np.ones(3))
     result = analyze(net, box, AnalysisOptions(**WEAK_SCREEN))
-    allowed = {Status.ACTIVE: {"interval", "symbolic", "lp", "milp"}, Status.INACTIVE: {"interval", "symbolic", "lp", "milp"},
+    proofs = {"interval", "symbolic", "lp", "milp", "alpha", "bab"}
+    allowed = {Status.ACTIVE: proofs, Status.INACTIVE: proofs,
                Status.UNSTABLE: {"witness"}}
     for layer in result.layers:
         for status, method in zip(layer.status, layer.method):
@@ -115,7 +118,7 @@ def test_concurrent_per_neuron_checks_match_serial_ones(seed, shift):
     """``jobs`` > 1 solves the per-neuron MILPs of a layer in threads: same decisions as one by one."""
     net = random_network([4, 12, 10, 6, 2], seed=seed, bias_shift=shift, scale=0.7)
     box = Box(np.zeros(4), np.ones(4))
-    serial, threaded = (analyze(net, box, AnalysisOptions(jobs=jobs, lp_tightening=False, **WEAK_SCREEN))
+    serial, threaded = (analyze(net, box, AnalysisOptions(jobs=jobs, provers=MILP_ONLY, **WEAK_SCREEN))
                         for jobs in (1, 3))
     assert threaded.stats["per_neuron_milps"] >= 4
     for a, b in zip(serial.layers, threaded.layers):
@@ -130,7 +133,7 @@ def test_concurrent_per_neuron_checks_match_serial_ones(seed, shift):
 def test_ideal_cut_formulation_decides_like_plain_bigm(seed, shift):
     net = random_network([4, 12, 10, 6, 2], seed=seed, bias_shift=shift, scale=0.7)
     box = Box(np.zeros(4), np.ones(4))
-    plain, ideal = (analyze(net, box, AnalysisOptions(formulation=f, lp_tightening=False, **WEAK_SCREEN))
+    plain, ideal = (analyze(net, box, AnalysisOptions(formulation=f, provers=MILP_ONLY, **WEAK_SCREEN))
                     for f in ("bigm", "bigm-ideal"))
     assert ideal.stats["per_neuron_milps"] >= 3
     for a, b in zip(plain.layers, ideal.layers):

@@ -1,0 +1,70 @@
+"""``bab``: branch and bound over ReLU splits, one candidate at a time (:mod:`exactcomp.bab`).
+
+Each open candidate gets :func:`exactcomp.bab.branch_and_bound` with the current bounds of the
+layers before it, for at most ``per_neuron`` seconds (and the schedule's deadline). A proof at the
+root (optimised slopes alone, no split) is reported as method ``alpha``, a proof with splits as
+``bab``; both carry their certificate, which the schedule re-checks in float64 before the analysis
+ends, and tighten the neuron's bound to ``-τ`` (resp. ``τ``). The best input found is offered as a
+witness; a real input within τ of zero makes the neuron ``near_zero``. Needs torch (CPU float64; the
+``torch`` extra); without it the prover does nothing and says so in the statistics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..analysis import Status
+from .milp import proven_edge
+from .state import Decision, Outcome
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def bab_outcome(c, result, margin: float) -> Outcome:
+    """An outcome from a :class:`exactcomp.bab.BabResult` for candidate ``c``."""
+    out = Outcome(points=result.points if len(result.points) else None,
+                  stats={"bab_subdomains": result.subdomains})
+    if result.status == "proven":
+        leaves = result.certificate.leaves
+        how = "alpha" if len(leaves) == 1 and not any(len(idx) for idx, _ in leaves[0].splits) else "bab"
+        out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE),
+                                      how, result.certificate))
+        out.bounds.append(proven_edge(c, margin))
+        out.stats["bab_proofs"] = 1
+    elif result.status == "near_zero":
+        out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+    return out
+
+
+def run_bab(state, c, seconds: float | None, cancelled=None, options=None):
+    """Branch and bound on one candidate for at most ``seconds`` (None: until the deadline)."""
+    from exactcomp.bab import BabOptions, branch_and_bound
+
+    deadline = state.deadline if seconds is None else min(state.deadline, time.perf_counter() + seconds)
+    return branch_and_bound(state.net, state.box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign),
+                            state.margin, deadline=deadline, options=options or BabOptions(),
+                            cancelled=cancelled)
+
+
+class BabProver:
+    name = "bab"
+
+    def __init__(self, per_neuron: float | None = 30.0):
+        self.per_neuron = per_neuron
+
+    def run(self, state, progress=None):
+        if not torch_available():
+            yield Outcome(stats={"bab_unavailable": 1})
+            return
+        todo = state.open_candidates()
+        report = progress.phase("branch and bound", len(todo)) if progress else None
+        for n, c in enumerate(todo):
+            if state.is_open(c):
+                state.remaining()   # raises OutOfTime past the deadline
+                yield bab_outcome(c, run_bab(state, c, self.per_neuron), state.margin)
+            if report:
+                report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}")

@@ -1,0 +1,76 @@
+"""Run a schedule of provers over one network and box (strategies ``auto``, ``network``, ``bounds``).
+
+1. The provers run in order (:data:`exactcomp.provers.SCHEDULES`, or ``AnalysisOptions.provers``);
+   each one's outcomes are applied to the :class:`~exactcomp.provers.state.ProofState` as they come.
+   Provers after the screening ones (``bounds``, ``witnesses``) are skipped when no candidate is open
+   (or deferred).
+2. The time budget (``AnalysisOptions.time_limit``) starts with the first prover after the screening;
+   when it runs out, or on Ctrl-C / SIGTERM, the schedule stops and every undecided neuron is unknown
+   with the reason ``time_limit`` / ``interrupted``.
+3. Every proof that carries a certificate (branch and bound) is re-checked in float64 from the
+   certificate alone (:func:`exactcomp.bab.check_certificate`); a proof that fails its check is
+   withdrawn (the neuron becomes unknown, ``certificate_rejected``) — never trusted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import SCHEDULES, get_prover
+from .state import OutOfTime, ProofState
+
+SCREENING = ("bounds", "witnesses")
+
+
+def analyze_with_schedule(net, box, options, progress=None):
+    from exactcomp.formulations import get_formulation
+    from exactcomp.solvers import get_solver
+
+    names = options.provers or SCHEDULES[options.strategy]
+    if not options.lp_tightening:
+        names = [n for n in names if n != "lp"]
+    provers = [get_prover(p) for p in names]
+    state = ProofState.start(net, box, options)
+    state.backend = get_solver(options.solver, threads=options.threads, verbose=options.solver_log)
+    state.formulation = get_formulation(options.formulation)
+    state.stats.update(lp_solves=0, milp_rounds=0, per_neuron_milps=0)
+    interrupted, out_of_time = False, False
+    try:
+        for prover in provers:
+            proving = prover.name not in SCREENING
+            if proving and state.deadline == float("inf") and options.time_limit is not None:
+                state.deadline = time.perf_counter() + options.time_limit
+            if proving and not state.has_open_work():
+                continue
+            t0 = time.perf_counter()
+            try:
+                for outcome in prover.run(state, progress):
+                    state.apply(outcome)
+            finally:
+                state.times[prover.name] = state.times.get(prover.name, 0.0) + time.perf_counter() - t0
+    except KeyboardInterrupt:
+        interrupted = True
+    except OutOfTime:
+        out_of_time = True
+    if interrupted or out_of_time:
+        state.mark_open("interrupted" if interrupted else "time_limit")
+    recheck_certificates(state)
+    return state.finish(interrupted)
+
+
+def recheck_certificates(state) -> None:
+    """Withdraw every proof whose certificate does not re-verify in float64 (see module doc)."""
+    from exactcomp.analysis import Status
+    from exactcomp.bab import check_certificate
+
+    t0 = time.perf_counter()
+    checked = 0
+    for (k, j), (method, certificate) in state.certificates.items():
+        if state.status[k][j] in (Status.ACTIVE, Status.INACTIVE) and state.method[k][j] == method:
+            checked += 1
+            if not check_certificate(state.net, state.box, certificate):
+                state.status[k][j], state.method[k][j] = Status.UNKNOWN, "certificate_rejected"
+                state.stats["certificates_rejected"] = state.stats.get("certificates_rejected", 0) + 1
+    if checked:
+        state.stats["certificates_checked"] = checked
+        state.times["recheck"] = time.perf_counter() - t0

@@ -1,0 +1,196 @@
+"""The proof state the schedule owns, and the outcomes provers hand back to it.
+
+A prover never changes the state's facts: it reads it (bounds, statuses, which neurons are open candidates,
+the deadline) and yields :class:`Outcome` objects — decisions with their evidence, tightened bounds,
+inputs worth trying as witnesses — which the schedule applies one by one (:meth:`ProofState.apply`),
+so a prover sees its own earlier outcomes in the state and an interrupt keeps everything applied so
+far. Rules of :meth:`ProofState.apply`: the first decision on a neuron wins; bounds only shrink
+(``max`` of lowers, ``min`` of uppers); every point goes through the float64 witness tracker, and a
+neuron that took both signs becomes unstable at the end (:meth:`ProofState.finish`). The one
+exception: a prover may offer inputs straight to ``state.tracker`` (a witness is a float64 fact,
+and searches such as gradient ascent offer thousands of small batches).
+
+The state also carries the resources provers share: the solver back end and the formulation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis import Analysis, LayerAnalysis, Status
+from ..witnesses import WitnessTracker
+
+
+class OutOfTime(Exception):
+    """The schedule's deadline has passed (raised by :meth:`ProofState.remaining`)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open question: prove ``sign * g_{layer, neuron} <= -τ`` (``sign = +1``: the neuron never
+    showed ``g > 0``, so it may be stably inactive; ``-1``: never ``g < 0``, maybe stably active)."""
+
+    layer: int
+    neuron: int
+    sign: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``status`` (a :class:`Status`) of one neuron and how it was reached (``method``: the prover's
+    name for proofs, or an unknown reason such as ``near_zero``); ``certificate`` is re-checked at the end."""
+
+    layer: int
+    neuron: int
+    status: int
+    method: str
+    certificate: object = None
+
+
+@dataclass
+class Outcome:
+    decisions: list = field(default_factory=list)
+    bounds: list = field(default_factory=list)        # (layer, neurons, lower | None, upper | None)
+    points: np.ndarray | None = None                  # inputs to try as witnesses (rows)
+    stats: dict = field(default_factory=dict)         # counters added to the analysis statistics
+
+
+@dataclass
+class ProofState:
+    """Everything known about the network over the box while the schedule runs (see module doc)."""
+
+    net: object
+    box: object
+    options: object
+    lower: list
+    upper: list
+    status: list
+    method: list
+    tracker: WitnessTracker
+    deadline: float = float("inf")
+    backend: object = None
+    formulation: object = None
+    certificates: dict = field(default_factory=dict)  # (layer, neuron) -> certificate of a proof
+    stats: dict = field(default_factory=dict)
+    times: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, net, box, options, deadline: float = float("inf")) -> "ProofState":
+        widths = [layer.width for layer in net.hidden]
+        return cls(net, box, options, [np.full(w, -np.inf) for w in widths], [np.full(w, np.inf) for w in widths],
+                   [np.full(w, Status.UNKNOWN, dtype=np.int8) for w in widths],
+                   [np.full(w, "", dtype=object) for w in widths], WitnessTracker(net, box), deadline)
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def margin(self) -> float:
+        return self.options.margin
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline); raises :class:`OutOfTime` when none."""
+        if self.deadline == float("inf"):
+            return None
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            raise OutOfTime
+        return left
+
+    def undecided(self, k: int) -> np.ndarray:
+        return (self.status[k] == Status.UNKNOWN) & (self.method[k] == "")
+
+    def candidates(self, k: int):
+        """Inactive and active candidate masks of hidden layer ``k`` (0-based)."""
+        open_ = self.undecided(k)
+        return open_ & ~self.tracker.seen_positive(k), open_ & ~self.tracker.seen_negative(k)
+
+    def open_candidates(self) -> list[Candidate]:
+        """Every open question, layer by layer (earlier layers first: their proofs tighten later ones)."""
+        out = []
+        for k in range(len(self.status)):
+            inactive, active = self.candidates(k)
+            out += [Candidate(k, int(j), 1.0) for j in np.flatnonzero(inactive)]
+            out += [Candidate(k, int(j), -1.0) for j in np.flatnonzero(active)]
+        return out
+
+    def candidate_count(self) -> int:
+        return int(sum(a.sum() + b.sum() for a, b in map(self.candidates, range(len(self.status)))))
+
+    def has_open_work(self) -> bool:
+        """Whether any candidate is open or was deferred by a prover to a later one."""
+        return self.candidate_count() > 0 or any(
+            ((s == Status.UNKNOWN) & (m == "deferred")).any() for s, m in zip(self.status, self.method))
+
+    def is_open(self, c: Candidate) -> bool:
+        return bool(self.candidates(c.layer)[0 if c.sign > 0 else 1][c.neuron])
+
+    def bounds(self, depth: int | None = None) -> list:
+        depth = len(self.lower) if depth is None else depth
+        return [(self.lower[i], self.upper[i]) for i in range(depth)]
+
+    def stable_masks(self, depth: int):
+        return ([self.status[i] == Status.INACTIVE for i in range(depth)],
+                [self.status[i] == Status.ACTIVE for i in range(depth)])
+
+    def trunk_model(self, depth: int):
+        """The exact MILP model of hidden layers ``1..depth`` with the current bounds and proofs."""
+        return self.formulation.build(self.net, self.box, self.bounds(depth), depth, *self.stable_masks(depth))
+
+    # -- changing (the schedule only) -----------------------------------------------------------
+    def apply(self, outcome: Outcome) -> None:
+        for k, neurons, lo, hi in outcome.bounds:
+            if lo is not None:
+                self.lower[k][neurons] = np.maximum(self.lower[k][neurons], lo)
+            if hi is not None:
+                self.upper[k][neurons] = np.minimum(self.upper[k][neurons], hi)
+        if outcome.points is not None and len(outcome.points):
+            self.tracker.offer(self.box.clip(np.asarray(outcome.points, float).reshape(-1, self.box.size)))
+        for d in outcome.decisions:
+            if self.status[d.layer][d.neuron] != Status.UNKNOWN or self._contradicted(d):
+                continue
+            if d.status == Status.UNKNOWN and self.method[d.layer][d.neuron] not in ("", "deferred"):
+                continue
+            self.status[d.layer][d.neuron] = d.status
+            self.method[d.layer][d.neuron] = d.method
+            if d.certificate is not None:
+                self.certificates[(d.layer, d.neuron)] = (d.method, d.certificate)
+        for key, value in outcome.stats.items():
+            self.stats[key] = self.stats.get(key, 0) + value
+
+    def _contradicted(self, d: Decision) -> bool:
+        """A proof that a float64 witness refutes is never applied (it would be a prover bug)."""
+        seen = (self.tracker.seen_positive(d.layer) if d.status == Status.INACTIVE else
+                self.tracker.seen_negative(d.layer) if d.status == Status.ACTIVE else None)
+        if seen is not None and seen[d.neuron]:
+            self.stats["refuted_proofs"] = self.stats.get("refuted_proofs", 0) + 1
+            return True
+        return False
+
+    def mark_open(self, reason: str) -> None:
+        """Give every still-undecided neuron (open or deferred) the unknown reason ``reason``."""
+        for k in range(len(self.status)):
+            unknown = (self.status[k] == Status.UNKNOWN) & np.isin(self.method[k], ["", "deferred"])
+            self.method[k][unknown] = reason
+
+    def finish(self, interrupted: bool) -> Analysis:
+        """The immutable :class:`Analysis`: neurons seen with both signs are unstable (witnesses)."""
+        pool = self.tracker.pool()
+        used: dict[int, int] = {}
+        layers = []
+        for k, net_layer in enumerate(self.net.hidden):
+            status, method = self.status[k].copy(), self.method[k].copy()
+            unstable = (status == Status.UNKNOWN) & self.tracker.unstable(k)
+            status[unstable] = Status.UNSTABLE
+            method[unstable] = "witness"
+            pos = np.where(unstable, self.tracker.max_point[k], -1)
+            neg = np.where(unstable, self.tracker.min_point[k], -1)
+            for arr in (pos, neg):
+                for i in np.flatnonzero(arr >= 0):
+                    arr[i] = used.setdefault(int(arr[i]), len(used))
+            layers.append(LayerAnalysis(net_layer.layer_id, status, method, self.lower[k].copy(),
+                                        self.upper[k].copy(), pos, neg))
+        order = sorted(used, key=used.get)
+        witnesses = pool[order] if order else np.empty((0, self.net.input_size))
+        return Analysis(self.net, self.box, tuple(layers), witnesses, dict(self.times), interrupted, dict(self.stats))
