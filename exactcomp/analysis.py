@@ -111,6 +111,10 @@ class Analysis:
 #: a solver's rounding cannot produce a wrong "stable". Neurons with an extreme in (-τ, τ) are kept.
 DEFAULT_MARGIN = 1e-4
 
+#: Default time budget (seconds) of the proof phases, so that a default run always ends with a
+#: sound result; ``time_limit=None`` (``--time-limit none``) runs to completion.
+DEFAULT_TIME_LIMIT = 300.0
+
 #: Per-neuron MILPs solved at once by default: one per CPU core, at most 4 (each HiGHS MIP is serial).
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
@@ -119,12 +123,15 @@ DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 class AnalysisOptions:
     """Knobs of :func:`analyze`; the defaults suit networks of a few thousand neurons.
 
-    ``time_limit`` (seconds, for the LP/MILP phases; None: no limit): what is not decided in time
+    ``time_limit`` (seconds for the proof phases, everything after bounds and witness search; default
+    :data:`DEFAULT_TIME_LIMIT`; None: no limit, run to completion): what is not decided in time
     stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
     a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
     ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object.
     ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
     ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
+    ``provers``: a schedule (names of :data:`exactcomp.provers.PROVERS` or prover objects) replacing
+    the strategy's own (:data:`exactcomp.provers.SCHEDULES`).
     """
 
     symbolic: bool = True
@@ -135,7 +142,7 @@ class AnalysisOptions:
     samples: np.ndarray | None = None
     strategy: str = "auto"
     solver: object = "highs"
-    time_limit: float | None = None
+    time_limit: float | None = DEFAULT_TIME_LIMIT
     threads: int | None = None
     jobs: int | None = None
     formulation: object = "bigm"

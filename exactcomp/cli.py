@@ -58,13 +58,29 @@ def _number(cast, low, high=None, low_open: bool = False):
 
 
 _seconds = _number(float, 0.0, low_open=True)
+
+
+def _time_limit(text: str):
+    """Seconds (> 0, finite) or ``none`` for no limit."""
+    return None if text.strip().lower() == "none" else _seconds(text)
+
+
+def _prover_list(text: str) -> tuple:
+    from .provers import PROVERS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PROVERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown prover {unknown[0] if unknown else repr(text)}; "
+                                         f"available: {', '.join(PROVERS)}")
+    return names
 _count = _number(int, 0, MAX_COUNT)
 _seed = _number(int, 0, 2 ** 63 - 1)
 _tolerance = _number(float, 0.0)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .analysis import STRATEGIES
+    from .analysis import DEFAULT_TIME_LIMIT, STRATEGIES
     from .formulations import REGISTRY as FORMULATIONS
     from .verify import TOLERANCES
 
@@ -90,8 +106,12 @@ def _parser() -> argparse.ArgumentParser:
                         "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: the slow "
                         "CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
                         "bounds: bounds and witnesses only")
-    c.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
-                   help="limit for the LP/MILP phases; neurons not decided in time are unknown and kept")
+    c.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+                   help=f"budget of the proof phases (after bounds and witness search), default {DEFAULT_TIME_LIMIT:g}; "
+                        "'none' runs to completion; neurons not decided in time are unknown and kept")
+    c.add_argument("--provers", type=_prover_list, metavar="LIST",
+                   help="comma-separated schedule of provers replacing the strategy's, e.g. "
+                        "bounds,witnesses,lp,bab,milp (see the README)")
     c.add_argument("--solver", default="highs", metavar="NAME",
                    help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
                         "see 'exactcomp solvers'")
@@ -145,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", default="auto", help="comma-separated strategies (default auto)")
     b.add_argument("--solver", default="highs", help="comma-separated solvers (default highs)")
     b.add_argument("--formulation", default="bigm", help="comma-separated formulations (default bigm)")
-    b.add_argument("--time-limit", type=_seconds, metavar="SECONDS", help="per run, for the LP/MILP phases")
+    b.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+                   help=f"per run, for the proof phases (default {DEFAULT_TIME_LIMIT:g}; 'none': no limit)")
     b.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")

@@ -73,7 +73,7 @@ def run_compress(args) -> int:
                               random_points=args.random_points, gradient_steps=args.gradient_steps,
                               seed=args.seed, samples=samples, strategy=args.strategy,
                               time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
-                              formulation=args.formulation, solver_log=args.solver_log,
+                              formulation=args.formulation, solver_log=args.solver_log, provers=args.provers,
                               **({"margin": args.margin} if args.margin is not None else {}))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import

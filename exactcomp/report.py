@@ -13,15 +13,17 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    decided_by: {method: count}, unknown_reasons: {reason: count},
                    neuron_status: [status per neuron], neuron_method: [method per neuron]}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
-                  method ∈ interval | symbolic | lp | milp (stable: how it was proven) | witness
-                  (unstable) | near_zero | time_limit | interrupted | solver_error (unknown: why) |
+                  method ∈ interval | symbolic | lp | alpha | bab | milp (stable: the prover) | witness
+                  (unstable) | near_zero | time_limit | interrupted | solver_error | certificate_rejected
+                  (unknown: why) |
                   null (unknown, not attempted: strategy "bounds");
                   kept = neurons of this layer present in the compressed model
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
-    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, stats: {lp_solves, milp_rounds,
-                   per_neuron_milps}} (stats only for the LP/MILP strategies)
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run),
+                   stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
+                   certificates_checked, ...}}
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.VerificationResult as JSON, or null when skipped
     witnesses     {count, file, bytes} (file and bytes null when not written)
@@ -123,7 +125,21 @@ def _analysis_entry(analysis) -> dict:
             "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
+            "provers": _schedule(o),
             "stats": dict(analysis.stats)}
+
+
+def _schedule(options) -> list | None:
+    """The provers the analysis ran (names; a user's prover object by its ``name``)."""
+    from .provers import SCHEDULES
+
+    if options is None:
+        return None
+    names = options.provers or SCHEDULES.get(options.strategy)
+    if names is None:
+        return None
+    names = [n if isinstance(n, str) else getattr(n, "name", "custom") for n in names]
+    return [n for n in names if n != "lp" or options.lp_tightening]
 
 
 def summary_table(report: dict):

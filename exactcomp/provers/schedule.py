@@ -7,9 +7,10 @@
 2. The time budget (``AnalysisOptions.time_limit``) starts with the first prover after the screening;
    when it runs out, or on Ctrl-C / SIGTERM, the schedule stops and every undecided neuron is unknown
    with the reason ``time_limit`` / ``interrupted``.
-3. Every proof that carries a certificate (branch and bound) is re-checked in float64 from the
-   certificate alone (:func:`exactcomp.bab.check_certificate`); a proof that fails its check is
-   withdrawn (the neuron becomes unknown, ``certificate_rejected``) — never trusted.
+3. Every proof that carries a certificate (an object with ``check(net, box) -> bool``, e.g. branch
+   and bound's :class:`exactcomp.bab.Certificate`) is re-checked in float64 from the certificate
+   alone; a proof that fails its check is withdrawn (the neuron becomes unknown,
+   ``certificate_rejected``) — never trusted.
 """
 
 from __future__ import annotations
@@ -61,14 +62,13 @@ def analyze_with_schedule(net, box, options, progress=None):
 def recheck_certificates(state) -> None:
     """Withdraw every proof whose certificate does not re-verify in float64 (see module doc)."""
     from exactcomp.analysis import Status
-    from exactcomp.bab import check_certificate
 
     t0 = time.perf_counter()
     checked = 0
     for (k, j), (method, certificate) in state.certificates.items():
         if state.status[k][j] in (Status.ACTIVE, Status.INACTIVE) and state.method[k][j] == method:
             checked += 1
-            if not check_certificate(state.net, state.box, certificate):
+            if not certificate.check(state.net, state.box):
                 state.status[k][j], state.method[k][j] = Status.UNKNOWN, "certificate_rejected"
                 state.stats["certificates_rejected"] = state.stats.get("certificates_rejected", 0) + 1
     if checked:
