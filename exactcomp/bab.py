@@ -309,7 +309,7 @@ def _concat(kept, new, torch):
 
 def _first_layer(net, box, target, margin, t0) -> BabResult:
     k, t, sign = target
-    bound, corner = split_bound(net, box, [], target, [], [], np.zeros(1), return_corner=True)
+    bound, corner = split_bound(net, box, [], target, [], [], [], return_corner=True)
     _, pre = net.forward(corner, return_preactivations=True)
     value = float(sign * pre[0][0, t])
     certificate = Certificate(target, [], margin, [Leaf([], [], [])])
@@ -340,8 +340,7 @@ def check_certificate(net, box, certificate: Certificate, batch: int = 4096) -> 
                 splits[j][r, idx] = phase
                 alpha[j][r] = leaf.alpha[j]
                 beta[j][r, idx] = leaf.beta[j]
-        beta_arg = beta if k else np.zeros(len(chunk))
-        bound = split_bound(net, box, certificate.bounds, certificate.target, splits, alpha, beta_arg)
+        bound = split_bound(net, box, certificate.bounds, certificate.target, splits, alpha, beta)
         if not np.all(bound <= -certificate.margin):
             return False
     return covers_box([{(j, int(i)): int(p) for j in range(k) for i, p in zip(*leaf.splits[j])} for leaf in leaves])

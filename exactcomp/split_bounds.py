@@ -43,7 +43,7 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
     final affine function (candidate witnesses).
     """
     k, t, sign = target
-    B = len(splits[0]) if k else len(beta) if isinstance(beta, np.ndarray) else 1
+    B = len(splits[0]) if k else 1
     layer = net.layers[k]
     a = np.broadcast_to(sign * layer.W[t], (B, layer.W.shape[1])).astype(np.float64)
     const = np.full(B, sign * layer.b[t], dtype=np.float64)

@@ -30,7 +30,7 @@ def test_extending_examples_run(capsys):
 
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
@@ -50,6 +50,14 @@ def test_extending_examples_run(capsys):
     for name in ("scipy_analysis", "triangle_analysis"):
         for mine, ref in zip(scope[name].layers, default.layers):
             np.testing.assert_array_equal(mine.status, ref.status, err_msg=name)
+    small_default = exactcomp.analyze(scope["small"], scope["small_box"], time_limit=None)
+    for mine, ref in zip(scope["crown_analysis"].layers, small_default.layers):
+        np.testing.assert_array_equal(mine.status, ref.status, err_msg="crown")
+    # the example prover proved something, and every proof of it re-checked
+    crown = scope["crown_analysis"]
+    assert sum(layer.methods().get("crown", 0) for layer in crown.layers) > 0
+    assert crown.stats["certificates_checked"] >= sum(layer.methods().get("crown", 0) for layer in crown.layers)
+    assert crown.stats.get("certificates_rejected", 0) == 0
 
 
 def test_readme_python_snippet_runs(tmp_path):
