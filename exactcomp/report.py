@@ -87,7 +87,8 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
     for key in (*_COUNT_KEYS, "kept"):
         totals[key] = sum(e[key] for e in layers)
     before, after = result.original.parameter_count, result.compressed.parameter_count
-    order = ("import", "bounds", "witnesses", "lp", "network-milp", "milp", "bab", "portfolio", "per_neuron", "recheck",
+    order = ("import", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio",
+             "per_neuron", "recheck",
              "rewrite", "export", "verify")
     times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}
     times["total"] = round(sum(times.values()), 6)

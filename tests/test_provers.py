@@ -25,6 +25,7 @@ SCHEDULES = {
     "milp": ("bounds", "witnesses", "milp"),
     "portfolio": ("bounds", "witnesses", "portfolio"),
     "lp+network": ("bounds", "witnesses", "lp", "network-milp", "milp"),
+    "input-split": ("bounds", "witnesses", "input-split"),
 }
 
 
@@ -48,7 +49,7 @@ def test_no_prover_proves_a_neuron_that_sampling_shows_unstable(seed):
     net = random_network(sizes, seed=100 + seed, bias_shift=float(rng.uniform(-1, 0.5)), scale=0.8)
     box = Box(-np.ones(sizes[0]), np.ones(sizes[0]))
     _, pre = net.forward(box.sample(200_000, np.random.default_rng(seed)), return_preactivations=True)
-    for schedule in ("bab", "portfolio"):
+    for schedule in ("bab", "portfolio", "input-split"):
         result = analyze(net, box, AnalysisOptions(provers=SCHEDULES[schedule], **WEAK_SCREEN))
         for layer, g in zip(result.layers, pre):
             assert np.all(g[:, layer.status == Status.INACTIVE] <= 0), schedule
@@ -154,3 +155,41 @@ def test_time_budget_leaves_unknowns_and_a_sound_result():
     assert time.perf_counter() - t0 < 30
     reasons = {m for layer in result.layers for m in layer.method[layer.status == Status.UNKNOWN]}
     assert reasons <= {"time_limit"}
+
+
+def test_input_split_certificates_recheck_and_tampering_is_caught():
+    from exactcomp.provers.input_split import InputSplitCertificate
+
+    net = random_network([3, 10, 10, 8, 1], seed=11, bias_shift=-0.3, scale=0.8)
+    box = Box(-np.ones(3), np.ones(3))
+    result = analyze(net, box, AnalysisOptions(provers=SCHEDULES["input-split"], **WEAK_SCREEN))
+    assert sum(layer.methods().get("input_split", 0) for layer in result.layers) > 0
+    assert result.stats["certificates_checked"] > 0 and result.stats.get("certificates_rejected", 0) == 0
+    # rebuild one certificate through the prover to tamper with it
+    from exactcomp.provers.schedule import analyze_with_schedule  # noqa: F401  (the same code path)
+    from exactcomp.provers.state import ProofState
+
+    state = ProofState.start(net, box, AnalysisOptions(**WEAK_SCREEN))
+    from exactcomp.provers import get_prover
+
+    for name in ("bounds", "witnesses"):
+        for out in get_prover(name).run(state):
+            state.apply(out)
+    proofs = []
+    for out in get_prover("input-split").run(state):
+        proofs += [d.certificate for d in out.decisions if d.certificate is not None]
+        state.apply(out)
+    cert = next(c for c in proofs if len(c.leaves) >= 3)
+    assert cert.check(net, box)
+    assert not replace(cert, leaves=frozenset(list(cert.leaves)[1:])).check(net, box)     # a hole in the cover
+    node, (dim, mid, left, right) = next(iter(cert.tree.items()))
+    moved = dict(cert.tree)
+    moved[node] = (dim, float(box.upper[dim]) + 1.0, left, right)                          # a split outside the box
+    assert not replace(cert, tree=moved).check(net, box)
+    dangling = dict(cert.tree)
+    dangling[node] = (dim, mid, left, 10**9)                                              # a child nobody bounded
+    assert not replace(cert, tree=dangling).check(net, box)
+    k, t, sign = cert.target
+    assert not replace(cert, target=(k, t, -sign)).check(net, box)
+    assert not replace(cert, lower=cert.lower - 1).check(net, box)                       # another box
+    assert isinstance(cert, InputSplitCertificate)

@@ -28,11 +28,12 @@ PROVERS: dict[str, str] = {
     "milp": "exactcomp.provers.milp:PerNeuronMilp",
     "bab": "exactcomp.provers.bab:BabProver",
     "portfolio": "exactcomp.provers.portfolio:Portfolio",
+    "input-split": "exactcomp.provers.input_split:InputSplit",
 }
 
 #: strategy -> its schedule (``per-neuron``, the CPAIOR 2020 baseline, is not a schedule).
 SCHEDULES: dict[str, tuple[str, ...]] = {
-    "auto": ("bounds", "witnesses", "lp", "portfolio"),
+    "auto": ("bounds", "witnesses", "input-split", "lp", "portfolio"),
     "network": ("bounds", "witnesses", "lp", "network-milp", "milp"),
     "bounds": ("bounds", "witnesses"),
 }
