@@ -199,7 +199,7 @@ def test_compress_strategies_report_how_neurons_were_decided(tmp_path, tiny, cap
     assert data["analysis"]["strategy"] == strategy and data["analysis"]["margin"] == 1e-5
     assert data["verification"]["passed"] is True
     methods = {m for layer in data["layers"] for m in layer["neuron_method"]}
-    allowed = {"interval", "symbolic", "lp", "milp", "alpha", "bab", "witness", None}
+    allowed = {"interval", "symbolic", "lp", "milp", "alpha", "bab", "input_split", "witness", None}
     assert methods <= allowed
     if strategy != "bounds":
         assert data["totals"]["unknown"] == 0

@@ -69,7 +69,7 @@ def test_methods_name_how_each_neuron_was_decided():
     net = random_network([3, 6, 6, 1], seed=4, bias_shift=-0.5)
     box = Box(-np.ones(3), np.ones(3))
     result = analyze(net, box, AnalysisOptions(**WEAK_SCREEN))
-    proofs = {"interval", "symbolic", "lp", "milp", "alpha", "bab"}
+    proofs = {"interval", "symbolic", "lp", "milp", "alpha", "bab", "input_split"}
     allowed = {Status.ACTIVE: proofs, Status.INACTIVE: proofs,
                Status.UNSTABLE: {"witness"}}
     for layer in result.layers:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,8 @@ def test_stale_witnesses_are_ignored(work):
     """A witnesses file beside a newer model (written for another model) is not used, and said so."""
     assert _compress(work, "-o", "a.onnx", "-q").returncode == 0
     assert _compress(work, "-o", "b.onnx", "-q", "--seed", "1", "--random-points", "50").returncode == 0
-    shutil.copy(work / "a.witnesses.npy", work / "b.witnesses.npy")   # the wrong witnesses beside b
+    stale = np.load(work / "a.witnesses.npy")
+    np.save(work / "b.witnesses.npy", np.vstack([stale, stale[:1] * 0.5]))   # other witnesses beside b
     np.save(work / "a.witnesses.npy", np.full((3, 3), 0.5))          # and a rewritten file beside a
     for name in ("a", "b"):
         proc = cli("verify", "model.onnx", f"{name}.onnx", "--domain", "box.json", "--json", cwd=work)
