@@ -106,6 +106,7 @@ class _Search:
         self.leaves = [set() for _ in todo]
         self.open_boxes = np.zeros(len(todo), dtype=np.int64)   # queued boxes holding each candidate
         self.done = np.zeros(len(todo), dtype=bool)
+        self.failed = np.zeros(len(todo), dtype=bool)      # a sub-box too small to split still holds it
         self.resolved = 0
         self.ids = itertools.count(1)
         self.rng = np.random.default_rng(0)
@@ -120,8 +121,10 @@ class _Search:
         state = self.state
         _, node, lo, hi, members = heapq.heappop(self.heap)
         self.open_boxes[members] -= 1
-        members = members[[not self.done[i] and state.is_open(self.todo[i]) for i in members]]
-        out = Outcome(points=self._points(lo, hi), stats={"input_boxes": 1})
+        members = members[[not (self.done[i] or self.failed[i]) and state.is_open(self.todo[i]) for i in members]]
+        points = self._points(lo, hi)
+        out = Outcome(points=points, stats={"input_boxes": 1})
+        members = self._near_zero(points, members, out)
         if members.size:
             bounds = compute_bounds(state.net, Box(lo, hi))
             worst = np.array([self._value(bounds, self.todo[i]) for i in members])
@@ -131,8 +134,26 @@ class _Search:
             members, worst = members[~closed], worst[~closed]
             if members.size:
                 self._split(node, lo, hi, members, float(worst.max()))
-        out.decisions, out.bounds = self._finished()
+        decisions, out.bounds = self._finished()
+        out.decisions += decisions
         return out
+
+    def _near_zero(self, points, members, out):
+        """Candidates for which a real input gives ``-τ <= σ g <= 0``: no proof with margin τ can
+        exist, so they end as ``near_zero`` (a value above 0 is a witness the tracker records)."""
+        if not members.size:
+            return members
+        _, pre = self.state.net.forward(points, return_preactivations=True)
+        keep = np.ones(members.size, dtype=bool)
+        for n, i in enumerate(members):
+            c = self.todo[i]
+            best = float((c.sign * pre[c.layer][:, c.neuron]).max())
+            if -self.state.margin <= best <= 0:
+                out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+                self.done[i] = True
+                self.resolved += 1
+                keep[n] = False
+        return members[keep]
 
     @staticmethod
     def _value(bounds, c) -> float:
@@ -155,10 +176,9 @@ class _Search:
         score = (hi - lo) * (influence + 1e-12)
         score[(hi - lo) <= 1e-12 * np.maximum(1.0, np.abs(hi))] = -1.0
         dim = int(np.argmax(score))
-        if score[dim] < 0:
-            return   # too small to split: the candidate stays open
         mid = float(centre[dim])
-        if not lo[dim] < mid < hi[dim]:
+        if score[dim] < 0 or not lo[dim] < mid < hi[dim]:   # too small to split: left to later provers
+            self.failed[members] = True
             return
         left, right = next(self.ids), next(self.ids)
         self.tree[node] = (dim, mid, left, right)
@@ -174,7 +194,7 @@ class _Search:
             self.done[i] = True
             self.resolved += 1
             c = self.todo[i]
-            if not state.is_open(c) or not self.leaves[i]:
+            if not state.is_open(c) or not self.leaves[i] or self.failed[i]:
                 continue
             certificate = InputSplitCertificate((c.layer, c.neuron, c.sign), state.box.lower.copy(),
                                                 state.box.upper.copy(), state.margin, dict(self.tree),
