@@ -5,10 +5,13 @@ of layer ``k``, whose bounds set the deeper big-M constants): ``max g`` and ``mi
 relaxation of layers ``< k`` (triangle relaxation, the tightest bounds known). An optimum ``<= -τ``
 (``>= τ``) proves the neuron (method ``lp``); otherwise the optimum widened by τ replaces the bound.
 Every LP solution's input is offered as a witness. One solver session per layer, re-solved with
-each new objective, so the LPs warm-start from the last basis.
+each new objective, so the LPs warm-start from the last basis. The phase uses at most a share of the
+time left (default a quarter), candidates first, then the feeding neurons that matter most.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -22,31 +25,45 @@ def deepest_candidate_layer(state) -> int:
 
 
 class LpTightening:
+    """``share``: the fraction of the time left this prover may use (its LPs serve the provers after
+    it, which need time too); when it is spent, the remaining LPs are skipped, not the analysis."""
+
     name = "lp"
+
+    def __init__(self, share: float = 0.25):
+        self.share = share
 
     def run(self, state, progress=None):
         depth = deepest_candidate_layer(state)
         # layer 1's interval bounds over the box are already exact
-        todo = {k: np.flatnonzero(self.targets(state, k, depth)) for k in range(1, depth + 1)}
+        todo = {k: self.targets(state, k, depth) for k in range(1, depth + 1)}
         total = int(sum(t.size for t in todo.values()))
         report = progress.phase("LP tightening", total) if progress else None
+        left = state.remaining()
+        stop = float("inf") if left is None else time.perf_counter() + self.share * left
         done = 0
         for k, targets in todo.items():
             if targets.size:
-                yield from self.layer(state, k, targets, k < depth,
+                yield from self.layer(state, k, targets, k < depth, stop,
                                       lambda n: report(done + n, total, f"layer {k + 1}") if report else None)
                 done += targets.size
 
     @staticmethod
     def targets(state, k: int, depth: int) -> np.ndarray:
-        """Candidates of layer ``k``, plus its undecided neurons when a deeper layer has candidates."""
+        """Candidates of layer ``k`` first, then (when a deeper layer has candidates) its other
+        undecided neurons, most influential first: triangle gap ``-l u / (u - l)`` times the summed
+        ``|W|`` into the next layer's open neurons (how much their relaxation loosens later bounds)."""
         inactive, active = state.candidates(k)
-        targets = inactive | active
-        if k < depth:
-            targets |= state.undecided(k)
-        return targets
+        first = np.flatnonzero(inactive | active)
+        if k >= depth:
+            return first
+        rest = np.flatnonzero(state.undecided(k) & ~(inactive | active))
+        lo, hi = state.lower[k][rest], state.upper[k][rest]
+        gap = np.where((lo < 0) & (hi > 0), -lo * hi / np.where(hi > lo, hi - lo, 1.0), 0.0)
+        weight = np.abs(state.net.layers[k + 1].W[state.undecided(k + 1)][:, rest]).sum(axis=0)
+        return np.concatenate([first, rest[np.argsort(-(gap * weight), kind="stable")]])
 
-    def layer(self, state, k: int, targets: np.ndarray, feeding: bool, report):
+    def layer(self, state, k: int, targets: np.ndarray, feeding: bool, stop: float, report):
         """LP max/min of ``targets`` of layer ``k``; witnessed directions skipped unless ``feeding``."""
         from exactcomp.formulations.bigm import preactivation_objective
 
@@ -55,6 +72,9 @@ class LpTightening:
         session = state.backend.session(milp, relax=True)
         x_cols = milp.blocks["x"]
         for n, j in enumerate(targets):
+            if time.perf_counter() >= stop:
+                yield Outcome(stats={"lp_skipped": int(targets.size - n)})
+                return
             for sign in (1.0, -1.0):
                 if state.status[k][j] != Status.UNKNOWN:
                     break
