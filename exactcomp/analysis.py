@@ -131,7 +131,8 @@ class AnalysisOptions:
     ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
     ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
     ``provers``: a schedule (names of :data:`exactcomp.provers.PROVERS` or prover objects) replacing
-    the strategy's own (:data:`exactcomp.provers.SCHEDULES`).
+    the strategy's own (:data:`exactcomp.provers.SCHEDULES`). ``resume``: an earlier run's results
+    (:func:`exactcomp.resume.load_resume`) to start from.
     """
 
     symbolic: bool = True
@@ -150,6 +151,7 @@ class AnalysisOptions:
     lp_tightening: bool = True
     solver_log: bool = False
     provers: tuple | None = None
+    resume: object = None
 
 
 @dataclass
@@ -204,6 +206,9 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     if options.strategy not in STRATEGIES:
         raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
     _check_numbers(options)
+    if options.strategy == "per-neuron" and (options.provers or options.resume is not None):
+        raise ExactcompError("the per-neuron baseline runs no provers: --provers and --resume need the strategy "
+                             "auto, network or bounds")
     get_formulation(options.formulation)   # unknown names fail here, before any work
     module, function = STRATEGIES[options.strategy].split(":")
     net = net.with_full_input()  # bounds, witnesses and MILPs read the whole input box

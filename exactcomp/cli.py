@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
                    help=f"budget of the proof phases (after bounds and witness search), default {DEFAULT_TIME_LIMIT:g}; "
                         "'none' runs to completion; neurons not decided in time are unknown and kept")
+    c.add_argument("--resume", type=Path, metavar="REPORT",
+                   help="continue from an earlier --report of the same model, domain and margin (checked by "
+                        "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")
     c.add_argument("--provers", type=_prover_list, metavar="LIST",
                    help="comma-separated schedule of provers replacing the strategy's, e.g. "
                         "bounds,witnesses,lp,bab,milp (see the README)")

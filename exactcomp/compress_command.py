@@ -34,7 +34,8 @@ def _plan_outputs(args):
     outputs.add(MODEL, args.output)
     outputs.add(REPORT, args.report)
     outputs.add(WITNESSES, witnesses)
-    inputs = {"input model": args.model, "domain file": args.domain, "samples file": args.samples}
+    inputs = {"input model": args.model, "domain file": args.domain, "samples file": args.samples,
+              "earlier report (--resume)": args.resume}
     for i, path in enumerate(external_data_files(args.model)):
         inputs[f"external data file #{i + 1} of the model,"] = path
     outputs.check(inputs)
@@ -54,7 +55,13 @@ def _prepare(args):
     check_domain_representable(box, net.input.dtype, str(args.domain))
     check_domain_evaluable(args.model, box, seed=args.seed)
     samples = api.samples(net, args.samples) if args.samples else None
-    return net, box, samples, t_import
+    resume = None
+    if args.resume is not None:
+        from .analysis import DEFAULT_MARGIN
+        from .resume import load_resume
+
+        resume = load_resume(args.resume, net, box, args.model, args.margin if args.margin is not None else DEFAULT_MARGIN)
+    return net, box, samples, resume, t_import
 
 
 def run_compress(args) -> int:
@@ -67,13 +74,14 @@ def run_compress(args) -> int:
 
     outputs, witnesses_path = _plan_outputs(args)
     err = _console(stderr=True)
-    net, box, samples, t_import = _prepare(args)
+    net, box, samples, resume, t_import = _prepare(args)
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
         result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
                               random_points=args.random_points, gradient_steps=args.gradient_steps,
                               seed=args.seed, samples=samples, strategy=args.strategy,
                               time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
                               formulation=args.formulation, solver_log=args.solver_log, provers=args.provers,
+                              resume=resume,
                               **({"margin": args.margin} if args.margin is not None else {}))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import
@@ -119,7 +127,8 @@ def _write_outputs(args, outputs, result, model, verification, witnesses_path, o
     report = build_report(result, model=args.model, domain=args.domain, output=args.output if ok else None,
                           verification=verification, witnesses_file=witnesses_path,
                           witnesses_bytes=len(witness_bytes) if witness_bytes is not None else None,
-                          interrupted_by=signal_name(interrupted_by) if interrupted_by else None)
+                          interrupted_by=signal_name(interrupted_by) if interrupted_by else None,
+                          resumed_from=args.resume)
     report_bytes = json_bytes(report)
     with outputs:
         if ok:

@@ -5,13 +5,16 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     schema        "exactcomp.report/1"
     versions      {exactcomp, python, numpy, scipy, onnx, onnxruntime, highspy}
     model, domain, output       paths (output is null when nothing was written)
+    model_sha256, domain_sha256 the model's files and the box (float64), for --resume
+    resumed_from  the report a --resume run started from, or null
     input         {name, shape, dtype}
     layers        one entry per hidden layer of the original model:
                   {layer, neurons, stably_active, stably_inactive, unstable, unknown, kept,
                    parameters_before, parameters_after (of the affine map into this layer; a
                    merged layer's parameters count for the layer it was merged into),
                    decided_by: {method: count}, unknown_reasons: {reason: count},
-                   neuron_status: [status per neuron], neuron_method: [method per neuron]}
+                   neuron_status: [status per neuron], neuron_method: [method per neuron],
+                  lower, upper: [pre-activation bounds per neuron] (null: none known)}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
                   method ∈ interval | symbolic | lp | alpha | bab | milp (stable: the prover) | witness
                   (unstable) | near_zero | time_limit | interrupted | solver_error | certificate_rejected
@@ -76,18 +79,21 @@ def layer_entries(result) -> list[dict]:
         entry["unknown_reasons"] = la.unknown_reasons()
         entry["neuron_status"] = [Status(int(s)).label for s in la.status]
         entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
+        entry["lower"], entry["upper"] = la.lower.tolist(), la.upper.tolist()
         entries.append(entry)
     return entries
 
 
 def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None,
-                 witnesses_bytes=None, interrupted_by=None) -> dict:
+                 witnesses_bytes=None, interrupted_by=None, resumed_from=None) -> dict:
+    from .resume import domain_sha256, model_sha256
+
     layers = layer_entries(result)
     totals = {"neurons": sum(e["neurons"] for e in layers)}
     for key in (*_COUNT_KEYS, "kept"):
         totals[key] = sum(e[key] for e in layers)
     before, after = result.original.parameter_count, result.compressed.parameter_count
-    order = ("import", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio",
+    order = ("import", "resume", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio",
              "per_neuron", "recheck",
              "rewrite", "export", "verify")
     times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}
@@ -97,6 +103,9 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "schema": SCHEMA,
         "versions": versions(),
         "model": str(model) if model else None,
+        "model_sha256": model_sha256(model) if model else None,
+        "domain_sha256": domain_sha256(result.analysis.box),
+        "resumed_from": str(resumed_from) if resumed_from else None,
         "domain": str(domain) if domain else None,
         "output": str(output) if output else None,
         "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype},

@@ -29,6 +29,7 @@ PROVERS: dict[str, str] = {
     "bab": "exactcomp.provers.bab:BabProver",
     "portfolio": "exactcomp.provers.portfolio:Portfolio",
     "input-split": "exactcomp.provers.input_split:InputSplit",
+    "resume": "exactcomp.provers.resumed:ResumedProofs",
 }
 
 #: strategy -> its schedule (``per-neuron``, the CPAIOR 2020 baseline, is not a schedule).

@@ -20,7 +20,7 @@ import time
 from . import SCHEDULES, get_prover
 from .state import OutOfTime, ProofState
 
-SCREENING = ("bounds", "witnesses")
+SCREENING = ("resume", "bounds", "witnesses")
 
 
 def analyze_with_schedule(net, box, options, progress=None):
@@ -30,6 +30,8 @@ def analyze_with_schedule(net, box, options, progress=None):
     names = options.provers or SCHEDULES[options.strategy]
     if not options.lp_tightening:
         names = [n for n in names if n != "lp"]
+    if options.resume is not None:   # an earlier run's proofs, bounds and witnesses first
+        names = ["resume", *[n for n in names if n != "resume"]]
     provers = [get_prover(p) for p in names]
     state = ProofState.start(net, box, options)
     state.backend = get_solver(options.solver, threads=options.threads, verbose=options.solver_log)
