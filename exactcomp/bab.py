@@ -12,17 +12,18 @@ maximum is within τ of zero (``near_zero``).
 
 A subdomain is closed only when the float64 recomputation of its bound
 (:func:`exactcomp.split_bounds.split_bound`, widened for rounding) is ``<= -τ``; the closed leaves
-(phases, α, β) form the certificate, which :func:`check_certificate` re-verifies independently:
+(phases, α, β) form the certificate (:mod:`exactcomp.bab_certificate`), re-verified independently:
 every leaf bound again, and that the leaves cover the box (a complete split tree).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .bab_certificate import Certificate, Leaf, check_certificate, covers_box  # noqa: F401 (re-exported)
 from .split_bounds import phases_of, split_bound
 
 
@@ -37,29 +38,6 @@ class BabOptions:
     lr_beta: float = 0.002
     max_leaves: int = 2_000_000    # safety cap on the certificate's size
     device: str = "cpu"
-
-
-@dataclass
-class Leaf:
-    """A closed subdomain: ``splits[j]`` as (neuron indices, phases), α and β of layers < k (float32)."""
-
-    splits: list
-    alpha: list
-    beta: list
-
-
-@dataclass
-class Certificate:
-    """The closed leaves of a finished branch and bound; :meth:`check` re-verifies it."""
-
-    target: tuple
-    bounds: list
-    margin: float
-    leaves: list = field(default_factory=list)
-
-    def check(self, net, box) -> bool:
-        """Re-verify the proof in float64 from this certificate alone (:func:`check_certificate`)."""
-        return check_certificate(net, box, self)
 
 
 @dataclass
@@ -317,56 +295,3 @@ def _first_layer(net, box, target, margin, t0) -> BabResult:
               "near_zero" if value >= -margin else "open")
     return BabResult(status, certificate if status == "proven" else None, corner, value, 1,
                      time.perf_counter() - t0, float(bound[0]))
-
-
-def check_certificate(net, box, certificate: Certificate, batch: int = 4096) -> bool:
-    """Re-verify a branch-and-bound proof from its certificate alone, in float64: every leaf's bound
-    (:func:`split_bound`, widened for rounding) is ``<= -margin``, and the leaves cover the box."""
-    k = certificate.target[0]
-    leaves = certificate.leaves
-    if not leaves:
-        return False
-    widths = [len(lo) for lo, _ in certificate.bounds]
-    if len(widths) != k:
-        return False
-    for start in range(0, len(leaves), batch):
-        chunk = leaves[start:start + batch]
-        splits = [np.zeros((len(chunk), w), dtype=np.int8) for w in widths]
-        alpha = [np.zeros((len(chunk), w)) for w in widths]
-        beta = [np.zeros((len(chunk), w)) for w in widths]
-        for r, leaf in enumerate(chunk):
-            for j in range(k):
-                idx, phase = leaf.splits[j]
-                splits[j][r, idx] = phase
-                alpha[j][r] = leaf.alpha[j]
-                beta[j][r, idx] = leaf.beta[j]
-        bound = split_bound(net, box, certificate.bounds, certificate.target, splits, alpha, beta)
-        if not np.all(bound <= -certificate.margin):
-            return False
-    return covers_box([{(j, int(i)): int(p) for j in range(k) for i, p in zip(*leaf.splits[j])} for leaf in leaves])
-
-
-def covers_box(leaves: list[dict]) -> bool:
-    """Whether subdomains (each a map ``neuron -> phase ±1``) cover the whole box: some leaf equals the
-    current node, or a neuron that every remaining leaf fixes splits them into two covered halves."""
-    from collections import Counter
-
-    stack = [(list(range(len(leaves))), 0)]
-    while stack:
-        ids, depth = stack.pop()
-        if not ids:
-            return False
-        if any(len(leaves[i]) == depth for i in ids):
-            continue
-        counts = Counter(key for i in ids for key in leaves[i])
-        fixed_here = {key for key, n in counts.items() if n == len(ids)}
-        # keys fixed on the path to this node are in every leaf too; the split key is one that is not
-        # yet used on the path: the path's keys all have the same phase in every leaf of this node
-        path = {key for key in fixed_here if len({leaves[i][key] for i in ids}) == 1}
-        choices = sorted(fixed_here - path)
-        if not choices:
-            return False
-        key = choices[0]
-        stack.append(([i for i in ids if leaves[i][key] > 0], depth + 1))
-        stack.append(([i for i in ids if leaves[i][key] < 0], depth + 1))
-    return True

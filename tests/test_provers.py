@@ -166,7 +166,6 @@ def test_input_split_certificates_recheck_and_tampering_is_caught():
     assert sum(layer.methods().get("input_split", 0) for layer in result.layers) > 0
     assert result.stats["certificates_checked"] > 0 and result.stats.get("certificates_rejected", 0) == 0
     # rebuild one certificate through the prover to tamper with it
-    from exactcomp.provers.schedule import analyze_with_schedule  # noqa: F401  (the same code path)
     from exactcomp.provers.state import ProofState
 
     state = ProofState.start(net, box, AnalysisOptions(**WEAK_SCREEN))

@@ -21,7 +21,7 @@ import exactcomp
 from exactcomp.domain import Box
 from exactcomp.errors import ModelError
 from exactcomp.network import Dense
-from exactcomp.onnx_export import check_exportable, to_onnx
+from exactcomp.onnx_export import check_exportable
 from exactcomp.onnx_import import import_model
 from exactcomp.rewrite import fold_fixed_inputs
 
