@@ -1,5 +1,8 @@
 """Sound pre-activation bounds over a box, computed layer by layer with numpy.
 
+Every layer is used only through its linear-operator interface (``apply``, ``apply_transpose``,
+``apply_abs``, ``rows`` of :class:`exactcomp.network.Dense`), so other affine ops can take its place.
+
 Interval bounds: with ``m = (l+u)/2`` and ``r = (u-l)/2`` for the post-activation box of layer
 ``k-1``, the pre-activations ``g_k = W_k h + b_k`` satisfy ``W_k m + b_k ± |W_k| r``.
 
@@ -49,13 +52,12 @@ def _post_activation(lower: np.ndarray, upper: np.ndarray):
     return np.maximum(lower, 0.0), np.maximum(upper, 0.0)
 
 
-def interval_step(W: np.ndarray, b: np.ndarray, lower: np.ndarray, upper: np.ndarray):
-    """Bounds of ``W h + b`` for ``lower <= h <= upper`` (widened for rounding)."""
+def interval_step(layer, lower: np.ndarray, upper: np.ndarray):
+    """Bounds of ``layer``'s ``W h + b`` for ``lower <= h <= upper`` (widened for rounding)."""
     mid, rad = (lower + upper) / 2.0, (upper - lower) / 2.0
-    absW = np.abs(W)
-    centre = W @ mid + b
-    spread = absW @ rad
-    slack = ROUNDING_SLACK * (absW @ np.maximum(np.abs(lower), np.abs(upper)) + np.abs(b))
+    centre = layer.apply(mid[None])[0]
+    spread = layer.apply_abs(rad[None])[0]
+    slack = ROUNDING_SLACK * (layer.apply_abs(np.maximum(np.abs(lower), np.abs(upper))[None])[0] + np.abs(layer.b))
     return centre - spread - slack, centre + spread + slack
 
 
@@ -83,7 +85,8 @@ def backsubstitute(net: Network, box: Box, k: int, pre_bounds: list[tuple[np.nda
     ``(lower, upper, corner_min, corner_max)`` for those rows.
     """
     layer = net.layers[k]
-    W, b = (layer.W, layer.b) if rows is None else (layer.W[rows], layer.b[rows])
+    rows = np.arange(layer.width) if rows is None else rows
+    W, b = layer.rows(rows), layer.b[rows]
     n = W.shape[0]
     Lam = np.vstack([W, -W])          # upper bound of g, then upper bound of -g
     const = np.concatenate([b, -b])
@@ -98,7 +101,7 @@ def backsubstitute(net: Network, box: Box, k: int, pre_bounds: list[tuple[np.nda
         bias_term = Lam @ prev.b
         const = const + shift + bias_term
         mag = mag + np.abs(shift) + np.abs(Lam) @ np.abs(prev.b)
-        Lam = Lam @ prev.W
+        Lam = prev.apply_transpose(Lam)
     x_hi = np.where(Lam > 0, box.upper, box.lower)
     value = const + np.einsum("ij,ij->i", Lam, x_hi)
     mag = mag + np.abs(Lam) @ np.maximum(np.abs(box.lower), np.abs(box.upper))
@@ -119,7 +122,7 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
     pre: list[tuple[np.ndarray, np.ndarray]] = []
     lo, hi = box.lower, box.upper
     for k, layer in enumerate(net.hidden):
-        il, iu = interval_step(layer.W, layer.b, lo, hi)
+        il, iu = interval_step(layer, lo, hi)
         lower, upper = il.copy(), iu.copy()
         corner_max = corner_min = None
         if symbolic:

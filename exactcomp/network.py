@@ -70,6 +70,28 @@ class Dense:
         """Stored weights and biases; a constant layer stores only its bias."""
         return self.b.size if self.is_constant else self.W.size + self.b.size
 
+    # --- the linear-operator interface: what bounds, witnesses and provers use, so that other
+    # --- affine ops (convolutions, skip connections) can stand in for a dense matrix
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        """``g = W h + b`` for each row ``h`` of a batch ``(batch, fan_in)``."""
+        return h @ self.W.T + self.b
+
+    def apply_transpose(self, lam: np.ndarray) -> np.ndarray:
+        """``λ W`` for each row ``λ`` of coefficients on ``g``: the same linear form on the layer's input."""
+        return lam @ self.W
+
+    def apply_abs(self, r: np.ndarray) -> np.ndarray:
+        """``|W| r`` per row: the radius of ``W h`` when each ``h_i`` ranges over ``±r_i`` (interval arithmetic)."""
+        return r @ np.abs(self.W).T
+
+    def apply_abs_transpose(self, m: np.ndarray) -> np.ndarray:
+        """``m |W|`` per row: magnitudes pulled back to the input (rounding-slack bounds)."""
+        return m @ np.abs(self.W)
+
+    def rows(self, neurons) -> np.ndarray:
+        """The linear forms of some outputs on the layer's input (rows of ``W``)."""
+        return self.W[neurons]
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -189,10 +211,9 @@ class Network:
             h = h[:, self.input_indices]
         pre = []
         for layer in self.hidden:
-            g = h @ layer.W.T + layer.b
+            g = layer.apply(h)
             pre.append(g)
             h = np.maximum(g, 0.0)
-        last = self.layers[-1]
-        y = h @ last.W.T + last.b
+        y = self.layers[-1].apply(h)
         return (y, pre) if return_preactivations else y
 

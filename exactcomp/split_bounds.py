@@ -45,7 +45,7 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
     k, t, sign = target
     B = len(splits[0]) if k else 1
     layer = net.layers[k]
-    a = np.broadcast_to(sign * layer.W[t], (B, layer.W.shape[1])).astype(np.float64)
+    a = np.broadcast_to(sign * layer.rows([t])[0], (B, layer.fan_in)).astype(np.float64)
     const = np.full(B, sign * layer.b[t], dtype=np.float64)
     mag_a, mag = np.abs(a), np.full(B, abs(layer.b[t]))
     for j in range(k - 1, -1, -1):
@@ -64,10 +64,10 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
         const = const + intercept.sum(axis=1)
         mag_lam = mag_a + be * (split_on | split_off)
         mag = mag + (mag_a * slope * np.abs(lo) * free).sum(axis=1)
-        W, b = net.layers[j].W, net.layers[j].b
-        const = const + lam @ b
-        mag = mag + mag_lam @ np.abs(b)
-        a, mag_a = lam @ W, mag_lam @ np.abs(W)
+        prev = net.layers[j]
+        const = const + lam @ prev.b
+        mag = mag + mag_lam @ np.abs(prev.b)
+        a, mag_a = prev.apply_transpose(lam), prev.apply_abs_transpose(mag_lam)
     bound = const + np.maximum(a * box.lower, a * box.upper).sum(axis=1)
     mag = mag + (mag_a * np.maximum(np.abs(box.lower), np.abs(box.upper))).sum(axis=1)
     bound = bound + ROUNDING_SLACK * mag

@@ -138,9 +138,9 @@ def open_candidates(tracker: WitnessTracker, undecided: list[np.ndarray]):
 def _gradients(net: Network, X: np.ndarray, layer: int, neurons: np.ndarray, direction: np.ndarray,
                pre: list[np.ndarray]) -> np.ndarray:
     """d(direction * g_{layer, neuron})/dx at each row of X, by back-propagation through ReLUs."""
-    v = net.layers[layer].W[neurons] * direction[:, None]
+    v = net.layers[layer].rows(neurons) * direction[:, None]
     for i in range(layer - 1, -1, -1):
-        v = (v * (pre[i] > 0)) @ net.layers[i].W
+        v = net.layers[i].apply_transpose(v * (pre[i] > 0))
     return v
 
 

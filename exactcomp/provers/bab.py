@@ -67,4 +67,4 @@ class BabProver:
                 state.remaining()   # raises OutOfTime past the deadline
                 yield bab_outcome(c, run_bab(state, c, self.per_neuron), state.margin)
             if report:
-                report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}")
+                report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}; {state.candidate_count()} open")

@@ -95,7 +95,7 @@ class InputSplit:
             if out is not None:
                 yield out
             if report:
-                report(search.resolved, len(todo), f"{len(search.heap)} boxes")
+                report(search.resolved, len(todo), f"{len(search.heap)} boxes; {state.candidate_count()} open")
 
 
 class _Search:
@@ -211,7 +211,7 @@ class _Search:
 
 def _input_gradient(net, pre, layer: int, neuron: int) -> np.ndarray:
     """``∂g_{layer, neuron} / ∂x`` at the point whose pre-activations are ``pre`` (one row)."""
-    v = net.layers[layer].W[neuron].copy()
+    v = net.layers[layer].rows([neuron])
     for i in range(layer - 1, -1, -1):
-        v = (v * (pre[i][0] > 0)) @ net.layers[i].W
-    return v
+        v = net.layers[i].apply_transpose(v * (pre[i] > 0))
+    return v[0]

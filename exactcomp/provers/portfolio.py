@@ -41,7 +41,7 @@ class Portfolio:
                         share = None if left is None else left / (len(todo) - n)
                         yield from _race(state, checks, c, share, has_torch)
                     if report:
-                        report(n + 1, len(todo), f"neuron {c.neuron}")
+                        report(n + 1, len(todo), f"neuron {c.neuron}; {state.candidate_count()} candidates open")
         finally:
             if threads is not None:
                 threads()
