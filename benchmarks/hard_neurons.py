@@ -1,6 +1,6 @@
 """Branch and bound on the 28 hard neurons of ../shared/notes/hard-neurons.md, one run, one core.
 
-    python benchmarks/hard_neurons.py [--limit 60] [--out benchmarks/results/hard_neurons.json]
+    python benchmarks/hard_neurons.py [--limit 60] [--out benchmarks/results/hard_neurons.json] [--device cuda]
 
 For each network (2x200_l1-0.0001_s0, 3x100_l1-0.0002_s0, 5x100_l1-0.0002_s0): the ``bounds``,
 ``witnesses`` and ``lp`` provers of the default schedule (so the bounds are exactcomp's LP-tightened
@@ -51,11 +51,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "hard_neurons.json")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--batch", type=int, help="children per iteration (default: 1024 on cpu, 8192 on cuda)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from exactcomp.bab import branch_and_bound
+    from exactcomp.bab import BabOptions, branch_and_bound
+    from exactcomp.bench import machine_info
+    from exactcomp.provers.bab import GPU_BATCH
+
+    batch = args.batch or (GPU_BATCH if args.device.startswith("cuda") else BabOptions.batch)
+    options = BabOptions(device=args.device, batch=batch)
 
     rows = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"limit": args.limit, "device": args.device, "batch": batch, "machine": machine_info(), "rows": rows}
+    if args.device.startswith("cuda"):
+        doc["gpu"] = torch.cuda.get_device_name(0)
     for name in NETWORKS:
         net, box, state, prep = candidates_after_lp(name)
         X = box.sample(200_000, np.random.default_rng(0))
@@ -64,7 +75,7 @@ def main(argv=None) -> int:
         for c in state.open_candidates():
             lp_bound = state.upper[c.layer][c.neuron] if c.sign > 0 else -state.lower[c.layer][c.neuron]
             r = branch_and_bound(net, box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
-                                 deadline=time.perf_counter() + args.limit)
+                                 deadline=time.perf_counter() + args.limit, options=options)
             checked = check_certificate(net, box, r.certificate) if r.status == "proven" else None
             sampled = float((c.sign * pre[c.layer][:, c.neuron]).max())
             row = {"network": name, "neuron": f"{c.layer + 1}:{c.neuron}:{int(c.sign)}", "lp_bound": lp_bound,
@@ -74,8 +85,8 @@ def main(argv=None) -> int:
                    "contradiction": bool(r.status == "proven" and sampled > 0)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"limit": args.limit, "rows": rows}, indent=1) + "\n")
+            doc["rows"] = rows
+            args.out.write_text(json.dumps(doc, indent=1) + "\n")   # after every neuron: a cut run keeps its rows
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass, field, replace
 from importlib import import_module
 
@@ -132,7 +133,9 @@ class AnalysisOptions:
     ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
     ``provers``: a schedule (names of :data:`exactcomp.provers.PROVERS` or prover objects) replacing
     the strategy's own (:data:`exactcomp.provers.SCHEDULES`). ``resume``: an earlier run's results
-    (:func:`exactcomp.resume.load_resume`) to start from.
+    (:func:`exactcomp.resume.load_resume`) to start from. ``device``: where branch and bound runs its
+    batched bounds (torch): ``cpu`` (default, float64) or ``cuda`` / ``cuda:N`` (float64 on the GPU,
+    larger batches); proofs are re-checked in float64 on the CPU either way.
     """
 
     symbolic: bool = True
@@ -152,6 +155,7 @@ class AnalysisOptions:
     solver_log: bool = False
     provers: tuple | None = None
     resume: object = None
+    device: str = "cpu"
 
 
 @dataclass
@@ -240,6 +244,28 @@ def _check_numbers(options: AnalysisOptions) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
                               or not 0 < limit < float("inf")):
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
+    check_device(options.device)
+
+
+def check_device(device) -> None:
+    """``cpu``, or ``cuda``/``cuda:N`` with torch built for CUDA and that GPU present; else an
+    ExactcompError with one line saying what is missing."""
+    from .errors import ExactcompError
+
+    if device == "cpu":
+        return
+    if not isinstance(device, str) or not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ExactcompError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    try:
+        import torch
+    except ImportError:
+        raise ExactcompError(f"device {device} needs torch (pip install 'exactcomp[torch]')") from None
+    if not torch.cuda.is_available():
+        raise ExactcompError(f"device {device}: no CUDA GPU is available to torch {torch.__version__} "
+                             "(a CPU-only build, or no GPU on this machine); use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ExactcompError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
 
 
 def collect(net, bounds, decided, tracker: WitnessTracker):

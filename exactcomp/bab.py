@@ -217,8 +217,7 @@ class _Run:
         ok = best >= 0
         if not bool(ok.all()):   # a subdomain with every earlier neuron split: branching cannot go on
             return None
-        sizes = [s.shape[1] for s in scores]
-        offsets = np.cumsum([0] + sizes)
+        offsets = np.cumsum([0] + [s.shape[1] for s in scores]).tolist()
         where = where[ok]
         splits = [s[ok] for s in splits]
         alpha, beta = [a[ok] for a in alpha], [b[ok] for b in beta]
@@ -245,9 +244,10 @@ class _Run:
         closed = np.zeros(len(bound), dtype=bool)
         if candidates.any():
             idx = np.flatnonzero(candidates)
-            np_s = [s[idx].cpu().numpy() for s in splits]
-            np_a = [a[idx].cpu().numpy().astype(np.float32) for a in alpha]
-            np_b = [b[idx].cpu().numpy().astype(np.float32) for b in beta]
+            rows = torch.as_tensor(idx, device=bound.device)
+            np_s = [s[rows].cpu().numpy() for s in splits]
+            np_a = [a[rows].cpu().numpy().astype(np.float32) for a in alpha]
+            np_b = [b[rows].cpu().numpy().astype(np.float32) for b in beta]
             exact = split_bound(self.net, self.box, self.certificate.bounds, self.target, np_s, np_a, np_b)
             good = exact <= -self.margin
             closed[idx[good]] = True

@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--provers", type=_prover_list, metavar="LIST",
                    help="comma-separated schedule of provers replacing the strategy's, e.g. "
                         "bounds,witnesses,lp,bab,milp (see the README)")
+    c.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
+                        "a GPU; proofs are re-checked in float64 on the CPU either way)")
     c.add_argument("--solver", default="highs", metavar="NAME",
                    help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
                         "see 'exactcomp solvers'")

@@ -72,7 +72,10 @@ def run_compress(args) -> int:
     from .signals import received
     from .verify import verify_models
 
+    from .analysis import check_device
+
     outputs, witnesses_path = _plan_outputs(args)
+    check_device(args.device)
     err = _console(stderr=True)
     net, box, samples, resume, t_import = _prepare(args)
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
@@ -81,7 +84,7 @@ def run_compress(args) -> int:
                               seed=args.seed, samples=samples, strategy=args.strategy,
                               time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
                               formulation=args.formulation, solver_log=args.solver_log, provers=args.provers,
-                              resume=resume,
+                              resume=resume, device=args.device,
                               **({"margin": args.margin} if args.margin is not None else {}))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import

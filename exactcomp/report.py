@@ -24,7 +24,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
-    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run),
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run), device,
                    stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
                    certificates_checked, ...}}
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
@@ -135,7 +135,7 @@ def _analysis_entry(analysis) -> dict:
             "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
-            "provers": _schedule(o),
+            "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
             "stats": dict(analysis.stats)}
 
 

@@ -29,6 +29,7 @@ PROVERS: dict[str, str] = {
     "bab": "exactcomp.provers.bab:BabProver",
     "portfolio": "exactcomp.provers.portfolio:Portfolio",
     "input-split": "exactcomp.provers.input_split:InputSplit",
+    "region-walk": "exactcomp.provers.walk:RegionWalk",
     "resume": "exactcomp.provers.resumed:ResumedProofs",
 }
 

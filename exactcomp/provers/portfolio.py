@@ -5,9 +5,12 @@ and bound proves most of them many times faster than HiGHS, but HiGHS proves a f
 bound cannot). So each open candidate, layer by layer (earlier proofs tighten later models), gets
 branch and bound (torch, one thread) and the feasibility MILP of the ``milp`` prover (solver, one
 thread) at the same time — the MILP after a two-second head start of branch and bound, which decides
-most neurons alone; the first to decide stops the other, so a hard neuron gets both cores. Each candidate may
-use an equal share of the time left (all of it when there is no time limit). Without torch only the
-MILP runs.
+most neurons alone; the first to decide stops the other, so a hard neuron gets both cores. Each
+candidate may use an equal share of the time left among the candidates still to come (all of it when
+there is no time limit); the time that easy neurons leave unused goes, in a second round, to those
+that ran out of their share. A candidate left near zero or undecided gets a region walk
+(:mod:`exactcomp.provers.walk`) from the best point found, which may show it unstable. Without torch
+only the MILP runs.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import threading
 
 from ..analysis import Status
-from .bab import bab_outcome, run_bab, torch_available
+from .bab import bab_outcome, run_bab, torch_available, walk_after
 from .milp import NeuronMilp, Verdict, verdict_outcome
 from .state import Decision, Outcome
+from .walk import walk_outcome
 
 
 class Portfolio:
@@ -29,22 +33,54 @@ class Portfolio:
         has_torch = torch_available()
         threads = _one_torch_thread() if has_torch else None
         try:
-            for k in range(len(state.status)):
-                todo = [c for c in state.open_candidates() if c.layer == k]
-                if not todo:
-                    continue
-                report = progress.phase(f"bab + milp, layer {k + 1}", len(todo)) if progress else None
-                checks = NeuronMilp(state, k)
-                for n, c in enumerate(todo):
-                    if state.is_open(c):
-                        left = state.remaining()
-                        share = None if left is None else left / (len(todo) - n)
-                        yield from _race(state, checks, c, share, has_torch)
-                    if report:
-                        report(n + 1, len(todo), f"neuron {c.neuron}; {state.candidate_count()} candidates open")
+            deferred = yield from self._first_round(state, progress, has_torch)
+            deferred = yield from self._second_round(state, progress, has_torch, deferred)
+            for c in deferred:   # both ran out of this neuron's share of the time, twice
+                yield Outcome(decisions=[Decision(c.layer, c.neuron, int(Status.UNKNOWN), "time_limit")])
         finally:
             if threads is not None:
                 threads()
+
+    def _first_round(self, state, progress, has_torch):
+        """Layer by layer; each candidate gets an equal share of the time left among all candidates
+        still to come (of every layer). Returns those that used up their share undecided."""
+        deferred = []
+        for k in range(len(state.status)):
+            todo = [c for c in state.open_candidates() if c.layer == k]
+            if not todo:
+                continue
+            report = progress.phase(f"bab + milp, layer {k + 1}", len(todo)) if progress else None
+            checks = NeuronMilp(state, k)
+            for n, c in enumerate(todo):
+                if state.is_open(c):
+                    left = state.remaining()
+                    later = sum(c2.layer > k for c2 in state.open_candidates())
+                    share = None if left is None else left / (len(todo) - n + later)
+                    yield from _race(state, checks, c, share, has_torch, final=share is None)
+                    if state.is_open(c):
+                        deferred.append(c)
+                if report:
+                    report(n + 1, len(todo), f"neuron {c.neuron}; {state.candidate_count()} candidates open")
+        return deferred
+
+    def _second_round(self, state, progress, has_torch, deferred):
+        """The time the first round did not use (neurons decided early), split evenly among the
+        candidates that ran out of their share; returns those still undecided."""
+        todo = [c for c in deferred if state.is_open(c)]
+        if not todo or state.remaining() is None:
+            return todo
+        report = progress.phase("bab + milp, second round", len(todo)) if progress else None
+        left_over, checks = [], {}
+        for n, c in enumerate(todo):
+            share = state.remaining() / (len(todo) - n)
+            if c.layer not in checks:
+                checks[c.layer] = NeuronMilp(state, c.layer)
+            yield from _race(state, checks[c.layer], c, share, has_torch, final=True)
+            if state.is_open(c):
+                left_over.append(c)
+            if report:
+                report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}; {state.candidate_count()} open")
+        return left_over
 
 
 #: Seconds branch and bound runs alone before the MILP joins: most neurons are decided within them,
@@ -53,7 +89,7 @@ class Portfolio:
 HEAD_START = 2.0
 
 
-def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool):
+def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = True):
     """Branch and bound here, the MILP in a thread (after :data:`HEAD_START`); the first decision stops the other."""
     stop = threading.Event()
     verdict: list[Verdict] = []
@@ -84,12 +120,15 @@ def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool):
     finally:
         if timer is not None:
             timer.cancel()
+    milp_decided = bool(verdict) and verdict[0].kind in ("infeasible", "witness")
+    near_zero = (result is not None and result.status == "near_zero") or bool(verdict) and verdict[0].kind == "near_zero"
+    if not milp_decided and (near_zero or final) and (result is None or result.status != "witness"):
+        # neither proved it: a region walk from the best point may still find a positive input
+        yield walk_after(state, c, result) if result is not None else walk_outcome(state, c)
     if result is not None:
         yield bab_outcome(c, result, state.margin)
     if verdict and verdict[0].kind not in ("interrupted", "skipped"):
         yield verdict_outcome(c, verdict[0], state.margin)
-    if state.is_open(c) and seconds is not None:   # both ran out of this neuron's share of the time
-        yield Outcome(decisions=[Decision(c.layer, c.neuron, int(Status.UNKNOWN), "time_limit")])
 
 
 def _one_torch_thread():
