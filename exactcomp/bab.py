@@ -25,6 +25,7 @@ import numpy as np
 
 from .bab_certificate import Certificate, Leaf, check_certificate, covers_box  # noqa: F401 (re-exported)
 from .split_bounds import phases_of, split_bound
+from .torch_operators import torch_operator
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class BabResult:
 
 
 class _Engine:
-    """The bound of :mod:`exactcomp.split_bounds` in torch, for a batch, with gradients in α and β."""
+    """The bound of :mod:`exactcomp.split_bounds` in torch, for a batch, with gradients in α and β.
+    Layers are used only through their torch operators (bias and ``apply_transpose``)."""
 
     def __init__(self, net, box, bounds, target, device="cpu"):
         import torch
@@ -62,9 +64,8 @@ class _Engine:
         self.k, self.sign = k, float(sign)
         dev = torch.device(device)
         as_t = lambda a: torch.as_tensor(np.array(a, dtype=np.float64), device=dev)
-        self.W = [as_t(net.layers[j].W) for j in range(k)]
-        self.b = [as_t(net.layers[j].b) for j in range(k)]
-        self.obj_w = as_t(sign * net.layers[k].W[t])
+        self.ops = [torch_operator(net.layers[j], dev) for j in range(k)]
+        self.obj_w = as_t(sign * net.layers[k].rows([t])[0])
         self.obj_b = float(sign * net.layers[k].b[t])
         self.lx, self.ux = as_t(box.lower), as_t(box.upper)
         self.lower, self.upper, self.active, self.unstable, self.slope = [], [], [], [], []
@@ -96,8 +97,8 @@ class _Engine:
             intercept = torch.where(free & up, -a * slope * lo, torch.zeros_like(a))
             if want_scores:
                 scores[j] = torch.where(free, intercept, torch.full_like(a, -1.0))
-            const = const + intercept.sum(dim=1) + lam @ self.b[j]
-            a = lam @ self.W[j]
+            const = const + intercept.sum(dim=1) + lam @ self.ops[j].b
+            a = self.ops[j].apply_transpose(lam)
         bound = const + torch.maximum(a * self.lx, a * self.ux).sum(dim=1)
         corner = torch.where(a > 0, self.ux, self.lx)
         return bound, corner, scores
