@@ -49,15 +49,21 @@ def main(argv=None) -> int:
     from exactcomp.bab import check_certificate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summarize", type=Path, nargs="+", metavar="RESULTS",
+                    help="print the markdown table of these result files (columns in this order) and stop")
     ap.add_argument("--limit", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "hard_neurons.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--batch", type=int, help="children per iteration (default: 1024 on cpu, 8192 on cuda)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        print(summarize([json.loads(p.read_text()) for p in args.summarize]))
+        return 0
     torch.set_num_threads(1)
     from exactcomp.bab import BabOptions, branch_and_bound
     from exactcomp.bench import machine_info
     from exactcomp.provers.bab import GPU_BATCH
+    from exactcomp.region_walk import region_walk
 
     batch = args.batch or (GPU_BATCH if args.device.startswith("cuda") else BabOptions.batch)
     options = BabOptions(device=args.device, batch=batch)
@@ -77,17 +83,48 @@ def main(argv=None) -> int:
             r = branch_and_bound(net, box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
                                  deadline=time.perf_counter() + args.limit, options=options)
             checked = check_certificate(net, box, r.certificate) if r.status == "proven" else None
+            walk = None
+            if r.status in ("near_zero", "open") and len(r.points):   # what the portfolio does next
+                walk = region_walk(net, box, (c.layer, c.neuron, c.sign), r.points[0])[1]
             sampled = float((c.sign * pre[c.layer][:, c.neuron]).max())
             row = {"network": name, "neuron": f"{c.layer + 1}:{c.neuron}:{int(c.sign)}", "lp_bound": lp_bound,
                    "status": r.status, "seconds": round(r.seconds, 2), "subdomains": r.subdomains,
                    "leaves": len(r.certificate.leaves) if r.certificate else 0, "certificate_ok": checked,
-                   "sampled_max": sampled, "best_point": r.best_value,
+                   "sampled_max": sampled, "best_point": r.best_value, "region_walk": walk,
                    "contradiction": bool(r.status == "proven" and sampled > 0)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             doc["rows"] = rows
             args.out.write_text(json.dumps(doc, indent=1) + "\n")   # after every neuron: a cut run keeps its rows
     return 0
+
+
+def summarize(docs: list[dict]) -> str:
+    """One row per neuron, one column per result file: status, seconds, subdomains; the region walk's
+    best value where branch and bound left the neuron near zero or open."""
+    def cell(r):
+        if r is None:
+            return "—"
+        text = f"{r['status']} {r['seconds']:.1f} s ({r['subdomains']:,})"
+        if r.get("region_walk") is not None:
+            text += f"; walk {r['region_walk']:+.1e}" + (" = witness" if r["region_walk"] > 0 else "")
+        return text
+
+    heads = [f"{d['device']}{' ' + d.get('gpu', '') if d['device'] != 'cpu' else ''}, {d['limit']:g} s" for d in docs]
+    keyed = [{(r["network"], r["neuron"]): r for r in d["rows"]} for d in docs]
+    lines = ["| network | neuron | LP bound | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * len(docs)]
+    for key in dict.fromkeys(k for rows in keyed for k in rows):
+        first = next(rows[key] for rows in keyed if key in rows)
+        lines.append(f"| {key[0].removeprefix('mnist_')} | {key[1]} | {first['lp_bound']:.4f} | "
+                     + " | ".join(cell(rows.get(key)) for rows in keyed) + " |")
+    for d, head in zip(docs, heads):
+        counts: dict[str, int] = {}
+        for r in d["rows"]:
+            status = "witness (walk)" if (r.get("region_walk") or -1) > 0 else r["status"]
+            counts[status] = counts.get(status, 0) + 1
+        bad = sum(bool(r["contradiction"]) or r["certificate_ok"] is False for r in d["rows"])
+        lines.append(f"\n{head}: {counts}; certificates failing or contradicted by sampling: {bad}.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

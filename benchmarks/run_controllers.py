@@ -3,7 +3,7 @@
     python benchmarks/train_controllers.py
     python benchmarks/run_controllers.py [--time-limit 60] [--out benchmarks/results/controllers.json]
 
-For every controller and each of its three operating-region boxes: the default schedule (with
+For every controller and each of its five boxes: the default schedule (with
 ``input-split``) and, for comparison, the same schedule without it (bounds, witnesses, LP, portfolio),
 both with the same budget. Prints a markdown table: seconds, unknown neurons, neurons decided by
 input splitting, parameters before and after.

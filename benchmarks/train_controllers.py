@@ -5,8 +5,9 @@
 Networks ``ctrl_{inputs}in_5x50_s{seed}``: ``inputs -> 50 x 5 -> 2`` ReLU MLPs (Adam, a little L1)
 fitted to a smooth nonlinear feedback law of a planar vehicle, ``u = (-k1 tanh(e_lat) - k2 sin(e_head)
 + c v κ, ...)`` with extra inputs as disturbances, on uniform samples of ``[-1, 1]^inputs``. Each gets
-three boxes (``.box0.json`` .. ``.box2.json``): random operating regions whose sides are 5-20 % of the
-input range — the small, low-dimensional domains where input splitting should decide every neuron.
+five boxes: ``.box0.json`` .. ``.box2.json`` random operating regions whose sides are 5-20 % of the
+input range, ``.box3.json`` one whose sides are half the range, ``.box4.json`` the whole training
+domain ``[-1, 1]^inputs`` — low-dimensional domains where input splitting should decide every neuron.
 Deterministic for a given torch version. Not committed: regenerated in about a minute.
 """
 
@@ -73,9 +74,9 @@ def main(argv=None) -> int:
             torch.onnx.export(net.eval(), (torch.zeros(1, inputs),), str(path), dynamo=False, input_names=["state"],
                               output_names=["control"], dynamic_axes={"state": {0: "batch"}, "control": {0: "batch"}})
             rng = np.random.default_rng(100 + seed)
-            for b in range(3):
-                side = rng.uniform(0.05, 0.2, size=inputs) * 2.0
-                lower = rng.uniform(-1, 1 - side)
+            for b, (lo, hi) in enumerate([(0.05, 0.2)] * 3 + [(0.5, 0.5), (1.0, 1.0)]):
+                side = rng.uniform(lo, hi, size=inputs) * 2.0
+                lower = rng.uniform(-1, 1 - side) if hi < 1 else -np.ones(inputs)
                 (args.out / f"{name}.box{b}.json").write_text(
                     json.dumps({"lower": lower.round(4).tolist(), "upper": (lower + side).round(4).tolist()}) + "\n")
             index[name] = {"inputs": inputs, "seed": seed, "validation_rmse": round(rmse, 4)}

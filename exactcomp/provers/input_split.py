@@ -73,6 +73,12 @@ class InputSplitCertificate:
         return [c.check(net, box, cache) for c in certificates]
 
 
+#: Input splitting gives up when no candidate was resolved for this long (or for half of its time so
+#: far, if longer): measured on a 5-input controller whose last few candidates the split tree could not
+#: close, 72,656 boxes in 30 s decided nothing that LP and the portfolio then decided in 2.3 s.
+STALL_SECONDS = 3.0
+
+
 class InputSplit:
     name = "input-split"
 
@@ -89,11 +95,18 @@ class InputSplit:
         stop = float("inf") if left is None else time.perf_counter() + self.share * left
         report = progress.phase("input splitting", len(todo)) if progress else None
         search = _Search(state, todo, free, self.corners)
+        start = last_progress = time.perf_counter()
+        resolved = 0
         while search.heap and time.perf_counter() < stop:
             state.remaining()
             out = search.step()
             if out is not None:
                 yield out
+            now = time.perf_counter()
+            if search.resolved > resolved:
+                resolved, last_progress = search.resolved, now
+            elif now - last_progress > max(STALL_SECONDS, 0.5 * (now - start)):
+                break   # nothing resolved for a while: leave the rest to LP and the portfolio
             if report:
                 report(search.resolved, len(todo), f"{len(search.heap)} boxes; {state.candidate_count()} open")
 

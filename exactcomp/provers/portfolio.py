@@ -7,8 +7,8 @@ branch and bound (torch, one thread) and the feasibility MILP of the ``milp`` pr
 thread) at the same time — the MILP after a two-second head start of branch and bound, which decides
 most neurons alone; the first to decide stops the other, so a hard neuron gets both cores. Each
 candidate may use an equal share of the time left among the candidates still to come (all of it when
-there is no time limit); the time that easy neurons leave unused goes, in a second round, to those
-that ran out of their share. A candidate left near zero or undecided gets a region walk
+there is no time limit); the time that easy neurons leave unused goes, in further rounds (at most
+:data:`MAX_EXTRA_ROUNDS`), to those that ran out of their share. A candidate left near zero or undecided gets a region walk
 (:mod:`exactcomp.provers.walk`) from the best point found, which may show it unstable. Without torch
 only the MILP runs.
 """
@@ -34,8 +34,12 @@ class Portfolio:
         threads = _one_torch_thread() if has_torch else None
         try:
             deferred = yield from self._first_round(state, progress, has_torch)
-            deferred = yield from self._second_round(state, progress, has_torch, deferred)
-            for c in deferred:   # both ran out of this neuron's share of the time, twice
+            for round_ in range(2, 2 + MAX_EXTRA_ROUNDS):
+                left = state.remaining()
+                if not deferred or left is None or left < MIN_ROUND_SECONDS:
+                    break
+                deferred = yield from self._next_round(state, progress, has_torch, deferred, round_)
+            for c in deferred:   # both ran out of this neuron's share of the time, in every round
                 yield Outcome(decisions=[Decision(c.layer, c.neuron, int(Status.UNKNOWN), "time_limit")])
         finally:
             if threads is not None:
@@ -63,13 +67,14 @@ class Portfolio:
                     report(n + 1, len(todo), f"neuron {c.neuron}; {state.candidate_count()} candidates open")
         return deferred
 
-    def _second_round(self, state, progress, has_torch, deferred):
-        """The time the first round did not use (neurons decided early), split evenly among the
-        candidates that ran out of their share; returns those still undecided."""
+    def _next_round(self, state, progress, has_torch, deferred, round_: int):
+        """The time earlier rounds did not use (neurons decided early), split evenly among the
+        candidates that ran out of their share (each starts afresh with a larger share); returns
+        those still undecided."""
         todo = [c for c in deferred if state.is_open(c)]
-        if not todo or state.remaining() is None:
+        if not todo:
             return todo
-        report = progress.phase("bab + milp, second round", len(todo)) if progress else None
+        report = progress.phase(f"bab + milp, round {round_}", len(todo)) if progress else None
         left_over, checks = [], {}
         for n, c in enumerate(todo):
             share = state.remaining() / (len(todo) - n)
@@ -82,6 +87,10 @@ class Portfolio:
                 report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}; {state.candidate_count()} open")
         return left_over
 
+
+#: Rounds after the first for candidates that ran out of their share, and the least time worth one.
+MAX_EXTRA_ROUNDS = 4
+MIN_ROUND_SECONDS = 1.0
 
 #: Seconds branch and bound runs alone before the MILP joins: most neurons are decided within them,
 #: and building and starting a MILP beside it slows it down (measured on MNIST 2x100: 6.7 s of branch
