@@ -16,6 +16,7 @@ import time
 from ..analysis import Status
 from .milp import proven_edge
 from .state import Decision, Outcome
+from .walk import walk_outcome
 
 
 def torch_available() -> bool:
@@ -40,12 +41,9 @@ def bab_outcome(c, result, margin: float) -> Outcome:
     return out
 
 
-def walk_after(state, c, result) -> Outcome:
-    """A region walk (:mod:`exactcomp.provers.walk`) from branch and bound's best point: a neuron that
-    branch and bound leaves near zero or open may still have a positive point nearby."""
-    from .walk import walk_outcome
-
-    return walk_outcome(state, c, result.points[0] if len(result.points) else None)
+def best_point(result):
+    """Branch and bound's best input (None when it has none): where a region walk starts."""
+    return result.points[0] if len(result.points) else None
 
 
 def bab_options(state):
@@ -87,7 +85,7 @@ class BabProver:
                 state.remaining()   # raises OutOfTime past the deadline
                 result = run_bab(state, c, self.per_neuron)
                 if result.status in ("near_zero", "open"):
-                    yield walk_after(state, c, result)
+                    yield walk_outcome(state, c, best_point(result))
                 yield bab_outcome(c, result, state.margin)
             if report:
                 report(n + 1, len(todo), f"layer {c.layer + 1} neuron {c.neuron}; {state.candidate_count()} open")

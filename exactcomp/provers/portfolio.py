@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 
 from ..analysis import Status
-from .bab import bab_outcome, run_bab, torch_available, walk_after
+from .bab import bab_outcome, best_point, run_bab, torch_available
 from .milp import NeuronMilp, Verdict, verdict_outcome
 from .state import Decision, Outcome
 from .walk import walk_outcome
@@ -133,7 +133,7 @@ def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = 
     near_zero = (result is not None and result.status == "near_zero") or bool(verdict) and verdict[0].kind == "near_zero"
     if not milp_decided and (near_zero or final) and (result is None or result.status != "witness"):
         # neither proved it: a region walk from the best point may still find a positive input
-        yield walk_after(state, c, result) if result is not None else walk_outcome(state, c)
+        yield walk_outcome(state, c, best_point(result) if result is not None else None)
     if result is not None:
         yield bab_outcome(c, result, state.margin)
     if verdict and verdict[0].kind not in ("interrupted", "skipped"):
