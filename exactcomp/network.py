@@ -92,6 +92,12 @@ class Dense:
         """The linear forms of some outputs on the layer's input (rows of ``W``)."""
         return self.W[neurons]
 
+    def matrix(self):
+        """``W`` as a ``scipy.sparse`` CSR matrix (what the MILP formulations read)."""
+        import scipy.sparse as sp
+
+        return sp.csr_array(self.W)
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -125,7 +131,10 @@ class Head:
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A ReLU MLP on a flattened input, plus what is needed to write it back as ONNX.
+    """A ReLU network on a flattened input, plus what is needed to write it back as ONNX.
+
+    Its layers are affine ops: :class:`Dense` or :class:`exactcomp.conv.Conv` (each reads the
+    previous layer's output flattened; a convolution interprets it as ``(C, H, W)``).
 
     ``trunk_output`` describes the tensor ``y = g_L`` (its per-sample shape may be
     multi-dimensional; ``y`` is reshaped to it on export). ``outputs`` are the model's outputs
@@ -135,7 +144,7 @@ class Network:
     ``fan_in`` is their number, while ``input_size`` stays the size of the model input.
     """
 
-    layers: tuple[Dense, ...]
+    layers: tuple  # of Dense / Conv
     input: TensorInfo
     trunk_output: TensorInfo
     outputs: tuple[TensorInfo, ...]
@@ -166,7 +175,7 @@ class Network:
 
     # --- structure ---------------------------------------------------------------------
     @property
-    def hidden(self) -> tuple[Dense, ...]:
+    def hidden(self) -> tuple:
         """The ReLU layers (all but the last)."""
         return self.layers[:-1]
 

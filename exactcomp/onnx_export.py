@@ -1,6 +1,8 @@
 """:class:`~exactcomp.network.Network` → ONNX.
 
-The trunk is written as ``Flatten → [Gather] → [Cast] → (Gemm → Relu)* → Gemm → [Reshape]`` with
+The trunk is written as ``Flatten → [Gather] → [Cast] → (Layer → Relu)* → Layer → [Reshape]`` with
+``Layer`` a ``Gemm`` for a dense layer and ``Reshape`` to ``(C, H, W)`` (unless the previous convolution's
+output already has that shape) ``→ Conv`` for a convolution (``Flatten`` after it when a dense layer follows),
 weights in the original compute dtype (``Gather`` on axis 1, its indices an int64 initializer,
 when the network reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input
 and output names, element types, per-sample shapes and the batch axis (symbolic or fixed) are those
@@ -27,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from .errors import ModelError
 from .files import write_atomic
+from .conv import Conv
 from .network import Dense, Network, TensorInfo
 
 _PREFIX = "exactcomp"
@@ -81,6 +84,17 @@ def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: i
     return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
 
 
+def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, i: int, name: str) -> str:
+    """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
+    if not image:
+        h = b.node("Reshape", [h, b.const(f"layer{i}/input_shape", [-1, *layer.in_shape], np.int64)],
+                   f"{_PREFIX}/layer{i}/image")
+    _, _, kh, kw = layer.kernel.shape
+    return b.node("Conv", [h, b.const(f"layer{i}/kernel", layer.kernel), b.const(f"layer{i}/bias", layer.bias)], name,
+                  kernel_shape=[kh, kw], strides=list(layer.stride), pads=list(layer.pads),
+                  dilations=list(layer.dilation), group=layer.groups)
+
+
 def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     opset = _opset(net)
     h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
@@ -90,20 +104,26 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
         h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
     last = len(net.layers) - 1
     out_shape = net.trunk_output.shape
-    needs_reshape = len(out_shape) != 1
+    image = None  # the (C, H, W) of h when it is a 4-D convolution output, else None (h is flat)
     for i, layer in enumerate(net.layers):
         final = i == last
-        name = net.trunk_output.name if final and not needs_reshape else f"{_PREFIX}/layer{i + 1}/gemm"
+        convolution = isinstance(layer, Conv) and not layer.is_constant
+        if image is not None and not (convolution and tuple(layer.in_shape) == image):
+            h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
+        direct = final and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
+        name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
         if layer.is_constant:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
+        elif convolution:
+            h, image = _conv_node(layer, h, image is not None, b, i + 1, name), tuple(layer.out_shape)
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
-    if needs_reshape:
-        target = b.const("output_shape", [-1, *out_shape], np.int64)
-        b.node("Reshape", [h, target], net.trunk_output.name)
+        elif not direct:
+            target = b.const("output_shape", [-1, *out_shape], np.int64)
+            b.node("Reshape", [h, target], net.trunk_output.name)
 
 
 def to_onnx(net: Network) -> onnx.ModelProto:
@@ -149,7 +169,7 @@ def check_exportable(net: Network) -> None:
                                       last.neuron_ids)])
     variants = [("the network", net), ("a constant network", constant)]
     full = net.with_full_input()
-    if full.input_size > 1:  # the first input fixed, the others read through a Gather
+    if full.input_size > 1 and isinstance(full.layers[0], Dense):  # the first input fixed, the others read through a Gather
         first = full.layers[0]
         selected = Dense(first.W[:, 1:], first.b, first.layer_id, first.neuron_ids)
         variants.append(("an input selection", replace(full, layers=(selected, *full.layers[1:]),

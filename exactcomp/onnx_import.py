@@ -7,10 +7,12 @@ The importer interprets the graph symbolically. Every tensor is one of
   or the output of the most recent ``Relu``), with its per-sample shape;
 * an *opaque* value: something non-piecewise-linear was applied (softmax, argmax, ...).
 
-Affine operations (Gemm, MatMul, Add/Sub/Mul/Div with constants, Flatten, Reshape, BatchNorm,
-Identity, Dropout, Gather of constant indices along a feature axis, ...) update ``A`` and ``c``;
+Affine operations (Conv, Gemm, MatMul, Add/Sub/Mul/Div with constants, Flatten, Reshape, BatchNorm,
+Identity, Dropout, Gather of constant indices along a feature axis, ...) update ``A`` and ``c``
+(``A`` sparse where it can be: a basis starts as the sparse identity);
 consecutive affine operations therefore fold into one layer. A ``Relu`` applied to an affine value
-ends a layer ``(W, b) = (A, c)`` and starts a new basis. The first affine tensor consumed by a
+ends a layer ``(W, b) = (A, c)`` and starts a new basis; a layer that is still a convolution of
+its basis becomes a :class:`~exactcomp.conv.Conv` (:mod:`exactcomp.onnx_conv`), any other a dense layer. The first affine tensor consumed by a
 non-affine operation is the *trunk output*; every opaque node downstream of it forms the *head*,
 copied unchanged into the exported model.
 """
@@ -22,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import scipy.sparse as sp
 from onnx import helper, numpy_helper
 
+from . import onnx_conv
 from .errors import ModelError, UnsupportedOpError
-from .network import Dense, Head, Network, TensorInfo
+from .network import Head, Network, TensorInfo
 
 AFFINE_OPS = (
-    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
     "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather",
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
@@ -44,13 +48,34 @@ class _Const:
 
 @dataclass
 class _Affine:
-    """``t = A @ h + c`` for one sample, ``t`` reshaped to ``shape``; ``h`` is basis ``basis``."""
+    """``t = A @ h + c`` for one sample, ``t`` reshaped to ``shape``; ``h`` is basis ``basis``.
 
-    A: np.ndarray
+    ``A`` is a dense array or a ``scipy.sparse`` array (a basis starts as the sparse identity).
+    ``conv``: the convolution of the basis this value may still be (see :mod:`exactcomp.onnx_conv`).
+    """
+
+    A: object
     c: np.ndarray
     shape: tuple[int, ...]
     basis: int
     dtype: str
+    conv: object = None
+
+
+def _identity(n: int):
+    return sp.identity(n, format="csr", dtype=np.float64)
+
+
+def _scale_rows(A, k: np.ndarray):
+    """``diag(k) A`` for a dense or sparse ``A``."""
+    return sp.csr_array(sp.diags_array(k) @ A) if sp.issparse(A) else A * k[:, None]
+
+
+def _add(A, B):
+    """``A + B`` for dense or sparse operands (sparse only when both are)."""
+    if sp.issparse(A) and sp.issparse(B):
+        return sp.csr_array(A + B)
+    return (A.toarray() if sp.issparse(A) else A) + (B.toarray() if sp.issparse(B) else B)
 
 
 @dataclass
@@ -74,7 +99,7 @@ class _Tracer:
         self.graph = model.graph
         self.source = source
         self.values: dict[str, object] = {}
-        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.layers: list[tuple] = []  # (A, c, conv spec or None) per ReLU layer
         self.basis = 0
         self.head_inputs: dict[str, int] = {}  # trunk tensor name -> first consuming node index
         self.opaque_nodes: list[int] = []
@@ -106,7 +131,7 @@ class _Tracer:
             self.fail(f"input '{info.name}' has non-fixed feature dimensions {dims[1:]}; only the batch axis may be dynamic")
         dtype = _FLOAT_TYPES[tt.elem_type]
         n = int(np.prod(shape))
-        self.values[info.name] = _Affine(np.eye(n), np.zeros(n), shape, 0, dtype)
+        self.values[info.name] = _Affine(_identity(n), np.zeros(n), shape, 0, dtype)
         return TensorInfo(info.name, shape, dtype, dims[0] if dims[0] not in ("", 0) else "N")
 
     def read_initializers(self):
@@ -149,6 +174,8 @@ class _Tracer:
     # ---------------------------------------------------------------- affine algebra
     @staticmethod
     def broadcast(value: _Affine, shape: tuple[int, ...]) -> _Affine:
+        if tuple(shape) == tuple(value.shape):
+            return value
         idx = np.broadcast_to(np.arange(value.A.shape[0]).reshape(value.shape), shape).ravel()
         return _Affine(value.A[idx], value.c[idx], tuple(shape), value.basis, value.dtype)
 
@@ -169,29 +196,30 @@ class _Tracer:
             shape = np.broadcast_shapes(a.shape, b.shape)
             a, b = self.broadcast(a, shape), self.broadcast(b, shape)
             sign = 1.0 if op == "Add" else -1.0
-            return _Affine(a.A + sign * b.A, a.c + sign * b.c, shape, a.basis, a.dtype)
+            return _Affine(_add(a.A, sign * b.A), a.c + sign * b.c, shape, a.basis, a.dtype)
         affine_first = isinstance(a, _Affine)
         aff, k = (a, b) if affine_first else (b, a)
         k = self.per_sample_const(node, k.value, len(aff.shape))
         if not np.isfinite(k).all():
             self.fail_node(node, "constant operand contains NaN or infinite values")
         shape = tuple(np.broadcast_shapes(aff.shape, k.shape))
+        conv = aff.conv if shape == tuple(aff.shape) else None
         aff = self.broadcast(aff, shape)
         kf = np.broadcast_to(k, shape).ravel()
         if op == "Add":
-            return _Affine(aff.A, aff.c + kf, shape, aff.basis, aff.dtype)
+            return _Affine(aff.A, aff.c + kf, shape, aff.basis, aff.dtype, conv)
         if op == "Sub":
             if affine_first:
-                return _Affine(aff.A, aff.c - kf, shape, aff.basis, aff.dtype)
-            return _Affine(-aff.A, kf - aff.c, shape, aff.basis, aff.dtype)
+                return _Affine(aff.A, aff.c - kf, shape, aff.basis, aff.dtype, conv)
+            return _Affine(-aff.A, kf - aff.c, shape, aff.basis, aff.dtype, conv)
         if op == "Mul":
-            return _Affine(aff.A * kf[:, None], aff.c * kf, shape, aff.basis, aff.dtype)
+            return _Affine(_scale_rows(aff.A, kf), aff.c * kf, shape, aff.basis, aff.dtype, conv)
         if op == "Div":
             if not affine_first:
                 self.fail_node(node, "dividing by an input-dependent tensor is not affine", UnsupportedOpError)
             if np.any(kf == 0):
                 self.fail_node(node, "division by zero in a constant divisor")
-            return _Affine(aff.A / kf[:, None], aff.c / kf, shape, aff.basis, aff.dtype)
+            return _Affine(_scale_rows(aff.A, 1.0 / kf), aff.c / kf, shape, aff.basis, aff.dtype, conv)
         raise AssertionError(op)
 
     def same_basis(self, node, *values: _Affine):
@@ -220,9 +248,9 @@ class _Tracer:
             to = attrs.get("to")
             if to not in _FLOAT_TYPES:
                 return None  # a cast to an integer type is not piecewise linear: head boundary
-            return [_Affine(x.A, x.c, x.shape, x.basis, _FLOAT_TYPES[to])]
+            return [_Affine(x.A, x.c, x.shape, x.basis, _FLOAT_TYPES[to], x.conv)]
         if op == "Neg":
-            return [_Affine(-x.A, -x.c, x.shape, x.basis, x.dtype)]
+            return [_Affine(-x.A, -x.c, x.shape, x.basis, x.dtype, x.conv)]
         if op in ("Add", "Sub", "Mul", "Div"):
             return [self.elementwise(node, ins[0], ins[1], op)]
         if op == "Sum":
@@ -235,19 +263,19 @@ class _Tracer:
         if op == "Flatten":
             if attrs.get("axis", 1) not in (1, -len(x.shape) - 1):
                 self.fail_node(node, f"Flatten with axis={attrs['axis']} mixes the batch axis", UnsupportedOpError)
-            return [_Affine(x.A, x.c, (int(np.prod(x.shape)),), x.basis, x.dtype)]
+            return [_Affine(x.A, x.c, (int(np.prod(x.shape)),), x.basis, x.dtype, x.conv)]
         if op == "Reshape":
-            return [_Affine(x.A, x.c, self.reshape_target(node, x, attrs), x.basis, x.dtype)]
+            return [_Affine(x.A, x.c, self.reshape_target(node, x, attrs), x.basis, x.dtype, x.conv)]
         if op == "Squeeze":  # axes refer to the input; none given means every size-1 feature axis
             full = (1, *x.shape)
             axes = self.axes(node, attrs, len(full)) or [i for i, d in enumerate(full) if d == 1 and i > 0]
-            return [_Affine(x.A, x.c, tuple(d for i, d in enumerate(full) if i not in axes)[1:], x.basis, x.dtype)]
+            return [_Affine(x.A, x.c, tuple(d for i, d in enumerate(full) if i not in axes)[1:], x.basis, x.dtype, x.conv)]
         if op == "Unsqueeze":  # axes refer to the output, whose rank grows by len(axes)
             n_axes = len(self.const(node, node.input[1], "axes").ravel()) if len(node.input) > 1 else len(attrs["axes"])
             shape = [1, *x.shape]
             for a in sorted(self.axes(node, attrs, len(shape) + n_axes)):
                 shape.insert(a, 1)
-            return [_Affine(x.A, x.c, tuple(shape[1:]), x.basis, x.dtype)]
+            return [_Affine(x.A, x.c, tuple(shape[1:]), x.basis, x.dtype, x.conv)]
         if op == "Transpose":
             perm = list(attrs.get("perm", range(len(x.shape), -1, -1)))
             if perm[0] != 0:
@@ -265,6 +293,8 @@ class _Tracer:
                 self.fail_node(node, f"indices outside [-{dim}, {dim - 1}]")
             idx = np.take(np.arange(x.A.shape[0]).reshape(x.shape), indices, axis=axis - 1)
             return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
+        if op == "Conv":
+            return [self.conv(node, x, attrs)]
         if op == "Gemm":
             return [self.gemm(node, ins, attrs)]
         if op == "MatMul":
@@ -321,6 +351,14 @@ class _Tracer:
         M = W.T if lead == 1 else np.kron(np.eye(lead), W.T)
         return _Affine(M @ x.A, M @ x.c, (*x.shape[:-1], W.shape[1]), x.basis, x.dtype)
 
+    def conv(self, node, x: _Affine, attrs) -> _Affine:
+        spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
+        M = spec.matrix()
+        A = M @ x.A
+        A = sp.csr_array(A) if sp.issparse(A) else np.asarray(A)
+        structured = onnx_conv.conv_of_basis(spec, x.A, x.c)
+        return _Affine(A, M @ x.c + spec.b, spec.out_shape, x.basis, x.dtype, structured)
+
     def batchnorm(self, node, x: _Affine, attrs) -> _Affine:
         if attrs.get("training_mode", 0):
             self.fail_node(node, "training-mode batch normalization is not supported", UnsupportedOpError)
@@ -335,10 +373,10 @@ class _Tracer:
     def relu(self, node, x: _Affine) -> _Affine:
         if x.basis != self.basis:
             self.fail_node(node, "applies to a tensor of an earlier layer (branches are not supported)", UnsupportedOpError)
-        self.layers.append((x.A, x.c))
+        self.layers.append((x.A, x.c, x.conv))
         self.basis += 1
         n = x.A.shape[0]
-        return _Affine(np.eye(n), np.zeros(n), x.shape, self.basis, x.dtype)
+        return _Affine(_identity(n), np.zeros(n), x.shape, self.basis, x.dtype)
 
     # ---------------------------------------------------------------- main loop
     def run_node(self, node):
@@ -496,17 +534,20 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
     if not tracer.layers:
         tracer.fail("the model has no Relu: there is nothing to compress", UnsupportedOpError)
 
-    dense = [Dense(W, b, i + 1, np.arange(len(b))) for i, (W, b) in enumerate(tracer.layers)]
-    dense.append(Dense(trunk.A, trunk.c, len(dense) + 1, np.arange(len(trunk.c))))
-    for layer in dense:
-        if not (np.isfinite(layer.W).all() and np.isfinite(layer.b).all()):
-            tracer.fail(f"folded weights of layer {layer.layer_id} are not finite (overflow in the model's constants?)")
+    traced = [*tracer.layers, (trunk.A, trunk.c, trunk.conv)]
+    layers = []
+    for i, (A, c, spec) in enumerate(traced):
+        data = A.data if sp.issparse(A) else A
+        if not (np.isfinite(data).all() and np.isfinite(c).all()):
+            tracer.fail(f"folded weights of layer {i + 1} are not finite (overflow in the model's constants?)")
+        what = f"layer {i + 1}" if i < len(tracer.layers) else f"the trunk output '{trunk_name}'"
+        layers.append(onnx_conv.layer_from_affine(tracer, A, c, spec, i + 1, what))
     head = _build_head(tracer, trunk_name)
     outputs = tuple(_output_info(o) for o in model.graph.output)
     trunk_info = TensorInfo(trunk_name, trunk.shape, trunk.dtype, input_info.batch)
     opsets = tuple((o.domain, o.version) for o in model.opset_import)
     return Network(
-        layers=tuple(dense), input=input_info, trunk_output=trunk_info, outputs=outputs,
+        layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
         compute_dtype=trunk.dtype, head=head, opsets=opsets,
         metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name},
     )

@@ -19,6 +19,10 @@ stability holds.
 * :func:`merge_linear_layer` — every neuron of layer ``l`` is stably active (``h_l = g_l``):
   ``g_{l+1} = (W_{l+1} W_l) h_{l-1} + (W_{l+1} b_l + b_{l+1})``; applied only when it does not increase
   the parameter count.
+* :func:`remove_dead_channels` — a convolution's output channel ``o`` stably inactive at every
+  position: ``h[o, :, :] = 0``, so delete its filter and bias entry, and what reads it: the matching
+  input channel of a following convolution, or the ``H·W`` columns of a following dense layer.
+  (Dense rules do not apply inside a convolution: removing single positions would break the structure.)
 * :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
   constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``
   (and reads the whole input: a constant needs no selection).
@@ -31,6 +35,7 @@ from dataclasses import replace
 import numpy as np
 import scipy.linalg
 
+from .conv import Conv
 from .network import Dense, Network
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
@@ -54,7 +59,7 @@ def fold_fixed_inputs(net: Network, box) -> Network:
     first = net.layers[0]
     read = np.arange(net.input_size) if net.input_indices is None else net.input_indices
     fixed = box.lower[read] == box.upper[read]
-    if not fixed.any():
+    if not fixed.any() or not isinstance(first, Dense):  # a convolution reads its whole input
         return net
     b = first.b + first.W[:, fixed] @ box.lower[read][fixed]
     layer = Dense(first.W[:, ~fixed], b, first.layer_id, first.neuron_ids)
@@ -95,6 +100,43 @@ def fold_constant_neurons(net: Network, pos: int) -> Network:
         return net
     b_next = nxt.b + nxt.W[:, constant] @ np.maximum(layer.b[constant], 0.0)
     return _fold_into_next(net, pos, constant, nxt.W, b_next)
+
+
+def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Network:
+    """Delete the output channels of convolution ``pos`` whose every neuron is in ``inactive`` (see module doc).
+
+    A grouped convolution, or one followed by a grouped convolution, is left as it is.
+    """
+    _check_hidden(net, pos)
+    layer, nxt = net.layers[pos], net.layers[pos + 1]
+    if not isinstance(layer, Conv) or layer.groups != 1 or (isinstance(nxt, Conv) and nxt.groups != 1):
+        return net
+    dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
+    if not dead.any() or dead.all():
+        return net if not dead.any() else remove_all_channels(net, pos)
+    keep = ~dead
+    if isinstance(nxt, Conv):
+        nxt = nxt.keep_input_channels(keep)
+    else:
+        nxt = Dense(nxt.W[:, np.repeat(keep, layer.positions)], nxt.b, nxt.layer_id, nxt.neuron_ids)
+    return _replace(net, pos, layer.keep_output_channels(keep), nxt)
+
+
+def remove_all_channels(net: Network, pos: int) -> Network:
+    """Convolution ``pos`` is stably inactive everywhere: the network is constant from there on."""
+    return _constant_after(net, pos)
+
+
+def _constant_after(net: Network, pos: int) -> Network:
+    """The constant network when hidden layer ``pos`` outputs ``h = 0``: the layers after it evaluated
+    on zero; one layer with ``W = 0`` reading the whole input (a constant needs no selection)."""
+    h = np.zeros((1, net.layers[pos].width))
+    for layer in net.layers[pos + 1:]:
+        g = layer.apply(h)
+        h = g if layer is net.layers[-1] else np.maximum(g, 0.0)
+    last = net.layers[-1]
+    constant = Dense(np.zeros((last.width, net.input_size)), h[0], last.layer_id, last.neuron_ids)
+    return replace(net, layers=(constant,), input_indices=None)
 
 
 def independent_rows(A: np.ndarray, tol: float = RANK_TOLERANCE):
@@ -160,15 +202,7 @@ def merge_linear_layer(net: Network, pos: int, only_if_smaller: bool = True) -> 
 def collapse_constant_network(net: Network) -> Network:
     """If a hidden layer has no neurons, the output is constant: replace the trunk by it."""
     empty = [i for i, layer in enumerate(net.hidden) if layer.width == 0]
-    if not empty:
-        return net
-    h = np.zeros(0)
-    for i, layer in enumerate(net.layers[empty[-1] + 1:]):
-        g = layer.W @ h + layer.b
-        h = g if layer is net.layers[-1] else np.maximum(g, 0.0)
-    last = net.layers[-1]
-    constant = Dense(np.zeros((last.width, net.input_size)), h, last.layer_id, last.neuron_ids)
-    return replace(net, layers=(constant,), input_indices=None)
+    return _constant_after(net, empty[-1]) if empty else net
 
 
 def compress_network(net: Network, analysis) -> Network:
@@ -188,6 +222,13 @@ def compress_network(net: Network, analysis) -> Network:
 
     pos = 0
     while pos < len(net.layers) - 1:
+        if isinstance(net.layers[pos], Conv) or isinstance(net.layers[pos + 1], Conv):
+            if isinstance(net.layers[pos], Conv):
+                net = remove_dead_channels(net, pos, status(net, pos) == Status.INACTIVE)
+                if len(net.layers) == 1:
+                    return net
+            pos += 1
+            continue
         net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
         net = fold_constant_neurons(net, pos)
         net = fold_active_neurons(net, pos, status(net, pos) == Status.ACTIVE)

@@ -2,7 +2,7 @@
 
 The torch engine needs of a layer ``g = A(h) + b`` only its bias ``b`` and the transpose map
 ``λ ↦ λ A`` on a batch of coefficient rows (back-substitution). Each layer type registers a class
-here (:data:`TORCH_OPERATORS`); a convolution's would be the transposed convolution.
+here (:data:`TORCH_OPERATORS`); a convolution's is the transposed convolution.
 """
 
 from __future__ import annotations
@@ -23,8 +23,39 @@ class TorchDense:
         return lam @ self.W
 
 
+class TorchConv:
+    """A convolution as the engine's linear operator: ``λ ↦ λ M`` is the transposed convolution.
+
+    ``λ`` (a batch of rows over the ``(C_out, H_out, W_out)`` outputs) goes through
+    ``conv_transpose2d`` with no padding, which gives the form on the zero-padded input; cropping the
+    padding (taps on padding zeros contribute nothing) and any rows/columns the stride never reached
+    gives the form on ``h``.
+    """
+
+    def __init__(self, layer, device):
+        import torch
+
+        self.layer = layer
+        self.kernel = torch.as_tensor(np.array(layer.kernel, dtype=np.float64), device=device)
+        self.b = torch.as_tensor(np.array(layer.b, dtype=np.float64), device=device)
+
+    def apply_transpose(self, lam):
+        import torch.nn.functional as F
+
+        layer = self.layer
+        c_in, H, W = layer.in_shape
+        top, left, bottom, right = layer.pads
+        batch = lam.shape[:-1]
+        out = F.conv_transpose2d(lam.reshape(-1, *layer.out_shape), self.kernel, stride=layer.stride,
+                                 dilation=layer.dilation, groups=layer.groups)
+        full_h, full_w = H + top + bottom, W + left + right
+        out = F.pad(out, (0, max(0, full_w - out.shape[-1]), 0, max(0, full_h - out.shape[-2])))
+        out = out[..., top:top + H, left:left + W]
+        return out.reshape(*batch, c_in * H * W)
+
+
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
-TORCH_OPERATORS = {"Dense": TorchDense}
+TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv}
 
 
 def torch_operator(layer, device):

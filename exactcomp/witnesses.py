@@ -117,7 +117,7 @@ class WitnessTracker:
 
 def sign_corners(net: Network, box: Box) -> np.ndarray:
     """Corners maximising and minimising each first-layer neuron (exact for layer 1)."""
-    W = net.layers[0].W
+    W = net.layers[0].rows(np.arange(net.layers[0].width))
     return np.vstack([np.where(W > 0, box.upper, box.lower), np.where(W < 0, box.upper, box.lower)])
 
 

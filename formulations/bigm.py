@@ -92,7 +92,7 @@ def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active
         col_lo += [np.zeros(n), np.zeros(nf), L[free_ids]]
         col_hi += [np.where(inactive, 0.0, np.maximum(U, 0.0)), np.ones(nf), U[free_ids]]
         integ += [np.zeros(n, bool), np.ones(nf, bool), np.zeros(nf, bool)]
-        W = sp.csr_matrix(layer.W)
+        W = sp.csr_matrix(layer.matrix())
         eye = sp.identity(n, format="csr")
         eye_f = sp.identity(nf, format="csr")
         diag = lambda values: sp.diags(values, format="csr")  # noqa: E731
@@ -143,7 +143,7 @@ def preactivation_objective(milp: MILP, net, layer_pos: int, neuron: int, sign: 
     layer = net.layers[layer_pos]
     prev = milp.blocks["x"] if layer_pos == 0 else milp.blocks[f"h{layer_pos}"]
     c = np.zeros(milp.num_vars)
-    c[prev] = sign * layer.W[neuron]
+    c[prev] = sign * layer.rows([neuron])[0]
     return c, sign * float(layer.b[neuron])
 
 
@@ -154,7 +154,7 @@ def complete_solution(milp: MILP, net, x: np.ndarray) -> np.ndarray:
     h = np.asarray(x, float)
     i = 1
     while f"h{i}" in milp.blocks:
-        g = net.layers[i - 1].W @ h + net.layers[i - 1].b
+        g = net.layers[i - 1].apply(h[None])[0]
         h = np.maximum(g, 0.0)
         values[milp.blocks[f"h{i}"]] = h
         values[milp.blocks[f"z{i}"]] = g[milp.blocks[f"zn{i}"]] > 0

@@ -47,7 +47,7 @@ def separate_ideal_cuts(milp, net, values: np.ndarray, tol: float = 1e-6):
         h_idx = milp.blocks[f"h{i}"][neurons]
         if neurons.size:
             layer = net.layers[i - 1]
-            W, b = layer.W[neurons], layer.b[neurons]
+            W, b = layer.rows(neurons), layer.b[neurons]
             lo, hi = milp.col_lower[prev], milp.col_upper[prev]
             L_breve, U_breve = np.where(W >= 0, lo, hi), np.where(W >= 0, hi, lo)
             z, x, h = values[z_idx], values[prev], values[h_idx]

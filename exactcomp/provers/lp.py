@@ -60,7 +60,7 @@ class LpTightening:
         rest = np.flatnonzero(state.undecided(k) & ~(inactive | active))
         lo, hi = state.lower[k][rest], state.upper[k][rest]
         gap = np.where((lo < 0) & (hi > 0), -lo * hi / np.where(hi > lo, hi - lo, 1.0), 0.0)
-        weight = np.abs(state.net.layers[k + 1].W[state.undecided(k + 1)][:, rest]).sum(axis=0)
+        weight = np.asarray(abs(state.net.layers[k + 1].matrix()[np.flatnonzero(state.undecided(k + 1))][:, rest]).sum(axis=0)).ravel()
         return np.concatenate([first, rest[np.argsort(-(gap * weight), kind="stable")]])
 
     def layer(self, state, k: int, targets: np.ndarray, feeding: bool, stop: float, report):

@@ -1,0 +1,153 @@
+"""Importing convolutions: the ONNX ``Conv`` node, and recognising a layer that is still a convolution.
+
+The tracer of :mod:`exactcomp.onnx_import` keeps every affine value as ``t = A h + c`` on the current
+basis ``h``; a ``Conv`` multiplies ``A`` by the convolution's sparse matrix, so any sequence of affine
+ops stays exact. To keep the *structure*, the value also remembers the :class:`~exactcomp.conv.Conv`
+it came from when the convolution read the basis itself, up to a per-channel scale ``s`` and shift
+``t`` (``conv(s ⊙ h + t) = conv_{K s}(h) + Σ K t`` exactly when there is no padding or ``t = 0``).
+When the layer ends (a ``Relu``, or the trunk output), :func:`layer_from_affine` checks whether
+``A = D M`` and ``c`` is constant per channel, with ``M`` the remembered convolution's matrix and ``D``
+a per-output-channel scale (batch normalisation, a bias ``Add``, ``Mul`` by a per-channel constant
+after the ``Conv``): then the layer is that convolution with kernel ``D K`` and bias ``c``; otherwise
+a :class:`~exactcomp.network.Dense` layer with ``W = A``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .conv import Conv
+from .errors import UnsupportedOpError
+from .network import Dense
+
+#: Largest dense weight matrix (entries) an unstructured layer may become (1.6 GB of float64).
+MAX_DENSE_ENTRIES = 200_000_000
+#: Relative tolerance of the structure checks (float64 rounding of the traced products).
+STRUCTURE_RTOL = 1e-12
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
+    """``auto_pad=SAME_*``: output ``ceil(size / stride)``; the odd pad goes at the end (UPPER) or start."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    small = total // 2
+    return (small, total - small) if upper else (total - small, small)
+
+
+def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
+    """The :class:`Conv` an ONNX ``Conv`` node applies to a per-sample tensor of ``shape``."""
+    kernel = tracer.const(node, node.input[1], "weight").astype(np.float64)
+    if kernel.ndim != 4 or len(shape) != 3:
+        tracer.fail_node(node, f"only 2-D convolutions are supported (weight {list(kernel.shape)}, per-sample input "
+                               f"{list(shape)})", UnsupportedOpError)
+    c_out, _, kh, kw = kernel.shape
+    bias = np.zeros(c_out)
+    if len(node.input) > 2 and node.input[2]:
+        bias = tracer.const(node, node.input[2], "bias").astype(np.float64).ravel()
+        if bias.shape != (c_out,):
+            tracer.fail_node(node, f"bias has {bias.size} entries for {c_out} output channels")
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != (kh, kw):
+        tracer.fail_node(node, f"kernel_shape {attrs['kernel_shape']} differs from the weight's {[kh, kw]}")
+    stride = tuple(attrs.get("strides", (1, 1)))
+    dilation = tuple(attrs.get("dilations", (1, 1)))
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        (top, bottom), (left, right) = (_same_pads(shape[1 + a], (kh, kw)[a], stride[a], dilation[a],
+                                                   auto_pad == "SAME_UPPER") for a in (0, 1))
+        pads = (top, left, bottom, right)
+    elif auto_pad in ("NOTSET", "VALID", ""):
+        pads = tuple(attrs.get("pads", (0, 0, 0, 0))) if auto_pad != "VALID" else (0, 0, 0, 0)
+    else:
+        tracer.fail_node(node, f"auto_pad={auto_pad} is not supported", UnsupportedOpError)
+    groups = int(attrs.get("group", 1))
+    h_out, w_out = _out_hw(shape, (kh, kw), stride, pads, dilation)
+    if min(h_out, w_out) < 1:
+        tracer.fail_node(node, f"output would be empty (input {list(shape)}, kernel {[kh, kw]}, pads {list(pads)})")
+    try:
+        return Conv(kernel, bias, shape, 0, np.arange(c_out * h_out * w_out), stride, pads, dilation, groups)
+    except ValueError as exc:
+        tracer.fail_node(node, str(exc))
+        raise  # pragma: no cover - fail_node raises
+
+
+def _out_hw(shape, kernel, stride, pads, dilation) -> tuple[int, int]:
+    from .conv import conv_output_size
+
+    return (conv_output_size(shape[1], kernel[0], stride[0], dilation[0], pads[0], pads[2]),
+            conv_output_size(shape[2], kernel[1], stride[1], dilation[1], pads[1], pads[3]))
+
+
+def _per_channel(values: np.ndarray, channels: int) -> np.ndarray | None:
+    """The per-channel constant of ``values`` (flat, channel-major), or None if it varies in a channel."""
+    rows = values.reshape(channels, -1)
+    first = rows[:, :1]
+    if np.all(np.abs(rows - first) <= STRUCTURE_RTOL * max(np.abs(rows).max(initial=0.0), 1e-300)):
+        return first[:, 0].copy()
+    return None
+
+
+def channel_affine(A, c: np.ndarray, channels: int):
+    """``(s, t)`` when ``A h + c = s ⊙ h + t`` with ``s, t`` constant per channel (``A`` diagonal), else None."""
+    if not sp.issparse(A) or A.shape[0] != A.shape[1] or A.shape[0] % channels:
+        return None
+    coo = sp.coo_array(A)
+    if np.any(coo.row != coo.col):
+        return None
+    s = _per_channel(A.diagonal(), channels)
+    t = _per_channel(np.asarray(c, dtype=np.float64), channels)
+    return None if s is None or t is None else (s, t)
+
+
+def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
+    """``spec`` applied to ``A h + c`` as a convolution of the basis ``h`` itself, if that is exact."""
+    found = channel_affine(A, c, spec.in_shape[0])
+    if found is None:
+        return None
+    s, t = found
+    cpg = spec.kernel.shape[1]
+    group_of = np.arange(spec.channels) // (spec.channels // spec.groups)
+    s_in = s[group_of[:, None] * cpg + np.arange(cpg)[None, :]]          # (C_out, C_in/groups)
+    t_in = t[group_of[:, None] * cpg + np.arange(cpg)[None, :]]
+    if np.any(t_in != 0) and any(spec.pads):
+        return None  # padding zeros are not shifted: not a convolution of h
+    kernel = spec.kernel * s_in[:, :, None, None]
+    bias = spec.bias + np.einsum("ocij,oc->o", spec.kernel, t_in)
+    return Conv(kernel, bias, spec.in_shape, 0, spec.neuron_ids, spec.stride, spec.pads, spec.dilation, spec.groups)
+
+
+def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
+    """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` and ``c`` is per-channel constant."""
+    if not sp.issparse(A) or A.shape != (spec.width, spec.fan_in):
+        return None
+    M = spec.matrix()
+    bias = _per_channel(np.asarray(c, dtype=np.float64), spec.channels)
+    if bias is None:
+        return None
+    pivot = np.asarray(abs(M).argmax(axis=1)).ravel()
+    m_pivot = M[np.arange(M.shape[0]), pivot]
+    a_pivot = sp.csr_array(A)[np.arange(M.shape[0]), pivot]
+    ratio = np.where(m_pivot != 0, a_pivot / np.where(m_pivot != 0, m_pivot, 1.0), 1.0)
+    d = _per_channel(ratio, spec.channels)
+    if d is None:
+        return None
+    scaled = sp.diags_array(np.repeat(d, spec.positions)) @ M
+    scale = max(abs(A).max(), 1e-300)
+    if (abs(sp.csr_array(A) - scaled)).max() > STRUCTURE_RTOL * scale * 10:
+        return None
+    return Conv(spec.kernel * d[:, None, None, None], bias, spec.in_shape, layer_id,
+                np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups)
+
+
+def layer_from_affine(tracer, A, c: np.ndarray, spec: Conv | None, layer_id: int, what: str):
+    """The IR layer for ``g = A h + c``: a :class:`Conv` if ``spec`` still describes it, else :class:`Dense`."""
+    if spec is not None:
+        conv = _as_conv(A, c, spec, layer_id)
+        if conv is not None:
+            return conv
+    if A.shape[0] * A.shape[1] > MAX_DENSE_ENTRIES:
+        tracer.fail(f"{what} is affine but not a plain convolution, and as a dense matrix it would have "
+                    f"{A.shape[0]} x {A.shape[1]} entries", UnsupportedOpError)
+    W = A.toarray() if sp.issparse(A) else np.asarray(A)
+    return Dense(W, np.asarray(c, dtype=np.float64), layer_id, np.arange(len(c)))

@@ -1,0 +1,237 @@
+"""Convolutional networks: the Conv op against torch, import/export against onnxruntime, the analysis
+against an exact activation-pattern oracle, and dead-channel removal against brute-force forward passes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+from exactcomp.cli import main
+from exactcomp.analysis import AnalysisOptions, Status, analyze
+from exactcomp.bounds import compute_bounds
+from exactcomp.conv import Conv, conv_output_size
+from exactcomp.domain import Box
+from exactcomp.errors import UnsupportedOpError
+from exactcomp.network import Dense, Network, TensorInfo
+from exactcomp.onnx_export import to_onnx
+from exactcomp.onnx_import import import_model
+from exactcomp.rewrite import compress_network, remove_dead_channels
+
+from .conftest import run_onnx
+from .test_complete import _check_against_oracle
+from .test_per_neuron import exact_ranges
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+RNG = np.random.default_rng(7)
+
+
+def _random_conv(rng, in_shape=None, groups=None):
+    groups = groups or int(rng.choice([1, 2]))
+    cpg = int(rng.integers(1, 3))
+    c_out = groups * int(rng.integers(1, 3))
+    kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+    stride, dilation = tuple(int(v) for v in rng.integers(1, 3, 2)), tuple(int(v) for v in rng.integers(1, 3, 2))
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    H, W = in_shape[1:] if in_shape else (int(v) for v in rng.integers(5, 9, 2))
+    h = conv_output_size(H, kh, stride[0], dilation[0], pads[0], pads[2])
+    w = conv_output_size(W, kw, stride[1], dilation[1], pads[1], pads[3])
+    if min(h, w) < 1:
+        return None
+    return Conv(rng.normal(size=(c_out, cpg, kh, kw)), rng.normal(size=c_out), (cpg * groups, H, W), 1,
+                np.arange(c_out * h * w), stride, pads, dilation, groups)
+
+
+def _torch_conv(layer: Conv, x: np.ndarray) -> np.ndarray:
+    top, left, bottom, right = layer.pads
+    xt = F.pad(torch.tensor(x).reshape(len(x), *layer.in_shape), (left, right, top, bottom))
+    out = F.conv2d(xt, torch.tensor(layer.kernel), torch.tensor(layer.bias), stride=layer.stride,
+                   dilation=layer.dilation, groups=layer.groups)
+    return out.reshape(len(x), -1).numpy()
+
+
+def test_conv_operator_matches_torch_conv2d():
+    from exactcomp.torch_operators import TorchConv
+
+    checked = 0
+    for _ in range(60):
+        layer = _random_conv(RNG)
+        if layer is None:
+            continue
+        x = RNG.normal(size=(3, layer.fan_in))
+        np.testing.assert_allclose(layer.apply(x), _torch_conv(layer, x), rtol=1e-12, atol=1e-12)
+        M = layer.matrix().toarray()
+        lam = RNG.normal(size=(4, layer.width))
+        np.testing.assert_allclose(layer.apply_transpose(lam), lam @ M, atol=1e-12)
+        np.testing.assert_allclose(TorchConv(layer, "cpu").apply_transpose(torch.tensor(lam)).numpy(), lam @ M, atol=1e-12)
+        np.testing.assert_allclose(layer.apply_abs(np.abs(x)), np.abs(x) @ np.abs(M).T, atol=1e-12)
+        np.testing.assert_allclose(layer.rows([0, layer.width - 1]), M[[0, -1]])
+        checked += 1
+    assert checked > 30
+
+
+# ---------------------------------------------------------------- import / export
+class _SmallCNN(torch.nn.Module):
+    def __init__(self, norm: bool = False, padding: int = 1):
+        super().__init__()
+        self.norm = norm
+        self.c1 = torch.nn.Conv2d(1, 3, 3, stride=2, padding=padding)
+        self.bn = torch.nn.BatchNorm2d(3)
+        self.c2 = torch.nn.Conv2d(3, 4, 3, padding=1, groups=1)
+        self.fc = torch.nn.Linear(4 * 4 * 4 if padding else 4 * 3 * 3, 6)
+        self.out = torch.nn.Linear(6, 3)
+        self.bn.running_mean.normal_()
+        self.bn.running_var.uniform_(0.5, 2.0)
+        self.bn.weight.data.normal_()
+
+    def forward(self, x):
+        if self.norm:
+            x = (x - 0.13) / 0.31
+        x = torch.relu(self.bn(self.c1(x)))
+        x = torch.relu(self.c2(x))
+        return self.out(torch.relu(self.fc(x.flatten(1))))
+
+
+def _export(module, path, dynamo):
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            pytest.importorskip("onnxscript")
+            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), dynamo=True, verbose=False).save(str(path))
+        else:
+            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    return path
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("norm,padding,kinds", [(False, 1, ["Conv", "Conv", "Dense", "Dense"]),
+                                                (True, 0, ["Conv", "Conv", "Dense", "Dense"]),
+                                                (True, 1, ["Dense", "Conv", "Dense", "Dense"])])
+def test_torch_cnn_imports_as_convolutions_and_exports_with_conv_nodes(tmp_path, dynamo, norm, padding, kinds):
+    """Normalisation before a padded convolution is not a convolution of the input (padding zeros are
+    not shifted): that layer becomes dense, still exact."""
+    torch.manual_seed(1)
+    module = _SmallCNN(norm, padding)
+    path = _export(module, tmp_path / "cnn.onnx", dynamo)
+    net = import_model(path)
+    assert [type(layer).__name__ for layer in net.layers] == kinds
+    X = RNG.uniform(0, 1, size=(6, 1, 8, 8)).astype(np.float32)
+    model = onnx.load(str(path))
+    reference = np.vstack([run_onnx(model, X[i:i + 1])[0] for i in range(len(X))])  # dynamo: batch fixed to 1
+    np.testing.assert_allclose(net.forward(X.reshape(6, -1)), reference, rtol=1e-5, atol=1e-5)
+    exported = to_onnx(net)
+    assert sum(n.op_type == "Conv" for n in exported.graph.node) == kinds.count("Conv")
+    outputs = np.vstack([run_onnx(exported, X[i:i + 1])[0] for i in range(len(X))])
+    np.testing.assert_allclose(outputs, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_three_dimensional_convolution_is_a_clear_error(tmp_path):
+    module = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(54, 2))
+    path = tmp_path / "c3.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.zeros(1, 1, 4, 4, 4),), str(path), dynamo=False)
+    with pytest.raises(UnsupportedOpError, match="only 2-D convolutions"):
+        import_model(path)
+
+
+# ---------------------------------------------------------------- analysis and rewriting
+def _tiny_cnn(seed: int, shift: float) -> Network:
+    """1x3x3 input -> conv 2 ch 2x2 (8 neurons) -> conv 1 ch 2x2 (1 neuron) -> dense 1: 9 ReLUs."""
+    rng = np.random.default_rng(seed)
+    c1 = Conv(rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2) + shift, (1, 3, 3), 1, np.arange(8))
+    c2 = Conv(rng.normal(size=(1, 2, 2, 2)), rng.normal(size=1) + shift, (2, 2, 2), 2, np.arange(1))
+    out = Dense(rng.normal(size=(1, 1)), rng.normal(size=1), 3, np.arange(1))
+    info = TensorInfo("x", (1, 3, 3), "float64")
+    return Network((c1, c2, out), info, TensorInfo("y", (1,), "float64"), (TensorInfo("y", (1,), "float64"),), "float64")
+
+
+def _densified(net: Network) -> Network:
+    """The same network with every layer a dense matrix (an independent path for the oracle)."""
+    return net.with_layers([Dense(layer.matrix().toarray(), layer.b, layer.layer_id, layer.neuron_ids)
+                            for layer in net.layers])
+
+
+@pytest.mark.parametrize("seed,shift", [(0, -0.3), (1, 0.0), (2, -0.8)])
+def test_cnn_statuses_match_the_exact_oracle(seed, shift):
+    net = _tiny_cnn(seed, shift)
+    box = Box(np.zeros(9), np.ones(9))
+    lo, hi = exact_ranges(_densified(net), box)
+    result = analyze(net, box, AnalysisOptions())
+    _check_against_oracle(result, lo, hi)
+
+
+def test_cnn_bounds_are_sound_by_sampling():
+    rng = np.random.default_rng(3)
+    c1 = _random_conv(rng, (2, 7, 7), groups=1)
+    c2 = Conv(rng.normal(size=(3, c1.channels, 2, 2)), rng.normal(size=3), c1.out_shape, 2,
+              np.arange(3 * (c1.out_shape[1] - 1) * (c1.out_shape[2] - 1)))
+    out = Dense(rng.normal(size=(2, c2.width)), rng.normal(size=2), 3, np.arange(2))
+    info = TensorInfo("x", (2, 7, 7), "float64")
+    net = Network((c1, c2, out), info, TensorInfo("y", (2,), "float64"), (TensorInfo("y", (2,), "float64"),), "float64")
+    box = Box(-np.ones(98), np.ones(98))
+    bounds = compute_bounds(net, box)
+    _, pre = net.forward(box.sample(20_000, rng), return_preactivations=True)
+    for b, g in zip(bounds, pre):
+        assert np.all(g >= b.lower[None] - 1e-12) and np.all(g <= b.upper[None] + 1e-12)
+
+
+def _dead_channel_net(consumer: str) -> Network:
+    rng = np.random.default_rng(5)
+    bias = np.array([0.2, -50.0, 0.1, -60.0])                    # channels 1 and 3 can never fire on [0,1]
+    c1 = Conv(rng.normal(size=(4, 1, 3, 3)), bias, (1, 6, 6), 1, np.arange(4 * 16))
+    if consumer == "conv":
+        nxt = Conv(rng.normal(size=(2, 4, 2, 2)), rng.normal(size=2), (4, 4, 4), 2, np.arange(2 * 9))
+    else:
+        nxt = Dense(rng.normal(size=(5, 64)), rng.normal(size=5), 2, np.arange(5))
+    out = Dense(rng.normal(size=(1, nxt.width)), rng.normal(size=1), 3, np.arange(1))
+    info = TensorInfo("x", (1, 6, 6), "float32")
+    return Network((c1, nxt, out), info, TensorInfo("y", (1,), "float32"), (TensorInfo("y", (1,), "float32"),))
+
+
+@pytest.mark.parametrize("consumer", ["conv", "dense"])
+def test_dead_channels_are_removed_and_the_function_is_unchanged(consumer):
+    net = _dead_channel_net(consumer)
+    box = Box(np.zeros(36), np.ones(36))
+    result = analyze(net, box, AnalysisOptions())
+    small = compress_network(net, result)
+    assert isinstance(small.layers[0], Conv) and small.layers[0].channels == 2
+    assert small.parameter_count < net.parameter_count
+    X = box.sample(5_000, np.random.default_rng(0))
+    np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(run_onnx(to_onnx(small), X.astype(np.float32).reshape(-1, 1, 6, 6))[0],
+                               net.forward(X), rtol=1e-4, atol=1e-4)
+
+
+def test_every_channel_dead_gives_the_constant_network():
+    net = _dead_channel_net("conv")
+    everything = np.ones(net.layers[0].width, dtype=bool)
+    small = remove_dead_channels(net, 0, everything)
+    assert len(small.layers) == 1 and small.layers[0].is_constant
+    X = np.zeros((1, 36))
+    h = np.zeros((1, net.layers[0].width))                       # every channel outputs 0
+    expected = net.layers[2].apply(np.maximum(net.layers[1].apply(h), 0))
+    np.testing.assert_allclose(small.forward(X), expected)
+
+
+def test_compress_cli_on_a_cnn_writes_conv_nodes_and_verifies(tmp_path):
+    net = _dead_channel_net("dense")
+    model_path = tmp_path / "cnn.onnx"
+    onnx.save(to_onnx(net), str(model_path))
+    box_path = tmp_path / "box.json"
+    box_path.write_text('{"lower": 0.0, "upper": 1.0}')
+    out, report = tmp_path / "small.onnx", tmp_path / "report.json"
+    assert main(["compress", str(model_path), "--domain", str(box_path), "-o", str(out), "--report", str(report),
+                 "-q"]) == 0
+    assert json.loads(report.read_text())["verification"]["passed"] is True
+    assert main(["verify", str(model_path), str(out), "--domain", str(box_path)]) == 0
+    small = onnx.load(str(out))
+    conv = next(n for n in small.graph.node if n.op_type == "Conv")
+    kernel = next(t for t in small.graph.initializer if t.name == conv.input[1])
+    assert list(kernel.dims) == [2, 1, 3, 3]
