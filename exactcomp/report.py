@@ -14,7 +14,10 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    merged layer's parameters count for the layer it was merged into),
                    decided_by: {method: count}, unknown_reasons: {reason: count},
                    neuron_status: [status per neuron], neuron_method: [method per neuron],
-                  lower, upper: [pre-activation bounds per neuron] (null: none known)}
+                  lower, upper: [pre-activation bounds per neuron] (null: none known),
+                   kind: "dense" | "conv"; for a convolution also shape [C, H, W] of its output and
+                   channels: {count, kept, per_channel: {status: [count per channel]}} (neuron index
+                   = (channel · H + y) · W + x)}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
                   method ∈ interval | symbolic | lp | alpha | bab | milp (stable: the prover) | witness
                   (unstable) | near_zero | time_limit | interrupted | solver_error | certificate_rejected
@@ -63,6 +66,21 @@ def _params_by_layer(net) -> dict[int, int]:
     return out
 
 
+def _layer_kind(result, la) -> dict:
+    """``kind``, and for a convolution its output shape and per-channel status counts."""
+    from .conv import Conv
+
+    layer = next(x for x in result.original.layers if x.layer_id == la.layer_id)
+    if not isinstance(layer, Conv):
+        return {"kind": "dense"}
+    kept = sum(x.channels for x in result.compressed.hidden if x.layer_id == la.layer_id and isinstance(x, Conv))
+    status = la.status.reshape(layer.channels, layer.positions)
+    per_channel = {Status(s).label: (status == s).sum(axis=1).tolist()
+                   for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)}
+    return {"kind": "conv", "shape": list(layer.out_shape),
+            "channels": {"count": layer.channels, "kept": kept, "per_channel": per_channel}}
+
+
 def layer_entries(result) -> list[dict]:
     kept = {}
     for layer in result.compressed.hidden:
@@ -80,6 +98,7 @@ def layer_entries(result) -> list[dict]:
         entry["neuron_status"] = [Status(int(s)).label for s in la.status]
         entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
         entry["lower"], entry["upper"] = la.lower.tolist(), la.upper.tolist()
+        entry.update(_layer_kind(result, la))
         entries.append(entry)
     return entries
 
@@ -187,6 +206,10 @@ def summary_lines(report: dict) -> list[str]:
         f"parameters  {p['before']} -> {p['after']} ({100 * p['removed_fraction']:.1f}% removed)",
         "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
     ]
+    convs = [e for e in report["layers"] if e.get("kind") == "conv"]
+    if convs:
+        lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"
+                                                  for e in convs))
     v = report.get("verification")
     if v:
         verdict = "passed" if v["passed"] else "FAILED"

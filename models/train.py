@@ -1,6 +1,6 @@
 """Train the small ReLU MLPs shipped in models/ and write their box files.
 
-    python models/train.py            # needs torch and scikit-learn (pip install -e '.[dev]')
+    python models/train.py [NAME ...]   # needs torch and scikit-learn (pip install -e '.[dev]'); default: all
 
 * ``digits_64x32x32.onnx``: scikit-learn's 8x8 digits, inputs in [0, 16]; the model divides by 16
   itself (a Div node that exactcomp folds). L1-regularised. Box: [0, 16]^64.
@@ -8,6 +8,9 @@
   [0, 1], L1-regularised. Trained on the first 8,000 images of the MNIST test set in
   ../shared/data/mnist, the last 2,000 held out. Box: [0, 1]^784.
 * ``mnist_784x50x50x50.onnx``: the same data, 3 hidden layers of 50, the same L1.
+* ``mnist_cnn_8x16.onnx``: the same data, a CNN: ``Conv(1→8, 3x3, stride 2, pad 1) → ReLU →
+  Conv(8→16, 3x3, stride 2, pad 1) → ReLU → Flatten → Linear(784→32) → ReLU → Linear(32→10)``,
+  L1-regularised so that whole channels die. Box: [0, 1]^784.
 
 Exported with ``torch.onnx.export(..., dynamo=False)`` and a dynamic batch axis.
 """
@@ -60,6 +63,15 @@ class Scale(torch.nn.Module):
         return x / self.divisor
 
 
+def cnn(seed: int = 0) -> torch.nn.Sequential:
+    """The small MNIST CNN of ``mnist_cnn_8x16`` (see module doc)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+
 def train(model, X, y, l1: float, epochs: int, lr: float = 1e-3, seed: int = 0, batch: int = 64):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -88,24 +100,39 @@ def export(model, example: np.ndarray, path: Path, lower: float, upper: float) -
     path.with_suffix(".box.json").write_text(json.dumps({"lower": lower, "upper": upper}) + "\n")
 
 
-def main() -> int:
-    from sklearn.datasets import load_digits
+#: MNIST models: name -> (builder, L1 weight, epochs).
+MNIST_MODELS = {
+    "mnist_784x100x100": (lambda: mlp([784, 100, 100, 10]), 1e-3, 20),
+    "mnist_784x50x50x50": (lambda: mlp([784, 50, 50, 50, 10]), 1e-3, 20),
+    "mnist_cnn_8x16": (cnn, 1e-3, 10),
+}
 
+
+def main(argv=None) -> int:
+    names = list(sys.argv[1:] if argv is None else argv) or ["digits_64x32x32", *MNIST_MODELS]
+    unknown = set(names) - {"digits_64x32x32", *MNIST_MODELS}
+    if unknown:
+        print(f"unknown model(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     torch.set_num_threads(2)
-    digits = load_digits()
-    X, y = digits.images.astype(np.float32), digits.target.astype(np.int64)
-    net = train(mlp([64, 32, 32, 10], Scale(16.0)), X[:1500], y[:1500], l1=2e-4, epochs=60, seed=0)
-    print(f"digits_64x32x32: held-out accuracy {accuracy(net, X[1500:], y[1500:]):.3f}")
-    export(net, X, HERE / "digits_64x32x32.onnx", 0.0, 16.0)
+    if "digits_64x32x32" in names:
+        from sklearn.datasets import load_digits
 
-    if not MNIST.exists():
+        digits = load_digits()
+        X, y = digits.images.astype(np.float32), digits.target.astype(np.int64)
+        net = train(mlp([64, 32, 32, 10], Scale(16.0)), X[:1500], y[:1500], l1=2e-4, epochs=60, seed=0)
+        print(f"digits_64x32x32: held-out accuracy {accuracy(net, X[1500:], y[1500:]):.3f}")
+        export(net, X, HERE / "digits_64x32x32.onnx", 0.0, 16.0)
+    mnist = [n for n in names if n in MNIST_MODELS]
+    if mnist and not MNIST.exists():
         print(f"MNIST not found at {MNIST}; skipping the MNIST models", file=sys.stderr)
         return 0
-    images, labels = load_mnist()
-    Xm = images.reshape(-1, 1, 28, 28)
-    for name, sizes, l1, epochs in (("mnist_784x100x100", [784, 100, 100, 10], 1e-3, 20),
-                                    ("mnist_784x50x50x50", [784, 50, 50, 50, 10], 1e-3, 20)):
-        net = train(mlp(sizes), Xm[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
+    if mnist:
+        images, labels = load_mnist()
+        Xm = images.reshape(-1, 1, 28, 28)
+    for name in mnist:
+        build, l1, epochs = MNIST_MODELS[name]
+        net = train(build(), Xm[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
         print(f"{name}: held-out accuracy {accuracy(net, Xm[8000:], labels[8000:]):.3f}")
         export(net, Xm, HERE / f"{name}.onnx", 0.0, 1.0)
     return 0

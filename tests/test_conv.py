@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from exactcomp.cli import main
-from exactcomp.analysis import AnalysisOptions, Status, analyze
+from exactcomp.analysis import AnalysisOptions, analyze
 from exactcomp.bounds import compute_bounds
 from exactcomp.conv import Conv, conv_output_size
 from exactcomp.domain import Box
@@ -229,9 +229,28 @@ def test_compress_cli_on_a_cnn_writes_conv_nodes_and_verifies(tmp_path):
     out, report = tmp_path / "small.onnx", tmp_path / "report.json"
     assert main(["compress", str(model_path), "--domain", str(box_path), "-o", str(out), "--report", str(report),
                  "-q"]) == 0
-    assert json.loads(report.read_text())["verification"]["passed"] is True
+    data = json.loads(report.read_text())
+    assert data["verification"]["passed"] is True
+    conv = data["layers"][0]
+    assert conv["kind"] == "conv" and conv["shape"] == [4, 4, 4] and data["layers"][1]["kind"] == "dense"
+    assert conv["channels"]["count"] == 4 and conv["channels"]["kept"] == 2
+    assert conv["channels"]["per_channel"]["stably_inactive"][1] == conv["channels"]["per_channel"]["stably_inactive"][3] == 16
     assert main(["verify", str(model_path), str(out), "--domain", str(box_path)]) == 0
     small = onnx.load(str(out))
     conv = next(n for n in small.graph.node if n.op_type == "Conv")
     kernel = next(t for t in small.graph.initializer if t.name == conv.input[1])
     assert list(kernel.dims) == [2, 1, 3, 3]
+
+
+def test_shipped_mnist_cnn_compresses_as_the_readme_says(tmp_path):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "models"
+    out, report = tmp_path / "small_cnn.onnx", tmp_path / "report.json"
+    assert main(["compress", str(root / "mnist_cnn_8x16.onnx"), "--domain", str(root / "mnist_cnn_8x16.box.json"),
+                 "-o", str(out), "--report", str(report), "-q"]) == 0
+    data = json.loads(report.read_text())
+    assert data["verification"]["passed"] is True and data["totals"]["unknown"] == 0
+    convs = [e for e in data["layers"] if e["kind"] == "conv"]
+    assert len(convs) == 2 and all(e["channels"]["kept"] < e["channels"]["count"] for e in convs)
+    kernels = {t.name: list(t.dims) for t in onnx.load(str(out)).graph.initializer}
+    conv_nodes = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
+    assert [kernels[n.input[1]][0] for n in conv_nodes] == [e["channels"]["kept"] for e in convs]
