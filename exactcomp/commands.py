@@ -69,6 +69,20 @@ def cmd_verify(args) -> int:
     return 0 if result.passed else 1
 
 
+def _layer_info(layer, output: bool) -> dict:
+    """One layer of ``inspect``: ``op`` is ``dense`` or ``conv CxHxW -> C'xH'xW' kKxK sS pP``."""
+    from .conv import Conv
+
+    op = "dense"
+    if isinstance(layer, Conv):
+        kh, kw = layer.kernel.shape[2:]
+        op = (f"conv {'x'.join(map(str, layer.in_shape))} -> {'x'.join(map(str, layer.out_shape))} "
+              f"kernel {kh}x{kw} stride {layer.stride[0]}x{layer.stride[1]} pads {list(layer.pads)}"
+              + (f" groups {layer.groups}" if layer.groups > 1 else "") + ":")
+    return {"layer": layer.layer_id, "kind": "output" if output else "relu", "op": op, "in": layer.fan_in,
+            "out": layer.width, "parameters": layer.parameter_count}
+
+
 def cmd_inspect(args) -> int:
     from . import api
 
@@ -77,9 +91,7 @@ def cmd_inspect(args) -> int:
         "model": str(args.model),
         "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype, "batch": net.input.batch},
         "compute_dtype": net.compute_dtype,
-        "layers": [{"layer": l.layer_id, "kind": "relu" if i < len(net.layers) - 1 else "output",
-                    "in": l.fan_in, "out": l.width, "parameters": l.parameter_count}
-                   for i, l in enumerate(net.layers)],
+        "layers": [_layer_info(l, i == len(net.layers) - 1) for i, l in enumerate(net.layers)],
         "trunk_output": {"name": net.trunk_output.name, "shape": list(net.trunk_output.shape)},
         "head": None if net.head is None else {"input": net.head.input_name, "nodes": _head_ops(net)},
         "outputs": [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in net.outputs],
@@ -91,7 +103,7 @@ def cmd_inspect(args) -> int:
     print(f"{args.model}: input '{net.input.name}' {list(net.input.shape)} {net.input.dtype} (batch axis {net.input.batch}), "
           f"compute {net.compute_dtype}")
     for entry in info["layers"]:
-        print(f"  layer {entry['layer']}: affine {entry['in']} -> {entry['out']}"
+        print(f"  layer {entry['layer']}: {entry['op']} {entry['in']} -> {entry['out']}"
               f"{' + ReLU' if entry['kind'] == 'relu' else ' (output)'}  [{entry['parameters']} parameters]")
     print(f"  trunk output '{net.trunk_output.name}' {list(net.trunk_output.shape)}")
     if info["head"]:

@@ -32,7 +32,7 @@ from .errors import ModelError, UnsupportedOpError
 from .network import Head, Network, TensorInfo
 
 AFFINE_OPS = (
-    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
+    "Conv", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
     "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather",
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
@@ -295,6 +295,15 @@ class _Tracer:
             return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
         if op == "Conv":
             return [self.conv(node, x, attrs)]
+        if op == "Pad":
+            S, padded, value, shape = onnx_conv.pad_selection(self, node, tuple(x.shape), attrs)
+            A = S @ x.A
+            c = S @ x.c + value * padded
+            return [_Affine(sp.csr_array(A) if sp.issparse(A) else np.asarray(A), c, shape, x.basis, x.dtype)]
+        if op in ("AveragePool", "GlobalAveragePool"):
+            P, shape = onnx_conv.average_pool_matrix(self, node, tuple(x.shape), attrs)
+            A = P @ x.A
+            return [_Affine(sp.csr_array(A) if sp.issparse(A) else np.asarray(A), P @ x.c, shape, x.basis, x.dtype)]
         if op == "Gemm":
             return [self.gemm(node, ins, attrs)]
         if op == "MatMul":
@@ -549,8 +558,25 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
     return Network(
         layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
         compute_dtype=trunk.dtype, head=head, opsets=opsets,
-        metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name},
+        metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name,
+                  "stored_parameters": _stored_trunk_parameters(model, head)},
     )
+
+
+def _stored_trunk_parameters(model: onnx.ModelProto, head: Head | None) -> int:
+    """Float entries the original model stores outside its head (initializers and ``Constant`` nodes):
+    what a compressed trunk should not exceed."""
+    def floats(tensors) -> int:
+        return sum(int(np.prod(t.dims)) for t in tensors if t.data_type in _FLOAT_TYPES)
+
+    constants = [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    total = floats(model.graph.initializer) + floats(constants)
+    if head is not None:
+        graph = onnx.GraphProto()
+        graph.ParseFromString(head.graph)
+        total -= floats(graph.initializer) + floats(a.t for n in graph.node if n.op_type == "Constant"
+                                                    for a in n.attribute if a.name == "value")
+    return max(total, 0)
 
 
 def external_data_files(path: str | Path) -> list[Path]:

@@ -26,7 +26,8 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                   kept = neurons of this layer present in the compressed model
     totals        the same counts summed over layers
     widths        {before: [...], after: [...]}  layer widths including the output layer
-    parameters    {before, after, removed_fraction, output_layer_before, output_layer_after}
+    parameters    {before, after, removed_fraction, output_layer_before, output_layer_after, original_model
+                   (float entries the original ONNX file stores outside the head; null if unknown)}
     analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run), device,
                    stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
                    certificates_checked, ...}}
@@ -133,7 +134,8 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "widths": {"before": net.widths, "after": result.compressed.widths},
         "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0,
                        "output_layer_before": _params_by_layer(net).get(net.layers[-1].layer_id, 0),
-                       "output_layer_after": _params_by_layer(result.compressed).get(net.layers[-1].layer_id, 0)},
+                       "output_layer_after": _params_by_layer(result.compressed).get(net.layers[-1].layer_id, 0),
+                       "original_model": net.metadata.get("stored_parameters")},
         "analysis": _analysis_entry(result.analysis),
         "times": times,
         "verification": verification.to_json() if verification is not None else None,
@@ -206,6 +208,11 @@ def summary_lines(report: dict) -> list[str]:
         f"parameters  {p['before']} -> {p['after']} ({100 * p['removed_fraction']:.1f}% removed)",
         "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
     ]
+    stored = p.get("original_model")
+    if stored and p["after"] > stored:
+        lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "
+                        "original model: ops exactcomp folds into dense layers (pooling, affine ops before a padded "
+                        "convolution) are larger written out")
     convs = [e for e in report["layers"] if e.get("kind") == "conv"]
     if convs:
         lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"

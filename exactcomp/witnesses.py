@@ -18,6 +18,10 @@ from .domain import Box
 from .network import Network
 
 
+#: Most pre-activation values (points x hidden neurons) one forward pass of :meth:`WitnessTracker.offer` holds.
+MAX_BATCH_ENTRIES = 20_000_000
+
+
 class WitnessTracker:
     """Extremes of every hidden pre-activation over all points offered so far."""
 
@@ -45,6 +49,9 @@ class WitnessTracker:
         points = points[inside]
         if not len(points):
             return 0
+        chunk = max(64, MAX_BATCH_ENTRIES // max(1, sum(len(v) for v in self.max_value)))
+        if len(points) > chunk:  # bounded memory: pre-activations of at most MAX_BATCH_ENTRIES at once
+            return sum(self.offer(points[i:i + chunk]) for i in range(0, len(points), chunk))
         self.evaluated += len(points)
         before = self.unstable_count()
         _, pre = self.net.forward(points, return_preactivations=True)

@@ -150,7 +150,7 @@ def test_inspect(tiny, capsys):
     assert [l["out"] for l in info["layers"]] == [8, 6, 2]
     assert info["head"]["nodes"] == ["Softmax", "ArgMax"]
     assert main(["inspect", str(model)]) == 0
-    assert "layer 1: affine 3 -> 8 + ReLU" in capsys.readouterr().out
+    assert "layer 1: dense 3 -> 8 + ReLU" in capsys.readouterr().out
 
 
 def test_python_api_mirrors_cli(tmp_path, tiny):

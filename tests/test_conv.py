@@ -254,3 +254,37 @@ def test_shipped_mnist_cnn_compresses_as_the_readme_says(tmp_path):
     kernels = {t.name: list(t.dims) for t in onnx.load(str(out)).graph.initializer}
     conv_nodes = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
     assert [kernels[n.input[1]][0] for n in conv_nodes] == [e["channels"]["kept"] for e in convs]
+
+
+class _PoolCNN(torch.nn.Module):
+    """Padding, average pooling (with and without counting the padding) and global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(1, 3, 3)
+        self.pad = torch.nn.ZeroPad2d((1, 0, 2, 1))
+        self.pool = torch.nn.AvgPool2d(2, stride=2, padding=1, count_include_pad=False)
+        self.c2 = torch.nn.Conv2d(3, 4, 2)
+        self.pool2 = torch.nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=True)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.pool(self.pad(torch.relu(self.c1(x))))
+        x = torch.relu(self.c2(x))
+        x = torch.nn.functional.adaptive_avg_pool2d(self.pool2(x), 1)
+        return self.fc(x.flatten(1))
+
+
+def test_padding_and_average_pooling_import_exactly(tmp_path):
+    torch.manual_seed(3)
+    path = _export(_PoolCNN(), tmp_path / "pool.onnx", dynamo=False)
+    model = onnx.load(str(path))
+    assert {"Pad", "AveragePool", "GlobalAveragePool"} <= {n.op_type for n in model.graph.node}
+    net = import_model(path)
+    X = RNG.uniform(0, 1, size=(7, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(X.reshape(7, -1)), run_onnx(model, X)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], run_onnx(model, X)[0], rtol=1e-5, atol=1e-5)
+    # pooling is folded into the next layer (dense): the count of what the file stores is kept for the report
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute)]
+    stored = sum(int(np.prod(t.dims)) for t in tensors if t.data_type == onnx.TensorProto.FLOAT)
+    assert net.metadata["stored_parameters"] == stored
