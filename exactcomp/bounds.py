@@ -110,6 +110,18 @@ def backsubstitute(net: Network, box: Box, k: int, pre_bounds: list[tuple[np.nda
     return -neg_lower, upper, x_hi[n:], x_hi[:n]
 
 
+#: Most coefficients (rows x widest layer) one back-substitution holds at once (bounded memory on big CNNs).
+MAX_COEFFICIENTS = 25_000_000
+
+
+def _backsubstitute_in_chunks(net: Network, box: Box, k: int, pre_bounds, rows: np.ndarray):
+    """:func:`backsubstitute` over ``rows`` a block at a time (the same results, bounded memory)."""
+    widest = max([box.size, *(layer.width for layer in net.layers[:k + 1])])
+    block = max(1, MAX_COEFFICIENTS // (2 * widest))
+    parts = [backsubstitute(net, box, k, pre_bounds, rows[i:i + block]) for i in range(0, rows.size, block)]
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+
+
 def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None) -> list[LayerBounds]:
     """Bounds for every hidden layer: interval, then (optionally) symbolic, intersected.
 
@@ -130,7 +142,7 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
             corner_max = np.empty((0, box.size))
             corner_min = np.empty((0, box.size))
             if open_rows.size:
-                sl, su, cmin, cmax = backsubstitute(net, box, k, pre, open_rows)
+                sl, su, cmin, cmax = _backsubstitute_in_chunks(net, box, k, pre, open_rows)
                 lower[open_rows] = np.maximum(lower[open_rows], sl)
                 upper[open_rows] = np.minimum(upper[open_rows], su)
                 corner_max, corner_min = cmax, cmin

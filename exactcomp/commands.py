@@ -78,7 +78,8 @@ def _layer_info(layer, output: bool) -> dict:
         kh, kw = layer.kernel.shape[2:]
         op = (f"conv {'x'.join(map(str, layer.in_shape))} -> {'x'.join(map(str, layer.out_shape))} "
               f"kernel {kh}x{kw} stride {layer.stride[0]}x{layer.stride[1]} pads {list(layer.pads)}"
-              + (f" groups {layer.groups}" if layer.groups > 1 else "") + ":")
+              + (f" groups {layer.groups}" if layer.groups > 1 else "")
+              + (" (input channels-last)" if layer.channels_last else "") + ":")
     return {"layer": layer.layer_id, "kind": "output" if output else "relu", "op": op, "in": layer.fan_in,
             "out": layer.width, "parameters": layer.parameter_count}
 

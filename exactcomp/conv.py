@@ -7,6 +7,8 @@ channel ``o`` at position ``(y, x)`` (``(C_out, H_out, W_out)``, flattened chann
 
 where ``h_pad`` is ``h`` with ``pads = (top, left, bottom, right)`` zeros around each channel and
 ``c_g`` runs over the ``C_in / groups`` input channels of ``o``'s group (ONNX ``Conv`` semantics).
+With ``channels_last`` the flat input is ordered ``(H, W, C_in)`` instead (a channels-last model whose
+first op transposes its input, as TensorFlow exports write); the output is always channel-major.
 The map is affine, ``g = M h + b`` with a sparse ``M`` (``C_in/groups · k_h · k_w`` non-zeros per
 row, at most); :meth:`Conv.matrix` builds it once, as a ``scipy.sparse`` matrix, never dense. Bounds,
 witnesses and formulations use the layer through the same linear-operator interface as
@@ -46,6 +48,7 @@ class Conv:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    channels_last: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "kernel", _frozen(self.kernel))
@@ -120,7 +123,7 @@ class Conv:
         group = o // (c_out // self.groups)
         channel = group * cpg + c
         row = (o * h_out + y) * w_out + x
-        col = (channel * H + iy) * W + ix
+        col = ((iy * W + ix) * c_in + channel) if self.channels_last else ((channel * H + iy) * W + ix)
         entry = ((o * cpg + c) * kh + i) * kw + j
         return row[inside], col[inside], entry[inside]
 
@@ -168,10 +171,10 @@ class Conv:
         keep = np.asarray(keep, dtype=bool)
         ids = self.neuron_ids.reshape(self.channels, self.positions)[keep].ravel()
         return Conv(self.kernel[keep], self.bias[keep], self.in_shape, self.layer_id, ids, self.stride, self.pads,
-                    self.dilation, self.groups)
+                    self.dilation, self.groups, self.channels_last)
 
     def keep_input_channels(self, keep: np.ndarray) -> "Conv":
         """The same layer reading only the input channels where ``keep`` is true (``groups`` must be 1)."""
         keep = np.asarray(keep, dtype=bool)
         return Conv(self.kernel[:, keep], self.bias, (int(keep.sum()), *self.in_shape[1:]), self.layer_id,
-                    self.neuron_ids, self.stride, self.pads, self.dilation, self.groups)
+                    self.neuron_ids, self.stride, self.pads, self.dilation, self.groups, self.channels_last)

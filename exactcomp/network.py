@@ -19,6 +19,7 @@ This module never imports onnx.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -93,7 +94,11 @@ class Dense:
         return self.W[neurons]
 
     def matrix(self):
-        """``W`` as a ``scipy.sparse`` CSR matrix (what the MILP formulations read)."""
+        """``W`` as a ``scipy.sparse`` CSR matrix (what the MILP formulations read; built once)."""
+        return self._csr
+
+    @cached_property
+    def _csr(self):
         import scipy.sparse as sp
 
         return sp.csr_array(self.W)

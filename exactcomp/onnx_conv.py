@@ -88,21 +88,32 @@ def _per_channel(values: np.ndarray, channels: int) -> np.ndarray | None:
     return None
 
 
-def channel_affine(A, c: np.ndarray, channels: int):
-    """``(s, t)`` when ``A h + c = s ⊙ h + t`` with ``s, t`` constant per channel (``A`` diagonal), else None."""
-    if not sp.issparse(A) or A.shape[0] != A.shape[1] or A.shape[0] % channels:
+def channel_affine(A, c: np.ndarray, shape: tuple[int, int, int], channels_last: bool = False):
+    """``(s, t)`` when ``(A h + c)[r] = s h[π(r)] + t`` with ``s, t`` constant per channel, else None.
+
+    ``π`` is the identity (``A`` diagonal) or, with ``channels_last``, the map from the channel-major
+    index ``(c, y, x)`` to the channels-last one ``(y, x, c)`` (a ``Transpose`` of an NHWC input)."""
+    n = int(np.prod(shape))
+    if not sp.issparse(A) or A.shape != (n, n):
         return None
+    channels, H, W = shape
+    expected = np.arange(n)
+    if channels_last:
+        expected = np.arange(n).reshape(H, W, channels).transpose(2, 0, 1).ravel()
     coo = sp.coo_array(A)
-    if np.any(coo.row != coo.col):
+    if np.any(coo.col != expected[coo.row]):
         return None
-    s = _per_channel(A.diagonal(), channels)
+    s = _per_channel(np.asarray(sp.csr_array(A)[np.arange(n), expected]).ravel(), channels)
     t = _per_channel(np.asarray(c, dtype=np.float64), channels)
     return None if s is None or t is None else (s, t)
 
 
 def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
     """``spec`` applied to ``A h + c`` as a convolution of the basis ``h`` itself, if that is exact."""
-    found = channel_affine(A, c, spec.in_shape[0])
+    channels_last = False
+    found = channel_affine(A, c, spec.in_shape)
+    if found is None:
+        channels_last, found = True, channel_affine(A, c, spec.in_shape, channels_last=True)
     if found is None:
         return None
     s, t = found
@@ -114,7 +125,8 @@ def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
         return None  # padding zeros are not shifted: not a convolution of h
     kernel = spec.kernel * s_in[:, :, None, None]
     bias = spec.bias + np.einsum("ocij,oc->o", spec.kernel, t_in)
-    return Conv(kernel, bias, spec.in_shape, 0, spec.neuron_ids, spec.stride, spec.pads, spec.dilation, spec.groups)
+    return Conv(kernel, bias, spec.in_shape, 0, spec.neuron_ids, spec.stride, spec.pads, spec.dilation, spec.groups,
+                channels_last)
 
 
 def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
@@ -137,7 +149,7 @@ def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
     if (abs(sp.csr_array(A) - scaled)).max() > STRUCTURE_RTOL * scale * 10:
         return None
     return Conv(spec.kernel * d[:, None, None, None], bias, spec.in_shape, layer_id,
-                np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups)
+                np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups, spec.channels_last)
 
 
 def layer_from_affine(tracer, A, c: np.ndarray, spec: Conv | None, layer_id: int, what: str):

@@ -86,7 +86,12 @@ def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: i
 
 def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, i: int, name: str) -> str:
     """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
-    if not image:
+    if not image and layer.channels_last:
+        c, height, width = layer.in_shape
+        h = b.node("Reshape", [h, b.const(f"layer{i}/input_shape", [-1, height, width, c], np.int64)],
+                   f"{_PREFIX}/layer{i}/image_hwc")
+        h = b.node("Transpose", [h], f"{_PREFIX}/layer{i}/image", perm=[0, 3, 1, 2])
+    elif not image:
         h = b.node("Reshape", [h, b.const(f"layer{i}/input_shape", [-1, *layer.in_shape], np.int64)],
                    f"{_PREFIX}/layer{i}/image")
     _, _, kh, kw = layer.kernel.shape
@@ -108,7 +113,7 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     for i, layer in enumerate(net.layers):
         final = i == last
         convolution = isinstance(layer, Conv) and not layer.is_constant
-        if image is not None and not (convolution and tuple(layer.in_shape) == image):
+        if image is not None and not (convolution and tuple(layer.in_shape) == image and not layer.channels_last):
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
         direct = final and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
         name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"

@@ -51,6 +51,8 @@ class TorchConv:
         full_h, full_w = H + top + bottom, W + left + right
         out = F.pad(out, (0, max(0, full_w - out.shape[-1]), 0, max(0, full_h - out.shape[-2])))
         out = out[..., top:top + H, left:left + W]
+        if layer.channels_last:
+            out = out.permute(0, 2, 3, 1)
         return out.reshape(*batch, c_in * H * W)
 
 

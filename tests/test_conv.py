@@ -43,12 +43,15 @@ def _random_conv(rng, in_shape=None, groups=None):
     if min(h, w) < 1:
         return None
     return Conv(rng.normal(size=(c_out, cpg, kh, kw)), rng.normal(size=c_out), (cpg * groups, H, W), 1,
-                np.arange(c_out * h * w), stride, pads, dilation, groups)
+                np.arange(c_out * h * w), stride, pads, dilation, groups, channels_last=bool(rng.integers(2)))
 
 
 def _torch_conv(layer: Conv, x: np.ndarray) -> np.ndarray:
     top, left, bottom, right = layer.pads
-    xt = F.pad(torch.tensor(x).reshape(len(x), *layer.in_shape), (left, right, top, bottom))
+    c, H, W = layer.in_shape
+    xt = torch.tensor(x)
+    xt = xt.reshape(len(x), H, W, c).permute(0, 3, 1, 2) if layer.channels_last else xt.reshape(len(x), c, H, W)
+    xt = F.pad(xt, (left, right, top, bottom))
     out = F.conv2d(xt, torch.tensor(layer.kernel), torch.tensor(layer.bias), stride=layer.stride,
                    dilation=layer.dilation, groups=layer.groups)
     return out.reshape(len(x), -1).numpy()
@@ -288,3 +291,32 @@ def test_padding_and_average_pooling_import_exactly(tmp_path):
     tensors = [*model.graph.initializer, *(a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute)]
     stored = sum(int(np.prod(t.dims)) for t in tensors if t.data_type == onnx.TensorProto.FLOAT)
     assert net.metadata["stored_parameters"] == stored
+
+
+def test_channels_last_input_transposed_to_a_convolution_stays_a_convolution():
+    """As TensorFlow exports write: an NHWC input, ``Transpose(perm=[0, 3, 1, 2])``, then ``Conv``."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    kernel = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    dense = rng.normal(size=(4 * 3 * 3, 2)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Mul", ["t", "scale"], ["s"]),
+             helper.make_node("Conv", ["s", "k", "b"], ["c"], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["rt", "shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["y"])]
+    inits = [numpy_helper.from_array(kernel, "k"), numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([2.0, 0.5, 1.0], np.float32).reshape(1, 3, 1, 1), "scale"),
+             numpy_helper.from_array(np.array([-1, 36], np.int64), "shape"), numpy_helper.from_array(dense, "w")]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 7, 7, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    net = import_model(model)
+    first = net.layers[0]
+    assert isinstance(first, Conv) and first.channels_last and first.in_shape == (3, 7, 7)
+    X = RNG.uniform(-1, 1, size=(5, 7, 7, 3)).astype(np.float32)
+    reference = run_onnx(model, X)[0]
+    np.testing.assert_allclose(net.forward(X.reshape(5, -1)), reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
