@@ -123,6 +123,8 @@ def branch_and_bound(net, box, bounds, target, margin: float, deadline: float = 
     k = target[0]
     if k == 0:   # a first-layer neuron: the bound over the box is exact, nothing to split
         return _first_layer(net, box, target, margin, t0)
+    if any(skip.target <= k for skip in net.skips):   # not yet: split bounds through skip connections
+        return BabResult("open", None, np.empty((0, box.size)), -np.inf, 0, time.perf_counter() - t0)
     engine = _Engine(net, box, bounds, target, options.device)
     dev = engine.device
     zeros = [torch.zeros((1, len(lo)), dtype=torch.int8, device=dev) for lo, _ in bounds[:k]]

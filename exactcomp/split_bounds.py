@@ -42,6 +42,8 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
     (widened for float64 rounding) and, with ``return_corner``, the input corners maximising the
     final affine function (candidate witnesses).
     """
+    if any(skip.target <= target[0] for skip in net.skips):
+        raise NotImplementedError("split bounds through skip connections")
     k, t, sign = target
     B = len(splits[0]) if k else 1
     layer = net.layers[k]
