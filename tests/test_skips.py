@@ -5,6 +5,7 @@ compression checked by brute-force forward passes."""
 from __future__ import annotations
 
 import itertools
+import time
 import json
 import warnings
 
@@ -236,3 +237,78 @@ def test_conv_skip_into_a_convolution_bounds_are_sound():
     for layer, g in zip(result.layers, pre):       # no stable claim contradicted by the samples
         assert np.all(g[:, layer.status == Status.INACTIVE] <= 0)
         assert np.all(g[:, layer.status == Status.ACTIVE] >= 0)
+
+
+@pytest.mark.parametrize("build,seed,shift", [(_skip_net, 5, -0.2), (_residual_net, 6, -0.4), (_skip_net, 8, 0.1)])
+def test_branch_and_bound_through_skips_agrees_with_the_oracle(build, seed, shift):
+    from exactcomp.bab import branch_and_bound, check_certificate
+
+    net = build(seed, shift)
+    box = Box(-np.ones(net.input_size), np.ones(net.input_size))
+    lo, hi = exact_ranges_with_skips(net, box)
+    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+    tau, decided = 1e-4, 0
+    for k in range(1, len(net.hidden)):
+        for t in range(net.layers[k].width):
+            for sign, extreme in ((1, hi[k][t]), (-1, -lo[k][t])):     # extreme = max of σ g
+                result = branch_and_bound(net, box, bounds, (k, t, sign), tau, deadline=time.perf_counter() + 10)
+                if result.status == "proven":
+                    assert extreme <= -tau + 1e-9 and check_certificate(net, box, result.certificate)
+                    decided += 1
+                elif result.status == "witness":
+                    assert extreme > 0
+                    decided += 1
+    assert decided > 0
+
+
+@pytest.mark.parametrize("build,seed", [(_skip_net, 0), (_skip_net, 3), (_residual_net, 1), (_residual_net, 4)])
+def test_split_bounds_through_skips_hold_on_sampled_subdomains(build, seed):
+    """β-CROWN bounds of random subdomains (random phases, α, β) never below a sampled value inside them."""
+    from exactcomp.split_bounds import phases_of, split_bound
+
+    net = build(seed, 0.0)
+    box = Box(-np.ones(net.input_size), np.ones(net.input_size))
+    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+    rng = np.random.default_rng(seed)
+    X = box.sample(40_000, rng)
+    _, pre = net.forward(X, return_preactivations=True)
+    k = len(net.hidden) - 1
+    B = 24
+    splits, alpha, beta = [], [], []
+    for lo, hi in bounds[:k]:
+        unstable = phases_of(lo, hi)[2]
+        splits.append(np.where(unstable, rng.integers(-1, 2, size=(B, lo.size)), 0))
+        alpha.append(rng.uniform(0, 1, size=(B, lo.size)))
+        beta.append(rng.uniform(0, 1, size=(B, lo.size)))
+    checked = 0
+    for t in range(net.layers[k].width):
+        for sign in (1, -1):
+            bound = split_bound(net, box, bounds, (k, t, sign), splits, alpha, beta)
+            for i in range(B):
+                inside = np.ones(len(X), dtype=bool)
+                for j in range(k):
+                    inside &= np.all((splits[j][i] == 0) | ((splits[j][i] > 0) & (pre[j] >= 0))
+                                     | ((splits[j][i] < 0) & (pre[j] <= 0)), axis=1)
+                if inside.any():
+                    assert np.max(sign * pre[k][inside, t]) <= bound[i] + 1e-9
+                    checked += 1
+    assert checked > 20
+
+
+def test_torch_engine_equals_the_float64_split_bound_with_skips():
+    from exactcomp.bab import _Engine
+    from exactcomp.split_bounds import phases_of, split_bound
+
+    net = _skip_net(2, 0.0)
+    box = Box(-np.ones(3), np.ones(3))
+    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+    rng = np.random.default_rng(0)
+    k, B = 2, 8
+    splits = [np.where(phases_of(lo, hi)[2], rng.integers(-1, 2, size=(B, lo.size)), 0) for lo, hi in bounds[:k]]
+    alpha = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
+    beta = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
+    for target in ((k, 0, 1), (k, 1, -1)):
+        engine = _Engine(net, box, bounds, target)
+        got, _, _ = engine.bound([torch.as_tensor(s) for s in splits], [torch.as_tensor(a) for a in alpha],
+                                 [torch.as_tensor(b) for b in beta])
+        np.testing.assert_allclose(got.numpy(), split_bound(net, box, bounds, target, splits, alpha, beta), atol=1e-9)
