@@ -312,3 +312,13 @@ def test_torch_engine_equals_the_float64_split_bound_with_skips():
         got, _, _ = engine.bound([torch.as_tensor(s) for s in splits], [torch.as_tensor(a) for a in alpha],
                                  [torch.as_tensor(b) for b in beta])
         np.testing.assert_allclose(got.numpy(), split_bound(net, box, bounds, target, splits, alpha, beta), atol=1e-9)
+
+
+def test_shipped_residual_network_compresses_and_verifies(tmp_path):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "models"
+    out, report = tmp_path / "small.onnx", tmp_path / "report.json"
+    assert main(["compress", str(root / "mnist_resnet_tiny.onnx"), "--domain", str(root / "mnist_resnet_tiny.box.json"),
+                 "-o", str(out), "--report", str(report), "-q", "--time-limit", "5"]) == 0
+    data = json.loads(report.read_text())
+    assert data["verification"]["passed"] is True and data["parameters"]["after"] < data["parameters"]["before"]
+    assert sum(n.op_type == "Add" for n in onnx.load(str(out)).graph.node) == 2
