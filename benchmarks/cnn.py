@@ -3,8 +3,10 @@
     python benchmarks/cnn.py [--out benchmarks/results/cnn.json] [--time-limit 300]
     python benchmarks/cnn.py --summarize benchmarks/results/cnn.json
 
-Each network is ``Conv(1→a, 3x3, stride 2, pad 1) → ReLU → Conv(a→b, 3x3, stride 2, pad 1) → ReLU →
-Linear(b·7·7 → d) → ReLU → Linear(d → 10)``, trained like ``models/train.py`` (Adam, the first 8,000
+Each CNN is ``Conv(1→a, 3x3, stride 2, pad 1) → ReLU → Conv(a→b, 3x3, stride 2, pad 1) → ReLU →
+Linear(b·7·7 → d) → ReLU → Linear(d → 10)``; the residual networks are ``models/train.py``'s
+``resnet_tiny`` (a stem convolution and two residual blocks, one with an identity shortcut, one with
+a 1x1-convolution shortcut). All are trained like ``models/train.py`` (Adam, the first 8,000
 images of the MNIST test set in ../shared/data/mnist, the last 2,000 held out; L1 on all weights, 0
 for the plain ones), written to ``benchmarks/networks/cnn_*.onnx`` (not committed) and compressed over
 the box [0, 1]^784 by ``exactcomp compress`` with its defaults (the portfolio, 300 s budget for the
@@ -25,15 +27,15 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "models"))
-from train import accuracy, export, load_mnist, train  # noqa: E402
+from train import accuracy, export, load_mnist, resnet_tiny, train  # noqa: E402
 
-#: (first channels, second channels, dense width, L1 weight, epochs)
+#: (first channels, second channels, dense width, L1 weight, epochs); channels 0: the residual network
 GRID = [(8, 16, 32, 0.0, 10), (8, 16, 32, 1e-3, 10), (16, 32, 64, 0.0, 10), (16, 32, 64, 1e-3, 10),
-        (32, 64, 100, 1e-3, 10)]
+        (32, 64, 100, 1e-3, 10), (0, 0, 0, 0.0, 10), (0, 0, 0, 1e-3, 10)]
 
 
 def name_of(a, b, d, l1) -> str:
-    return f"cnn_{a}x{b}x{d}_l1-{l1:g}"
+    return f"resnet_tiny_l1-{l1:g}" if a == 0 else f"cnn_{a}x{b}x{d}_l1-{l1:g}"
 
 
 def build(a: int, b: int, d: int, seed: int = 0) -> torch.nn.Sequential:
@@ -55,7 +57,7 @@ def run(args) -> int:
         name = name_of(a, b, d, l1)
         model = folder / f"{name}.onnx"
         t0 = time.perf_counter()
-        net = train(build(a, b, d), X[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
+        net = train(resnet_tiny() if a == 0 else build(a, b, d), X[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
         acc = accuracy(net, X[8000:], labels[8000:])
         export(net, X, model, 0.0, 1.0)
         train_s = time.perf_counter() - t0
@@ -83,7 +85,7 @@ def run(args) -> int:
 
 def summarize(path: Path) -> int:
     data = json.loads(path.read_text())
-    print("| network | accuracy | channels (conv 1, conv 2) | parameters | removed | unknown | analysis s | verify |")
+    print("| network | accuracy | channels per convolution | parameters | removed | unknown | analysis s | verify |")
     print("|---|---|---|---|---|---|---|---|")
     for r in data["records"]:
         p, t = r["parameters"], r["times"]

@@ -65,7 +65,10 @@ class _Engine:
         dev = torch.device(device)
         as_t = lambda a: torch.as_tensor(np.array(a, dtype=np.float64), device=dev)
         self.ops = [torch_operator(net.layers[j], dev) for j in range(k)]
-        self.obj_w = as_t(sign * net.layers[k].rows([t])[0])
+        self.skip_ops = {j: [(s.source, torch_operator(s.op, dev)) for s in net.skips_into(j)] for j in range(k)}
+        # the objective's coefficients on h_{k-1} and on the sources of skips into layer k
+        self.obj = [(k - 1, as_t(sign * net.layers[k].rows([t])[0]))]
+        self.obj += [(s.source, as_t(sign * s.op.rows([t])[0])) for s in net.skips_into(k)]
         self.obj_b = float(sign * net.layers[k].b[t])
         self.lx, self.ux = as_t(box.lower), as_t(box.upper)
         self.lower, self.upper, self.active, self.unstable, self.slope = [], [], [], [], []
@@ -82,10 +85,19 @@ class _Engine:
         """``(bound (B,), corner (B, n0), scores per layer or None)``; α, β used as given."""
         torch = self.torch
         B = splits[0].shape[0] if self.k else 1
-        a = self.obj_w.expand(B, -1)
+        pending = {}   # j -> coefficients on h_j (every path, skips included)
+
+        def add(key, value):
+            pending[key] = value if key not in pending else pending[key] + value
+
+        for source, row in self.obj:
+            add(source, row.expand(B, -1))
         const = torch.full((B,), self.obj_b, dtype=torch.float64, device=self.device)
         scores = [None] * self.k
         for j in range(self.k - 1, -1, -1):
+            if j not in pending:
+                continue
+            a = pending.pop(j)
             S, act, unst, slope, lo = splits[j], self.active[j], self.unstable[j], self.slope[j], self.lower[j]
             on, off = unst & (S > 0), unst & (S < 0)
             free = unst & (S == 0)
@@ -98,7 +110,10 @@ class _Engine:
             if want_scores:
                 scores[j] = torch.where(free, intercept, torch.full_like(a, -1.0))
             const = const + intercept.sum(dim=1) + lam @ self.ops[j].b
-            a = self.ops[j].apply_transpose(lam)
+            add(j - 1, self.ops[j].apply_transpose(lam))
+            for source, op in self.skip_ops[j]:
+                add(source, op.apply_transpose(lam))
+        a = pending[-1] if -1 in pending else torch.zeros((B, len(self.lx)), dtype=torch.float64, device=self.device)
         bound = const + torch.maximum(a * self.lx, a * self.ux).sum(dim=1)
         corner = torch.where(a > 0, self.ux, self.lx)
         return bound, corner, scores

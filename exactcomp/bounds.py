@@ -78,20 +78,33 @@ def relu_relaxation(lower: np.ndarray, upper: np.ndarray):
     return s_up, t_up, s_low
 
 
+def _accumulate(pending: dict, key: int, coefficients: np.ndarray) -> None:
+    pending[key] = coefficients if key not in pending else pending[key] + coefficients
+
+
 def backsubstitute(net: Network, box: Box, k: int, pre_bounds: list[tuple[np.ndarray, np.ndarray]], rows=None):
     """Symbolic upper and lower bounds of layer ``k`` (0-based) given bounds of layers ``< k``.
 
     ``rows`` restricts the computation to some neurons of layer ``k``. Returns
-    ``(lower, upper, corner_min, corner_max)`` for those rows.
+    ``(lower, upper, corner_min, corner_max)`` for those rows. With skip connections the coefficients
+    of each earlier layer collect every path into it (its consumers come later, so they are complete
+    when the walk, from ``k - 1`` down, reaches it).
     """
     layer = net.layers[k]
     rows = np.arange(layer.width) if rows is None else rows
     W, b = layer.rows(rows), layer.b[rows]
     n = W.shape[0]
-    Lam = np.vstack([W, -W])          # upper bound of g, then upper bound of -g
+    # pending[j]: coefficients on h_j (j = -1: the input) still to substitute; upper bounds of g, then of -g
+    pending = {k - 1: np.vstack([W, -W])}
+    for skip in net.skips_into(k):
+        R = skip.op.rows(rows)
+        _accumulate(pending, skip.source, np.vstack([R, -R]))
     const = np.concatenate([b, -b])
     mag = np.abs(const)
     for i in range(k - 1, -1, -1):
+        if i not in pending:
+            continue
+        Lam = pending.pop(i)
         lo, hi = pre_bounds[i]
         s_up, t_up, s_low = relu_relaxation(lo, hi)
         pos, neg = np.maximum(Lam, 0.0), np.minimum(Lam, 0.0)
@@ -101,7 +114,10 @@ def backsubstitute(net: Network, box: Box, k: int, pre_bounds: list[tuple[np.nda
         bias_term = Lam @ prev.b
         const = const + shift + bias_term
         mag = mag + np.abs(shift) + np.abs(Lam) @ np.abs(prev.b)
-        Lam = prev.apply_transpose(Lam)
+        for skip in net.skips_into(i):
+            _accumulate(pending, skip.source, skip.op.apply_transpose(Lam))
+        _accumulate(pending, i - 1, prev.apply_transpose(Lam))
+    Lam = pending.pop(-1) if -1 in pending else np.zeros((2 * n, box.size))
     x_hi = np.where(Lam > 0, box.upper, box.lower)
     value = const + np.einsum("ij,ij->i", Lam, x_hi)
     mag = mag + np.abs(Lam) @ np.maximum(np.abs(box.lower), np.abs(box.upper))
@@ -132,9 +148,13 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
     net = net.with_full_input()
     results: list[LayerBounds] = []
     pre: list[tuple[np.ndarray, np.ndarray]] = []
+    post: list[tuple[np.ndarray, np.ndarray]] = []
     lo, hi = box.lower, box.upper
     for k, layer in enumerate(net.hidden):
         il, iu = interval_step(layer, lo, hi)
+        for skip in net.skips_into(k):
+            sl, su = interval_step(skip.op, *((box.lower, box.upper) if skip.source < 0 else post[skip.source]))
+            il, iu = il + sl, iu + su
         lower, upper = il.copy(), iu.copy()
         corner_max = corner_min = None
         if symbolic:
@@ -149,6 +169,7 @@ def compute_bounds(net: Network, box: Box, symbolic: bool = True, progress=None)
         results.append(LayerBounds(lower, upper, il, iu, corner_max, corner_min))
         pre.append((lower, upper))
         lo, hi = _post_activation(lower, upper)
+        post.append((lo, hi))
         if progress is not None:
             progress(k + 1, len(net.hidden))
     return results

@@ -93,6 +93,8 @@ def cmd_inspect(args) -> int:
         "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype, "batch": net.input.batch},
         "compute_dtype": net.compute_dtype,
         "layers": [_layer_info(l, i == len(net.layers) - 1) for i, l in enumerate(net.layers)],
+        "skips": [{"from": "input" if s.source < 0 else net.layers[s.source].layer_id, "into": net.layers[s.target].layer_id,
+                   "op": type(s.op).__name__.lower(), "parameters": s.op.parameter_count} for s in net.skips],
         "trunk_output": {"name": net.trunk_output.name, "shape": list(net.trunk_output.shape)},
         "head": None if net.head is None else {"input": net.head.input_name, "nodes": _head_ops(net)},
         "outputs": [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype} for o in net.outputs],
@@ -106,6 +108,9 @@ def cmd_inspect(args) -> int:
     for entry in info["layers"]:
         print(f"  layer {entry['layer']}: {entry['op']} {entry['in']} -> {entry['out']}"
               f"{' + ReLU' if entry['kind'] == 'relu' else ' (output)'}  [{entry['parameters']} parameters]")
+    for skip in info["skips"]:
+        source = "the input" if skip["from"] == "input" else f"layer {skip['from']}'s output"
+        print(f"  skip connection: {source} -> layer {skip['into']} ({skip['op']}, {skip['parameters']} parameters)")
     print(f"  trunk output '{net.trunk_output.name}' {list(net.trunk_output.shape)}")
     if info["head"]:
         print(f"  head: {' -> '.join(info['head']['nodes'])}")

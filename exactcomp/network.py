@@ -147,6 +147,10 @@ class Network:
     the trunk's arithmetic in the original model. ``input_indices`` (strictly increasing flat
     indices into the input, or None for all of it) are the entries the first layer reads: its
     ``fan_in`` is their number, while ``input_size`` stays the size of the model input.
+
+    ``skips`` (:class:`exactcomp.skip.Skip`) add ``op(h_source)`` to layer ``target``'s pre-activation
+    (skip connections: the network is then a layer graph, not a chain); ``source = -1`` reads the
+    whole model input.
     """
 
     layers: tuple  # of Dense / Conv
@@ -158,6 +162,7 @@ class Network:
     opsets: tuple[tuple[str, int], ...] = (("", 17),)
     metadata: dict = field(default_factory=dict)
     input_indices: np.ndarray | None = None
+    skips: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -177,6 +182,15 @@ class Network:
                 raise ValueError(f"layer {nxt.layer_id} expects {nxt.fan_in} inputs, previous has {prev.width}")
         if self.layers[-1].width != self.trunk_output.size:
             raise ValueError("last layer width differs from the trunk output size")
+        object.__setattr__(self, "skips", tuple(sorted(self.skips, key=lambda s: (s.target, s.source))))
+        for skip in self.skips:
+            if not -1 <= skip.source < skip.target - 1 or skip.target >= len(self.layers):
+                raise ValueError(f"skip from {skip.source} into {skip.target} does not go forward past a layer")
+            if skip.op.fan_in != self.source_width(skip.source) or skip.op.width != self.layers[skip.target].width:
+                raise ValueError(f"skip from {skip.source} into {skip.target}: op {skip.op.fan_in} -> {skip.op.width} "
+                                 f"does not join widths {self.source_width(skip.source)} -> {self.layers[skip.target].width}")
+            if np.any(skip.op.b):
+                raise ValueError("a skip op has no bias (the target layer's bias holds the constants)")
 
     # --- structure ---------------------------------------------------------------------
     @property
@@ -188,6 +202,16 @@ class Network:
     def input_size(self) -> int:
         return self.input.size
 
+    def source_width(self, source: int) -> int:
+        """Width of a skip source: hidden layer ``source``'s output, or the whole input (``-1``)."""
+        return self.input_size if source < 0 else self.layers[source].width
+
+    def skips_into(self, target: int) -> tuple:
+        return tuple(s for s in self.skips if s.target == target)
+
+    def skips_from(self, source: int) -> tuple:
+        return tuple(s for s in self.skips if s.source == source)
+
     @property
     def widths(self) -> list[int]:
         return [layer.width for layer in self.layers]
@@ -197,10 +221,11 @@ class Network:
         """Weights and biases of the layers (:attr:`Dense.parameter_count`). The ``input_indices``
         are not counted: like the exported ``Reshape`` targets, they are structure (which entries
         are read), not parameters of the function."""
-        return sum(layer.parameter_count for layer in self.layers)
+        return sum(layer.parameter_count for layer in self.layers) + sum(s.op.parameter_count for s in self.skips)
 
-    def with_layers(self, layers) -> "Network":
-        return replace(self, layers=tuple(layers))
+    def with_layers(self, layers, skips=None) -> "Network":
+        """The network with other layers (and skip connections: kept unless given)."""
+        return replace(self, layers=tuple(layers), skips=self.skips if skips is None else tuple(skips))
 
     def with_full_input(self) -> "Network":
         """The same function with the first layer reading the whole input: ``W_1`` gets zero
@@ -213,6 +238,27 @@ class Network:
         layer = Dense(W, first.b, first.layer_id, first.neuron_ids)
         return replace(self, layers=(layer, *self.layers[1:]), input_indices=None)
 
+    def backpropagate(self, k: int, v: np.ndarray, pre: list[np.ndarray]) -> np.ndarray:
+        """Rows ``v`` of coefficients on layer ``k``'s *pre-activation inputs* pulled back to the input
+        through the ReLUs' derivatives ``[g_i > 0]`` at the points whose pre-activations are ``pre``
+        (row-aligned with ``v``): the gradient ``∂(v · g_k)/∂x``, every skip path included.
+        ``v`` holds coefficients on layer ``k``'s output ``g_k`` (not yet through its ops)."""
+        pending: dict[int, np.ndarray] = {}
+
+        def add(key, value):
+            pending[key] = value if key not in pending else pending[key] + value
+
+        def through(i, lam):
+            add(i - 1, self.layers[i].apply_transpose(lam))
+            for skip in self.skips_into(i):
+                add(skip.source, skip.op.apply_transpose(lam))
+
+        through(k, v)
+        for i in range(k - 1, -1, -1):
+            if i in pending:
+                through(i, pending.pop(i) * (pre[i] > 0))
+        return pending.get(-1, np.zeros((len(v), self.input_size)))
+
     # --- evaluation --------------------------------------------------------------------
     def forward(self, x: np.ndarray, return_preactivations: bool = False):
         """Evaluate the trunk in float64 on a batch ``x`` of shape (batch, input_size).
@@ -220,14 +266,16 @@ class Network:
         Returns ``y`` (batch, output width), and with ``return_preactivations`` also the list of
         hidden pre-activations ``[g_1, ..., g_{L-1}]``.
         """
-        h = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        if self.input_indices is not None:
-            h = h[:, self.input_indices]
-        pre = []
-        for layer in self.hidden:
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        h = x if self.input_indices is None else x[:, self.input_indices]
+        pre, post = [], []
+        for pos, layer in enumerate(self.layers):
             g = layer.apply(h)
+            for skip in self.skips_into(pos):
+                g = g + skip.op.apply(x if skip.source < 0 else post[skip.source])
+            if pos == len(self.layers) - 1:
+                return (g, pre) if return_preactivations else g
             pre.append(g)
             h = np.maximum(g, 0.0)
-        y = self.layers[-1].apply(h)
-        return (y, pre) if return_preactivations else y
+            post.append(h if self.skips_from(pos) else None)  # kept only where a skip reads it
 

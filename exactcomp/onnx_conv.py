@@ -231,3 +231,20 @@ def pad_selection(tracer, node, shape: tuple[int, ...], attrs: dict):
     S = sp.csr_array((np.ones(int(inside.sum())), (np.flatnonzero(inside), flat[inside])),
                      shape=(flat.size, int(np.prod(shape))))
     return S, ~inside, value, tuple(index.shape)
+
+
+def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
+    """The op of a skip connection ``A h`` (no bias): a convolution if ``spec`` still describes it, an
+    :class:`~exactcomp.skip.Embed` if ``A`` is a 0/1 selection (an identity shortcut), else dense."""
+    from .skip import Embed
+
+    if spec is not None:
+        conv = _as_conv(A, np.zeros(A.shape[0]), spec, 0)
+        if conv is not None:
+            return conv
+    coo = sp.coo_array(A)
+    coo.sum_duplicates()
+    ones = coo.data == 1.0
+    if ones.all() and np.unique(coo.row).size == coo.nnz and np.unique(coo.col).size == coo.nnz:
+        return Embed(A.shape[1], A.shape[0], coo.col, coo.row)
+    return layer_from_affine(tracer, A, np.zeros(A.shape[0]), None, 0, what)

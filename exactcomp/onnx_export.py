@@ -31,6 +31,7 @@ from .errors import ModelError
 from .files import write_atomic
 from .conv import Conv
 from .network import Dense, Network, TensorInfo
+from .skip import Embed
 
 _PREFIX = "exactcomp"
 #: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
@@ -84,29 +85,68 @@ def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: i
     return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
 
 
-def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, i: int, name: str) -> str:
+def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, tag: str, name: str) -> str:
     """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
     if not image and layer.channels_last:
         c, height, width = layer.in_shape
-        h = b.node("Reshape", [h, b.const(f"layer{i}/input_shape", [-1, height, width, c], np.int64)],
-                   f"{_PREFIX}/layer{i}/image_hwc")
-        h = b.node("Transpose", [h], f"{_PREFIX}/layer{i}/image", perm=[0, 3, 1, 2])
+        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, height, width, c], np.int64)],
+                   f"{_PREFIX}/{tag}/image_hwc")
+        h = b.node("Transpose", [h], f"{_PREFIX}/{tag}/image", perm=[0, 3, 1, 2])
     elif not image:
-        h = b.node("Reshape", [h, b.const(f"layer{i}/input_shape", [-1, *layer.in_shape], np.int64)],
-                   f"{_PREFIX}/layer{i}/image")
+        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *layer.in_shape], np.int64)],
+                   f"{_PREFIX}/{tag}/image")
     _, _, kh, kw = layer.kernel.shape
-    return b.node("Conv", [h, b.const(f"layer{i}/kernel", layer.kernel), b.const(f"layer{i}/bias", layer.bias)], name,
+    return b.node("Conv", [h, b.const(f"{tag}/kernel", layer.kernel), b.const(f"{tag}/bias", layer.bias)], name,
                   kernel_shape=[kh, kw], strides=list(layer.stride), pads=list(layer.pads),
                   dilations=list(layer.dilation), group=layer.groups)
+
+
+def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
+    return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
+
+
+def _skip_node(op, source: tuple, b: _GraphBuilder, tag: str) -> tuple:
+    """``op(h_source)`` of a skip connection: ``(name, image shape or None)``. An identity shortcut adds
+    no node; a thinned one is a ``Gather`` from the source with one zero column appended."""
+    h, image = source
+    if isinstance(op, Embed):
+        if op.is_identity:
+            return h, image
+        flat = _flat(h, image, b, tag)
+        zero = b.node("Mul", [b.node("Gather", [flat, b.const("zero_index_1", [0], np.int64)], f"{_PREFIX}/{tag}/first",
+                                     axis=1), b.const("zero", 0.0)], f"{_PREFIX}/{tag}/zero")
+        padded = b.node("Concat", [flat, zero], f"{_PREFIX}/{tag}/padded", axis=1)
+        index = np.full(op.width, op.fan_in, dtype=np.int64)
+        index[op.out_index] = op.in_index
+        return b.node("Gather", [padded, b.const(f"{tag}/index", index, np.int64)], f"{_PREFIX}/{tag}/embed", axis=1), None
+    if isinstance(op, Conv):
+        return _conv_node(op, h, image is not None, b, tag, f"{_PREFIX}/{tag}/conv"), tuple(op.out_shape)
+    flat = _flat(h, image, b, tag)
+    return b.node("Gemm", [flat, b.const(f"{tag}/weight", op.W), b.const(f"{tag}/bias", op.b)], f"{_PREFIX}/{tag}/gemm",
+                  transB=1), None
+
+
+def _add_skips(net: Network, i: int, h: str, image, posts: dict, b: _GraphBuilder) -> str:
+    """``h`` (layer ``i``'s affine output) plus every skip connection into layer ``i``, in ``h``'s layout."""
+    for n, skip in enumerate(net.skips_into(i)):
+        tag = f"layer{i + 1}/skip{n}"
+        term, term_image = _skip_node(skip.op, posts[skip.source], b, tag)
+        if image is None:
+            term = _flat(term, term_image, b, tag)
+        elif term_image is None:
+            term = b.node("Reshape", [term, b.const(f"{tag}/shape", [-1, *image], np.int64)], f"{_PREFIX}/{tag}/image")
+        h = b.node("Add", [h, term], f"{_PREFIX}/{tag}/add")
+    return h
 
 
 def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     opset = _opset(net)
     h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
-    if net.input_indices is not None and not net.layers[0].is_constant:
-        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
     if net.input.dtype != net.compute_dtype:
         h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
+    posts = {-1: (h, None)}   # post-activation tensors (name, image shape or None) that skips read
+    if net.input_indices is not None and not net.layers[0].is_constant:
+        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
     last = len(net.layers) - 1
     out_shape = net.trunk_output.shape
     image = None  # the (C, H, W) of h when it is a 4-D convolution output, else None (h is flat)
@@ -115,17 +155,20 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
         convolution = isinstance(layer, Conv) and not layer.is_constant
         if image is not None and not (convolution and tuple(layer.in_shape) == image and not layer.channels_last):
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
-        direct = final and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
+        skips = net.skips_into(i)
+        direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
         name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
         if layer.is_constant:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
         elif convolution:
-            h, image = _conv_node(layer, h, image is not None, b, i + 1, name), tuple(layer.out_shape)
+            h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
+        h = _add_skips(net, i, h, image if convolution else None, posts, b) if skips else h
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
+            posts[i] = (h, image if convolution else None)
         elif not direct:
             target = b.const("output_shape", [-1, *out_shape], np.int64)
             b.node("Reshape", [h, target], net.trunk_output.name)
@@ -171,7 +214,7 @@ def check_exportable(net: Network) -> None:
     """
     last = net.layers[-1]
     constant = net.with_layers([Dense(np.zeros((last.width, net.layers[0].fan_in)), last.b, last.layer_id,
-                                      last.neuron_ids)])
+                                      last.neuron_ids)], skips=())
     variants = [("the network", net), ("a constant network", constant)]
     full = net.with_full_input()
     if full.input_size > 1 and isinstance(full.layers[0], Dense):  # the first input fixed, the others read through a Gather

@@ -19,7 +19,7 @@ copied unchanged into the exported model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from .errors import ModelError, UnsupportedOpError
 from .network import Head, Network, TensorInfo
 
 AFFINE_OPS = (
-    "Conv", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Flatten", "Reshape", "Squeeze",
+    "Conv", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Concat", "Flatten", "Reshape", "Squeeze",
     "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather",
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
@@ -48,18 +48,44 @@ class _Const:
 
 @dataclass
 class _Affine:
-    """``t = A @ h + c`` for one sample, ``t`` reshaped to ``shape``; ``h`` is basis ``basis``.
+    """``t = Σ_j A_j h_j + c`` for one sample, ``t`` reshaped to ``shape``: ``terms`` maps a basis ``j``
+    (0: the model input, ``j``: the output of the ``j``-th ReLU) to ``A_j``. One term is a chain; a
+    term on an earlier basis besides the newest one is a skip connection (a residual ``Add``).
 
-    ``A`` is a dense array or a ``scipy.sparse`` array (a basis starts as the sparse identity).
-    ``conv``: the convolution of the basis this value may still be (see :mod:`exactcomp.onnx_conv`).
+    Each ``A_j`` is a dense array or a ``scipy.sparse`` array (a basis starts as the sparse identity).
+    ``convs``: per basis, the convolution of that basis its term may still be (:mod:`exactcomp.onnx_conv`).
     """
 
-    A: object
+    terms: dict
     c: np.ndarray
     shape: tuple[int, ...]
-    basis: int
     dtype: str
-    conv: object = None
+    convs: dict = field(default_factory=dict)
+
+    @property
+    def basis(self) -> int:
+        """The newest basis the value depends on (its main input)."""
+        return max(self.terms)
+
+    @property
+    def A(self):
+        return self.terms[self.basis]
+
+    def map(self, f, c: np.ndarray, shape, dtype: str | None = None, keep_convs: bool = False) -> "_Affine":
+        """The value with every ``A_j`` replaced by ``f(A_j)`` (one linear map applied to all terms)."""
+        return _Affine({j: f(A) for j, A in self.terms.items()}, c, tuple(shape), dtype or self.dtype,
+                       dict(self.convs) if keep_convs else {})
+
+    def reshaped(self, shape) -> "_Affine":
+        return _Affine(dict(self.terms), self.c, tuple(shape), self.dtype, dict(self.convs))
+
+
+def _basis_size(values, basis: int) -> int:
+    return next(v.terms[basis].shape[1] for v in values if basis in v.terms)
+
+
+def _sparse_or_dense(A):
+    return sp.csr_array(A) if sp.issparse(A) else np.asarray(A)
 
 
 def _identity(n: int):
@@ -131,7 +157,7 @@ class _Tracer:
             self.fail(f"input '{info.name}' has non-fixed feature dimensions {dims[1:]}; only the batch axis may be dynamic")
         dtype = _FLOAT_TYPES[tt.elem_type]
         n = int(np.prod(shape))
-        self.values[info.name] = _Affine(_identity(n), np.zeros(n), shape, 0, dtype)
+        self.values[info.name] = _Affine({0: _identity(n)}, np.zeros(n), shape, dtype)
         return TensorInfo(info.name, shape, dtype, dims[0] if dims[0] not in ("", 0) else "N")
 
     def read_initializers(self):
@@ -176,8 +202,8 @@ class _Tracer:
     def broadcast(value: _Affine, shape: tuple[int, ...]) -> _Affine:
         if tuple(shape) == tuple(value.shape):
             return value
-        idx = np.broadcast_to(np.arange(value.A.shape[0]).reshape(value.shape), shape).ravel()
-        return _Affine(value.A[idx], value.c[idx], tuple(shape), value.basis, value.dtype)
+        idx = np.broadcast_to(np.arange(value.c.size).reshape(value.shape), shape).ravel()
+        return value.map(lambda A: A[idx], value.c[idx], shape)
 
     def per_sample_const(self, node, arr: np.ndarray, rank: int) -> np.ndarray:
         """Strip a constant's batch axis for broadcasting against a per-sample tensor of ``rank``."""
@@ -192,39 +218,39 @@ class _Tracer:
         if isinstance(a, _Affine) and isinstance(b, _Affine):
             if op not in ("Add", "Sub"):
                 self.fail_node(node, "product or quotient of two input-dependent tensors is not affine", UnsupportedOpError)
-            self.same_basis(node, a, b)
             shape = np.broadcast_shapes(a.shape, b.shape)
             a, b = self.broadcast(a, shape), self.broadcast(b, shape)
             sign = 1.0 if op == "Add" else -1.0
-            return _Affine(_add(a.A, sign * b.A), a.c + sign * b.c, shape, a.basis, a.dtype)
+            terms = dict(a.terms)
+            for j, B in b.terms.items():
+                terms[j] = sign * B if j not in terms else _add(terms[j], sign * B)
+            shared = set(a.terms) & set(b.terms)   # a term summed from both sides is no longer one convolution
+            convs = {j: spec for j, spec in (*a.convs.items(), *b.convs.items()) if j not in shared}
+            return _Affine(terms, a.c + sign * b.c, shape, a.dtype, convs)
         affine_first = isinstance(a, _Affine)
         aff, k = (a, b) if affine_first else (b, a)
         k = self.per_sample_const(node, k.value, len(aff.shape))
         if not np.isfinite(k).all():
             self.fail_node(node, "constant operand contains NaN or infinite values")
         shape = tuple(np.broadcast_shapes(aff.shape, k.shape))
-        conv = aff.conv if shape == tuple(aff.shape) else None
+        same = shape == tuple(aff.shape)
         aff = self.broadcast(aff, shape)
         kf = np.broadcast_to(k, shape).ravel()
         if op == "Add":
-            return _Affine(aff.A, aff.c + kf, shape, aff.basis, aff.dtype, conv)
+            return aff.map(lambda A: A, aff.c + kf, shape, keep_convs=same)
         if op == "Sub":
             if affine_first:
-                return _Affine(aff.A, aff.c - kf, shape, aff.basis, aff.dtype, conv)
-            return _Affine(-aff.A, kf - aff.c, shape, aff.basis, aff.dtype, conv)
+                return aff.map(lambda A: A, aff.c - kf, shape, keep_convs=same)
+            return aff.map(lambda A: -A, kf - aff.c, shape, keep_convs=same)
         if op == "Mul":
-            return _Affine(_scale_rows(aff.A, kf), aff.c * kf, shape, aff.basis, aff.dtype, conv)
+            return aff.map(lambda A: _scale_rows(A, kf), aff.c * kf, shape, keep_convs=same)
         if op == "Div":
             if not affine_first:
                 self.fail_node(node, "dividing by an input-dependent tensor is not affine", UnsupportedOpError)
             if np.any(kf == 0):
                 self.fail_node(node, "division by zero in a constant divisor")
-            return _Affine(_scale_rows(aff.A, 1.0 / kf), aff.c / kf, shape, aff.basis, aff.dtype, conv)
+            return aff.map(lambda A: _scale_rows(A, 1.0 / kf), aff.c / kf, shape, keep_convs=same)
         raise AssertionError(op)
-
-    def same_basis(self, node, *values: _Affine):
-        if len({v.basis for v in values}) > 1:
-            self.fail_node(node, "combines tensors from different layers (skip connections are not supported)", UnsupportedOpError)
 
     def axes(self, node, attrs: dict, rank: int) -> list[int]:
         """The ``axes`` of Squeeze/Unsqueeze (input 1 from opset 13, else an attribute), made
@@ -248,9 +274,9 @@ class _Tracer:
             to = attrs.get("to")
             if to not in _FLOAT_TYPES:
                 return None  # a cast to an integer type is not piecewise linear: head boundary
-            return [_Affine(x.A, x.c, x.shape, x.basis, _FLOAT_TYPES[to], x.conv)]
+            return [x.map(lambda A: A, x.c, x.shape, _FLOAT_TYPES[to], keep_convs=True)]
         if op == "Neg":
-            return [_Affine(-x.A, -x.c, x.shape, x.basis, x.dtype, x.conv)]
+            return [x.map(lambda A: -A, -x.c, x.shape, keep_convs=True)]
         if op in ("Add", "Sub", "Mul", "Div"):
             return [self.elementwise(node, ins[0], ins[1], op)]
         if op == "Sum":
@@ -258,30 +284,32 @@ class _Tracer:
             for other in ins[1:]:
                 acc = self.elementwise(node, acc, other, "Add")
             return [acc]
+        if op == "Concat":
+            return [self.concat(node, ins, attrs)]
         if not isinstance(x, _Affine):
             self.fail_node(node, "only the first input may depend on the model input", UnsupportedOpError)
         if op == "Flatten":
             if attrs.get("axis", 1) not in (1, -len(x.shape) - 1):
                 self.fail_node(node, f"Flatten with axis={attrs['axis']} mixes the batch axis", UnsupportedOpError)
-            return [_Affine(x.A, x.c, (int(np.prod(x.shape)),), x.basis, x.dtype, x.conv)]
+            return [x.reshaped((int(np.prod(x.shape)),))]
         if op == "Reshape":
-            return [_Affine(x.A, x.c, self.reshape_target(node, x, attrs), x.basis, x.dtype, x.conv)]
+            return [x.reshaped(self.reshape_target(node, x, attrs))]
         if op == "Squeeze":  # axes refer to the input; none given means every size-1 feature axis
             full = (1, *x.shape)
             axes = self.axes(node, attrs, len(full)) or [i for i, d in enumerate(full) if d == 1 and i > 0]
-            return [_Affine(x.A, x.c, tuple(d for i, d in enumerate(full) if i not in axes)[1:], x.basis, x.dtype, x.conv)]
+            return [x.reshaped(tuple(d for i, d in enumerate(full) if i not in axes)[1:])]
         if op == "Unsqueeze":  # axes refer to the output, whose rank grows by len(axes)
             n_axes = len(self.const(node, node.input[1], "axes").ravel()) if len(node.input) > 1 else len(attrs["axes"])
             shape = [1, *x.shape]
             for a in sorted(self.axes(node, attrs, len(shape) + n_axes)):
                 shape.insert(a, 1)
-            return [_Affine(x.A, x.c, tuple(shape[1:]), x.basis, x.dtype, x.conv)]
+            return [x.reshaped(tuple(shape[1:]))]
         if op == "Transpose":
             perm = list(attrs.get("perm", range(len(x.shape), -1, -1)))
             if perm[0] != 0:
                 self.fail_node(node, "moves the batch axis", UnsupportedOpError)
-            idx = np.arange(x.A.shape[0]).reshape(x.shape).transpose([p - 1 for p in perm[1:]])
-            return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
+            idx = np.arange(x.c.size).reshape(x.shape).transpose([p - 1 for p in perm[1:]])
+            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
         if op == "Gather":  # a selection of entries along a feature axis (constant indices)
             axis = attrs.get("axis", 0)
             axis = axis + len(x.shape) + 1 if axis < 0 else axis
@@ -291,19 +319,16 @@ class _Tracer:
             dim = x.shape[axis - 1]
             if np.any((indices < -dim) | (indices >= dim)):
                 self.fail_node(node, f"indices outside [-{dim}, {dim - 1}]")
-            idx = np.take(np.arange(x.A.shape[0]).reshape(x.shape), indices, axis=axis - 1)
-            return [_Affine(x.A[idx.ravel()], x.c[idx.ravel()], idx.shape, x.basis, x.dtype)]
+            idx = np.take(np.arange(x.c.size).reshape(x.shape), indices, axis=axis - 1)
+            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
         if op == "Conv":
             return [self.conv(node, x, attrs)]
         if op == "Pad":
             S, padded, value, shape = onnx_conv.pad_selection(self, node, tuple(x.shape), attrs)
-            A = S @ x.A
-            c = S @ x.c + value * padded
-            return [_Affine(sp.csr_array(A) if sp.issparse(A) else np.asarray(A), c, shape, x.basis, x.dtype)]
+            return [x.map(lambda A: _sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
         if op in ("AveragePool", "GlobalAveragePool"):
             P, shape = onnx_conv.average_pool_matrix(self, node, tuple(x.shape), attrs)
-            A = P @ x.A
-            return [_Affine(sp.csr_array(A) if sp.issparse(A) else np.asarray(A), P @ x.c, shape, x.basis, x.dtype)]
+            return [x.map(lambda A: _sparse_or_dense(P @ A), P @ x.c, shape)]
         if op == "Gemm":
             return [self.gemm(node, ins, attrs)]
         if op == "MatMul":
@@ -311,6 +336,35 @@ class _Tracer:
         if op == "BatchNormalization":
             return [self.batchnorm(node, x, attrs)]
         raise AssertionError(op)
+
+    def concat(self, node, ins: list, attrs: dict) -> _Affine:
+        """Concatenation along a feature axis: the operands' rows stacked in the order of the result."""
+        affine = [v for v in ins if isinstance(v, _Affine)]
+        rank = len(affine[0].shape)
+        axis = attrs.get("axis", 1)
+        axis = axis + rank + 1 if axis < 0 else axis
+        if axis == 0:
+            self.fail_node(node, "concatenates along the batch axis", UnsupportedOpError)
+        parts, offset = [], 0
+        for v in ins:
+            if isinstance(v, _Const):
+                v = self.per_sample_const(node, v.value, rank)
+                v = _Affine({}, np.asarray(v, dtype=np.float64).ravel(), v.shape, affine[0].dtype)
+            parts.append((v, np.arange(offset, offset + v.c.size).reshape(v.shape)))
+            offset += v.c.size
+        try:
+            order = np.concatenate([index for _, index in parts], axis=axis - 1).ravel()
+        except ValueError as exc:
+            self.fail_node(node, f"operand shapes do not concatenate: {exc}")
+        bases = sorted({j for v, _ in parts for j in v.terms})
+        terms = {}
+        for j in bases:
+            blocks = [v.terms[j] if j in v.terms else sp.csr_array((v.c.size, _basis_size(affine, j))) for v, _ in parts]
+            stacked = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if any(sp.issparse(b) for b in blocks) \
+                else np.vstack(blocks)
+            terms[j] = _sparse_or_dense(stacked[order])
+        shape = np.concatenate([index for _, index in parts], axis=axis - 1).shape
+        return _Affine(terms, np.concatenate([v.c for v, _ in parts])[order], shape, affine[0].dtype)
 
     def reshape_target(self, node, x: _Affine, attrs: dict) -> tuple[int, ...]:
         target = self.const(node, node.input[1], "shape").astype(np.int64).tolist()
@@ -349,7 +403,7 @@ class _Tracer:
             C = self.per_sample_const(node, self.const(node, node.input[2], "bias C"), 1)
             bias = beta * np.broadcast_to(C, (n,))
         M = alpha * Bm.T
-        return _Affine(M @ x.A, M @ x.c + bias, (n,), x.basis, x.dtype)
+        return x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,))
 
     def matmul(self, node, x: _Affine) -> _Affine:
         W = self.const(node, node.input[1], "weight").astype(np.float64)
@@ -358,15 +412,16 @@ class _Tracer:
                            UnsupportedOpError)
         lead = int(np.prod(x.shape[:-1]))
         M = W.T if lead == 1 else np.kron(np.eye(lead), W.T)
-        return _Affine(M @ x.A, M @ x.c, (*x.shape[:-1], W.shape[1]), x.basis, x.dtype)
+        return x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
 
     def conv(self, node, x: _Affine, attrs) -> _Affine:
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
         M = spec.matrix()
-        A = M @ x.A
-        A = sp.csr_array(A) if sp.issparse(A) else np.asarray(A)
-        structured = onnx_conv.conv_of_basis(spec, x.A, x.c)
-        return _Affine(A, M @ x.c + spec.b, spec.out_shape, x.basis, x.dtype, structured)
+        out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)
+        if len(x.terms) == 1:   # a convolution of one basis (not of a sum with a skip connection)
+            structured = onnx_conv.conv_of_basis(spec, x.A, x.c)
+            out.convs = {x.basis: structured} if structured is not None else {}
+        return out
 
     def batchnorm(self, node, x: _Affine, attrs) -> _Affine:
         if attrs.get("training_mode", 0):
@@ -381,11 +436,12 @@ class _Tracer:
 
     def relu(self, node, x: _Affine) -> _Affine:
         if x.basis != self.basis:
-            self.fail_node(node, "applies to a tensor of an earlier layer (branches are not supported)", UnsupportedOpError)
-        self.layers.append((x.A, x.c, x.conv))
+            self.fail_node(node, "applies to a tensor that does not depend on the previous ReLU (parallel branches "
+                                 "are not supported; skip connections into a later layer are)", UnsupportedOpError)
+        self.layers.append(x)
         self.basis += 1
-        n = x.A.shape[0]
-        return _Affine(_identity(n), np.zeros(n), x.shape, self.basis, x.dtype)
+        n = x.c.size
+        return _Affine({self.basis: _identity(n)}, np.zeros(n), x.shape, x.dtype)
 
     # ---------------------------------------------------------------- main loop
     def run_node(self, node):
@@ -543,24 +599,35 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
     if not tracer.layers:
         tracer.fail("the model has no Relu: there is nothing to compress", UnsupportedOpError)
 
-    traced = [*tracer.layers, (trunk.A, trunk.c, trunk.conv)]
-    layers = []
-    for i, (A, c, spec) in enumerate(traced):
-        data = A.data if sp.issparse(A) else A
-        if not (np.isfinite(data).all() and np.isfinite(c).all()):
-            tracer.fail(f"folded weights of layer {i + 1} are not finite (overflow in the model's constants?)")
-        what = f"layer {i + 1}" if i < len(tracer.layers) else f"the trunk output '{trunk_name}'"
-        layers.append(onnx_conv.layer_from_affine(tracer, A, c, spec, i + 1, what))
+    layers, skips = _assemble(tracer, [*tracer.layers, trunk], trunk_name)
     head = _build_head(tracer, trunk_name)
     outputs = tuple(_output_info(o) for o in model.graph.output)
     trunk_info = TensorInfo(trunk_name, trunk.shape, trunk.dtype, input_info.batch)
     opsets = tuple((o.domain, o.version) for o in model.opset_import)
     return Network(
         layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
-        compute_dtype=trunk.dtype, head=head, opsets=opsets,
+        compute_dtype=trunk.dtype, head=head, opsets=opsets, skips=tuple(skips),
         metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name,
                   "stored_parameters": _stored_trunk_parameters(model, head)},
     )
+
+
+def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
+    """The IR layers (main terms) and skip connections (terms on earlier bases) of the traced values."""
+    from .skip import Skip
+
+    layers, skips = [], []
+    for i, value in enumerate(traced):
+        what = f"layer {i + 1}" if i < len(traced) - 1 else f"the trunk output '{trunk_name}'"
+        for A in value.terms.values():
+            data = A.data if sp.issparse(A) else A
+            if not (np.isfinite(data).all() and np.isfinite(value.c).all()):
+                tracer.fail(f"folded weights of {what} are not finite (overflow in the model's constants?)")
+        layers.append(onnx_conv.layer_from_affine(tracer, value.terms[i], value.c, value.convs.get(i), i + 1, what))
+        for j in sorted(b for b in value.terms if b != i):
+            op = onnx_conv.skip_op_from_affine(tracer, value.terms[j], value.convs.get(j), f"the skip connection into {what}")
+            skips.append(Skip(i, j - 1, op))
+    return layers, skips
 
 
 def _stored_trunk_parameters(model: onnx.ModelProto, head: Head | None) -> int:

@@ -35,18 +35,25 @@ def region_lp(net, box, target, phases):
     from scipy.optimize import linprog
 
     k, t, sign = target
-    A, c = np.eye(box.size), np.zeros(box.size)
+    x_map = (np.eye(box.size), np.zeros(box.size))
+    posts = []                                       # h_j = A_j x + c_j on the region
     rows, rhs = [], []
+    source = lambda j: x_map if j < 0 else posts[j]  # noqa: E731
     for j in range(k):
         layer = net.layers[j]
+        A, c = source(j - 1)
         Gc = layer.apply(c[None])[0]                 # W c + b, and W A, through the operator interface
         GA = (layer.apply(A.T) - layer.b).T
+        for skip in net.skips_into(j):               # + S h_src (skip ops have no bias)
+            As, cs = source(skip.source)
+            Gc, GA = Gc + skip.op.apply(cs[None])[0], GA + skip.op.apply(As.T).T
         side = np.where(phases[j], -1.0, 1.0)                     # active: -g <= 0; inactive: g <= 0
         rows.append(side[:, None] * GA)
         rhs.append(-side * Gc)
-        A, c = phases[j][:, None] * GA, phases[j] * Gc
-    target_row = net.layers[k].rows([t])[0]
-    objective = sign * (target_row @ A)
+        posts.append((phases[j][:, None] * GA, phases[j] * Gc))
+    objective = sign * (net.layers[k].rows([t])[0] @ source(k - 1)[0])
+    for skip in net.skips_into(k):
+        objective = objective + sign * (skip.op.rows([t])[0] @ source(skip.source)[0])
     res = linprog(-objective, A_ub=np.vstack(rows) if rows else None, b_ub=np.concatenate(rhs) if rhs else None,
                   bounds=np.column_stack([box.lower, box.upper]), method="highs")
     if res.status != 0 or res.x is None:

@@ -37,15 +37,16 @@ import scipy.linalg
 
 from .conv import Conv
 from .network import Dense, Network
+from .rewrite_skips import crossed, evaluate_from, thinned_skips, touches_skip
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
 RANK_TOLERANCE = 1e-10
 
 
-def _replace(net: Network, pos: int, layer: Dense, nxt: Dense) -> Network:
+def _replace(net: Network, pos: int, layer, nxt, skips=None) -> Network:
     layers = list(net.layers)
     layers[pos], layers[pos + 1] = layer, nxt
-    return net.with_layers(layers)
+    return net.with_layers(layers, skips)
 
 
 def _check_hidden(net: Network, pos: int) -> None:
@@ -59,7 +60,7 @@ def fold_fixed_inputs(net: Network, box) -> Network:
     first = net.layers[0]
     read = np.arange(net.input_size) if net.input_indices is None else net.input_indices
     fixed = box.lower[read] == box.upper[read]
-    if not fixed.any() or not isinstance(first, Dense):  # a convolution reads its whole input
+    if not fixed.any() or not isinstance(first, Dense) or touches_skip(net, 0):  # a convolution reads its whole input
         return net
     b = first.b + first.W[:, fixed] @ box.lower[read][fixed]
     layer = Dense(first.W[:, ~fixed], b, first.layer_id, first.neuron_ids)
@@ -74,10 +75,14 @@ def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
         return net
     keep = ~mask
     layer, nxt = net.layers[pos], net.layers[pos + 1]
+    skips = thinned_skips(net, pos, keep)
+    if skips is None or not isinstance(nxt, Dense):
+        return net
     return _replace(
         net, pos,
         Dense(layer.W[keep], layer.b[keep], layer.layer_id, layer.neuron_ids[keep]),
         Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids),
+        skips,
     )
 
 
@@ -112,14 +117,17 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
     if not isinstance(layer, Conv) or layer.groups != 1 or (isinstance(nxt, Conv) and nxt.groups != 1):
         return net
     dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
-    if not dead.any() or dead.all():
-        return net if not dead.any() else remove_all_channels(net, pos)
     keep = ~dead
+    skips = thinned_skips(net, pos, np.repeat(keep, layer.positions), keep)
+    if not dead.any() or skips is None:
+        return net
+    if dead.all():
+        return remove_all_channels(net, pos)
     if isinstance(nxt, Conv):
         nxt = nxt.keep_input_channels(keep)
     else:
         nxt = Dense(nxt.W[:, np.repeat(keep, layer.positions)], nxt.b, nxt.layer_id, nxt.neuron_ids)
-    return _replace(net, pos, layer.keep_output_channels(keep), nxt)
+    return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
 
 
 def remove_all_channels(net: Network, pos: int) -> Network:
@@ -130,13 +138,12 @@ def remove_all_channels(net: Network, pos: int) -> Network:
 def _constant_after(net: Network, pos: int) -> Network:
     """The constant network when hidden layer ``pos`` outputs ``h = 0``: the layers after it evaluated
     on zero; one layer with ``W = 0`` reading the whole input (a constant needs no selection)."""
-    h = np.zeros((1, net.layers[pos].width))
-    for layer in net.layers[pos + 1:]:
-        g = layer.apply(h)
-        h = g if layer is net.layers[-1] else np.maximum(g, 0.0)
+    if crossed(net, pos):
+        raise ValueError(f"a skip connection jumps over layer {pos}: the network is not constant")
+    y = evaluate_from(net, pos, np.zeros((1, net.layers[pos].width)))
     last = net.layers[-1]
-    constant = Dense(np.zeros((last.width, net.input_size)), h[0], last.layer_id, last.neuron_ids)
-    return replace(net, layers=(constant,), input_indices=None)
+    constant = Dense(np.zeros((last.width, net.input_size)), y[0], last.layer_id, last.neuron_ids)
+    return replace(net, layers=(constant,), input_indices=None, skips=())
 
 
 def independent_rows(A: np.ndarray, tol: float = RANK_TOLERANCE):
@@ -230,11 +237,14 @@ def compress_network(net: Network, analysis) -> Network:
             pos += 1
             continue
         net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
+        if touches_skip(net, pos):   # a skip reads, feeds or jumps over it: only removal (above)
+            pos += 1
+            continue
         net = fold_constant_neurons(net, pos)
         net = fold_active_neurons(net, pos, status(net, pos) == Status.ACTIVE)
         if net.layers[pos].width == 0:
             return collapse_constant_network(net)
-        if np.all(status(net, pos) == Status.ACTIVE):
+        if np.all(status(net, pos) == Status.ACTIVE) and not net.skips:   # merging renumbers the layers
             merged = merge_linear_layer(net, pos)
             if len(merged.layers) < len(net.layers):
                 net = merged

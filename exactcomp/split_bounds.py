@@ -45,10 +45,24 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
     k, t, sign = target
     B = len(splits[0]) if k else 1
     layer = net.layers[k]
-    a = np.broadcast_to(sign * layer.rows([t])[0], (B, layer.fan_in)).astype(np.float64)
+    pending: dict = {}   # j -> (a, |a|): coefficients on h_j still to substitute (all paths, skips included)
+
+    def add(key, a, mag_a):
+        pending[key] = (a, mag_a) if key not in pending else (pending[key][0] + a, pending[key][1] + mag_a)
+
+    def through(j, op_rows):
+        add(j, op_rows, np.abs(op_rows))
+
+    a0 = np.broadcast_to(sign * layer.rows([t])[0], (B, layer.fan_in)).astype(np.float64)
+    through(k - 1, a0)
+    for skip in net.skips_into(k):
+        through(skip.source, np.broadcast_to(sign * skip.op.rows([t])[0], (B, skip.op.fan_in)).astype(np.float64))
     const = np.full(B, sign * layer.b[t], dtype=np.float64)
-    mag_a, mag = np.abs(a), np.full(B, abs(layer.b[t]))
+    mag = np.full(B, abs(layer.b[t]))
     for j in range(k - 1, -1, -1):
+        if j not in pending:
+            continue
+        a, mag_a = pending.pop(j)
         lo, hi = bounds[j]
         act, inact, unst, slope = phases_of(lo, hi)
         S = np.asarray(splits[j])
@@ -67,7 +81,10 @@ def split_bound(net, box, bounds, target, splits, alpha, beta, return_corner: bo
         prev = net.layers[j]
         const = const + lam @ prev.b
         mag = mag + mag_lam @ np.abs(prev.b)
-        a, mag_a = prev.apply_transpose(lam), prev.apply_abs_transpose(mag_lam)
+        add(j - 1, prev.apply_transpose(lam), prev.apply_abs_transpose(mag_lam))
+        for skip in net.skips_into(j):
+            add(skip.source, skip.op.apply_transpose(lam), skip.op.apply_abs_transpose(mag_lam))
+    a, mag_a = pending.pop(-1) if -1 in pending else (np.zeros((B, box.size)), np.zeros((B, box.size)))
     bound = const + np.maximum(a * box.lower, a * box.upper).sum(axis=1)
     mag = mag + (mag_a * np.maximum(np.abs(box.lower), np.abs(box.upper))).sum(axis=1)
     bound = bound + ROUNDING_SLACK * mag

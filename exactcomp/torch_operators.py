@@ -56,8 +56,24 @@ class TorchConv:
         return out.reshape(*batch, c_in * H * W)
 
 
+class TorchEmbed:
+    """An identity shortcut (:class:`exactcomp.skip.Embed`): ``λ ↦ λ E`` moves coefficients to the inputs."""
+
+    def __init__(self, op, device):
+        import torch
+
+        self.op = op
+        self.b = torch.zeros(op.width, dtype=torch.float64, device=device)
+        self.in_index = torch.as_tensor(np.asarray(op.in_index), device=device)
+        self.out_index = torch.as_tensor(np.asarray(op.out_index), device=device)
+
+    def apply_transpose(self, lam):
+        out = lam.new_zeros((*lam.shape[:-1], self.op.fan_in))
+        return out.index_add(-1, self.in_index, lam.index_select(-1, self.out_index))
+
+
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
-TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv}
+TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed}
 
 
 def torch_operator(layer, device):

@@ -145,10 +145,9 @@ def open_candidates(tracker: WitnessTracker, undecided: list[np.ndarray]):
 def _gradients(net: Network, X: np.ndarray, layer: int, neurons: np.ndarray, direction: np.ndarray,
                pre: list[np.ndarray]) -> np.ndarray:
     """d(direction * g_{layer, neuron})/dx at each row of X, by back-propagation through ReLUs."""
-    v = net.layers[layer].rows(neurons) * direction[:, None]
-    for i in range(layer - 1, -1, -1):
-        v = net.layers[i].apply_transpose(v * (pre[i] > 0))
-    return v
+    g = np.zeros((len(neurons), net.layers[layer].width))
+    g[np.arange(len(neurons)), neurons] = direction
+    return net.backpropagate(layer, g, pre)
 
 
 def gradient_search(net: Network, box: Box, tracker: WitnessTracker, undecided: list[np.ndarray],

@@ -2,8 +2,8 @@
 
 Variables: the input ``x`` (``l_x <= x <= u_x``), and for every hidden layer ``i`` before the
 target layer the post-activations ``h_i`` and, for neurons not proven stable, binaries ``z_i`` and
-pre-activations ``g_i = W_i h_{i-1} + b_i`` (``h_0 = x``; one dense row each, so the three big-M
-rows below stay sparse) with bounds ``L <= g <= U``:
+pre-activations ``g_i = W_i h_{i-1} + b_i`` (``h_0 = x``; plus ``S h_j`` for each skip connection into
+layer ``i``; one dense row each, so the three big-M rows below stay sparse) with bounds ``L <= g <= U``:
 
 * stably inactive (``U <= 0``):  ``h = 0``;
 * stably active (``L >= 0``):    ``h = g``, i.e. ``h - W h_{i-1} = b``;
@@ -98,11 +98,15 @@ def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active
         diag = lambda values: sp.diags(values, format="csr")  # noqa: E731
         tau_act = np.where(relax_active[i][free_ids], margin, 0.0)
         tau_inact = np.where(relax_inactive[i][free_ids], margin, 0.0)
-        # h - W h_prev = b (active);  g - W h_prev = b (free): the only dense rows
-        rows.append(_place(eye[act_ids], h_idx, total) - _place(W[act_ids], prev, total))
+        # h - W h_prev - Σ S h_src = b (active);  g - W h_prev - Σ S h_src = b (free): the only dense rows
+        skips = [(sp.csr_matrix(s.op.matrix()), blocks["x"] if s.source < 0 else blocks[f"h{s.source + 1}"])
+                 for s in net.skips_into(i)]
+        incoming = lambda ids: sum((_place(S[ids], src, total) for S, src in skips),  # noqa: E731
+                                   _place(W[ids], prev, total))
+        rows.append(_place(eye[act_ids], h_idx, total) - incoming(act_ids))
         row_lo.append(layer.b[act_ids])
         row_hi.append(layer.b[act_ids])
-        rows.append(_place(eye_f, g_idx, total) - _place(W[free_ids], prev, total))
+        rows.append(_place(eye_f, g_idx, total) - incoming(free_ids))
         row_lo.append(layer.b[free_ids])
         row_hi.append(layer.b[free_ids])
         # h - g - τ z >= -τ   (τ = 0 unless an active candidate)
@@ -144,6 +148,9 @@ def preactivation_objective(milp: MILP, net, layer_pos: int, neuron: int, sign: 
     prev = milp.blocks["x"] if layer_pos == 0 else milp.blocks[f"h{layer_pos}"]
     c = np.zeros(milp.num_vars)
     c[prev] = sign * layer.rows([neuron])[0]
+    for skip in net.skips_into(layer_pos):
+        src = milp.blocks["x"] if skip.source < 0 else milp.blocks[f"h{skip.source + 1}"]
+        c[src] += sign * skip.op.rows([neuron])[0]
     return c, sign * float(layer.b[neuron])
 
 
@@ -151,10 +158,10 @@ def complete_solution(milp: MILP, net, x: np.ndarray) -> np.ndarray:
     """The full variable vector of ``milp`` for input ``x``: true activations, ``z = [g > 0]``."""
     values = np.zeros(milp.num_vars)
     values[milp.blocks["x"]] = x
-    h = np.asarray(x, float)
+    _, pre = net.forward(np.asarray(x, float)[None], return_preactivations=True)
     i = 1
     while f"h{i}" in milp.blocks:
-        g = net.layers[i - 1].apply(h[None])[0]
+        g = pre[i - 1][0]
         h = np.maximum(g, 0.0)
         values[milp.blocks[f"h{i}"]] = h
         values[milp.blocks[f"z{i}"]] = g[milp.blocks[f"zn{i}"]] > 0

@@ -47,17 +47,23 @@ def separate_ideal_cuts(milp, net, values: np.ndarray, tol: float = 1e-6):
         h_idx = milp.blocks[f"h{i}"][neurons]
         if neurons.size:
             layer = net.layers[i - 1]
-            W, b = layer.rows(neurons), layer.b[neurons]
-            lo, hi = milp.col_lower[prev], milp.col_upper[prev]
+            # the affine map's whole input: the previous layer, plus the sources of skip connections into it
+            skips = net.skips_into(i - 1)
+            inputs = np.concatenate([prev, *(milp.blocks["x"] if s.source < 0 else milp.blocks[f"h{s.source + 1}"]
+                                             for s in skips)])
+            W = np.hstack([layer.rows(neurons), *(s.op.rows(neurons) for s in skips)])
+            b = layer.b[neurons]
+            lo, hi = milp.col_lower[inputs], milp.col_upper[inputs]
             L_breve, U_breve = np.where(W >= 0, lo, hi), np.where(W >= 0, hi, lo)
-            z, x, h = values[z_idx], values[prev], values[h_idx]
+            z, x, h = values[z_idx], values[inputs], values[h_idx]
             inside = W * (x[None, :] - L_breve * (1 - z)[:, None])
             outside = W * U_breve * z[:, None]
             in_I = (inside < outside) & (W != 0)
             bound = np.where(in_I, inside, outside).sum(axis=1) + b * z
             violated = np.flatnonzero(h - bound > tol)
             if violated.size:
-                rows.append(_cut_rows(milp.num_vars, prev, h_idx, z_idx, W, b, L_breve, U_breve, in_I, violated, uppers))
+                rows.append(_cut_rows(milp.num_vars, inputs, h_idx, z_idx, W, b, L_breve, U_breve, in_I, violated,
+                                      uppers))
         prev = milp.blocks[f"h{i}"]
         i += 1
     if not rows:

@@ -11,6 +11,9 @@
 * ``mnist_cnn_8x16.onnx``: the same data, a CNN: ``Conv(1→8, 3x3, stride 2, pad 1) → ReLU →
   Conv(8→16, 3x3, stride 2, pad 1) → ReLU → Flatten → Linear(784→32) → ReLU → Linear(32→10)``,
   L1-regularised so that whole channels die. Box: [0, 1]^784.
+* ``mnist_resnet_tiny.onnx``: the same data, a small residual network: a stride-2 stem convolution
+  (1→8), a residual block with an identity shortcut (8→8), one with a stride-2 1x1-convolution
+  shortcut (8→16), then ``Linear(784→10)``; the same L1. Box: [0, 1]^784.
 
 Exported with ``torch.onnx.export(..., dynamo=False)`` and a dynamic batch axis.
 """
@@ -72,6 +75,27 @@ def cnn(seed: int = 0) -> torch.nn.Sequential:
         torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 
 
+class _Block(torch.nn.Module):
+    """``relu(conv2(relu(conv1(x))) + shortcut(x))``: identity, or a 1x1 convolution when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.shortcut = torch.nn.Identity() if stride == 1 and c_in == c_out else torch.nn.Conv2d(c_in, c_out, 1, stride)
+
+    def forward(self, x):
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x))
+
+
+def resnet_tiny(seed: int = 0) -> torch.nn.Sequential:
+    """The small residual network of ``mnist_resnet_tiny`` (see module doc)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        _Block(8, 8, 1), _Block(8, 16, 2), torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 10))
+
+
 def train(model, X, y, l1: float, epochs: int, lr: float = 1e-3, seed: int = 0, batch: int = 64):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -105,6 +129,7 @@ MNIST_MODELS = {
     "mnist_784x100x100": (lambda: mlp([784, 100, 100, 10]), 1e-3, 20),
     "mnist_784x50x50x50": (lambda: mlp([784, 50, 50, 50, 10]), 1e-3, 20),
     "mnist_cnn_8x16": (cnn, 1e-3, 10),
+    "mnist_resnet_tiny": (resnet_tiny, 1e-3, 10),
 }
 
 

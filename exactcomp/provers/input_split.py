@@ -224,7 +224,6 @@ class _Search:
 
 def _input_gradient(net, pre, layer: int, neuron: int) -> np.ndarray:
     """``∂g_{layer, neuron} / ∂x`` at the point whose pre-activations are ``pre`` (one row)."""
-    v = net.layers[layer].rows([neuron])
-    for i in range(layer - 1, -1, -1):
-        v = net.layers[i].apply_transpose(v * (pre[i] > 0))
-    return v[0]
+    g = np.zeros((1, net.layers[layer].width))
+    g[0, neuron] = 1.0
+    return net.backpropagate(layer, g, [p.reshape(1, -1) for p in pre])[0]
