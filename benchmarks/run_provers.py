@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         return 0
     from exactcomp.bench import machine_info
 
-    nets = sorted((HERE / "networks").glob("*.onnx"), key=_order)
+    nets = sorted((HERE / "networks").glob("mnist_*.onnx"), key=_order)   # the MLPs (cnn.py writes others)
     if args.only:
         keys = args.only.split(",")
         nets = [p for p in nets if any(k == p.stem or f"_{k}_" in p.stem for k in keys)]
