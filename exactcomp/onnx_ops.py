@@ -127,6 +127,9 @@ class AffineOps:
                 self.fail_node(node, "moves the batch axis", UnsupportedOpError)
             idx = np.arange(x.c.size).reshape(x.shape).transpose([p - 1 for p in perm[1:]])
             return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
+        if op == "Slice":
+            idx = self.slice_index(node, x, attrs)
+            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
         if op == "Gather":  # a selection of entries along a feature axis (constant indices)
             axis = attrs.get("axis", 0)
             axis = axis + len(x.shape) + 1 if axis < 0 else axis
@@ -182,6 +185,34 @@ class AffineOps:
             terms[j] = _sparse_or_dense(stacked[order])
         shape = np.concatenate([index for _, index in parts], axis=axis - 1).shape
         return _Affine(terms, np.concatenate([v.c for v, _ in parts])[order], shape, affine[0].dtype)
+
+    def slice_index(self, node, x: _Affine, attrs: dict) -> np.ndarray:
+        """The entries a ``Slice`` with constant starts/ends/axes/steps keeps, as an index array shaped like its output."""
+        if len(node.input) > 1:
+            starts, ends = (self.const(node, node.input[i], n).astype(np.int64).ravel() for i, n in ((1, "starts"), (2, "ends")))
+            axes = self.const(node, node.input[3], "axes").astype(np.int64).ravel() if len(node.input) > 3 and node.input[3] \
+                else np.arange(starts.size)
+            steps = self.const(node, node.input[4], "steps").astype(np.int64).ravel() if len(node.input) > 4 and node.input[4] \
+                else np.ones(starts.size, np.int64)
+        else:
+            starts, ends = np.asarray(attrs["starts"]), np.asarray(attrs["ends"])
+            axes = np.asarray(attrs.get("axes", range(starts.size)))
+            steps = np.ones(starts.size, np.int64)
+        rank = len(x.shape) + 1
+        slices = [slice(None)] * len(x.shape)
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            axis = int(axis) + rank if axis < 0 else int(axis)
+            if axis == 0:
+                if start == 0 and end >= 2 ** 31 - 1 and step == 1:
+                    continue   # the whole batch axis
+                self.fail_node(node, "slices the batch axis", UnsupportedOpError)
+            if step == 0:
+                self.fail_node(node, "has a zero step")
+            slices[axis - 1] = slice(int(start), int(end), int(step))
+        idx = np.arange(x.c.size).reshape(x.shape)[tuple(slices)]
+        if idx.size == 0:
+            self.fail_node(node, "selects no entries")
+        return idx
 
     def reshape_target(self, node, x: _Affine, attrs: dict) -> tuple[int, ...]:
         target = self.const(node, node.input[1], "shape").astype(np.int64).tolist()

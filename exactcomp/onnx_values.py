@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 AFFINE_OPS = (
     "Conv", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Concat", "Flatten", "Reshape", "Squeeze",
-    "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather",
+    "Unsqueeze", "Transpose", "BatchNormalization", "Identity", "Dropout", "Cast", "Gather", "Slice",
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
 LAYER_OPS = frozenset({"Relu", "Gemm", "MatMul", "Conv", "ConvTranspose", "MatMulInteger", "QLinearMatMul"})

@@ -211,8 +211,8 @@ def summary_lines(report: dict) -> list[str]:
     stored = p.get("original_model")
     if stored and p["after"] > stored:
         lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "
-                        "original model: ops exactcomp folds into dense layers (pooling, affine ops before a padded "
-                        "convolution) are larger written out")
+                        "original model: affine ops it folds into dense matrices (pooling, ops before a padded convolution, "
+                        "scaled or sliced shortcuts) are larger written out")
     convs = [e for e in report["layers"] if e.get("kind") == "conv"]
     if convs:
         lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"

@@ -322,3 +322,32 @@ def test_shipped_residual_network_compresses_and_verifies(tmp_path):
     data = json.loads(report.read_text())
     assert data["verification"]["passed"] is True and data["parameters"]["after"] < data["parameters"]["before"]
     assert sum(n.op_type == "Add" for n in onnx.load(str(out)).graph.node) == 2
+
+
+def test_branches_combined_by_sub_concat_and_slice_import_exactly(tmp_path):
+    """A skip from the input (subtracted), and one into the output through Concat, Slice and a scale."""
+
+    class _Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = torch.nn.Linear(6, 5), torch.nn.Linear(5, 5), torch.nn.Linear(5, 6)
+            self.d, self.e = torch.nn.Linear(6, 3), torch.nn.Linear(6, 6)
+
+        def forward(self, x):
+            h1 = torch.relu(self.a(x))
+            h2 = torch.relu(self.b(h1) - 0.5 * h1 + h1)
+            h3 = torch.relu(self.c(h2) - self.e(x))
+            return self.d(h3) + torch.cat([h1, h1[:, :1]], 1)[:, :3] * 2.0
+
+    torch.manual_seed(0)
+    path = tmp_path / "graph.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Graph().eval(), (torch.zeros(1, 6),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    net = import_model(path)
+    assert [(s.target, s.source) for s in net.skips] == [(2, -1), (3, 0)]
+    X = RNG.uniform(-1, 1, size=(9, 6)).astype(np.float32)
+    reference = run_onnx(onnx.load(str(path)), X)[0]
+    np.testing.assert_allclose(net.forward(X), reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
