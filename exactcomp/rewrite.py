@@ -74,6 +74,8 @@ def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
     if not mask.any():
         return net
     keep = ~mask
+    if not keep.any() and crossed(net, pos):
+        keep[0] = True   # a shortcut jumps over the layer: keep one (dead) neuron, the network is not constant
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     skips = thinned_skips(net, pos, keep)
     if skips is None or not isinstance(nxt, Dense):
@@ -117,6 +119,9 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
     if not isinstance(layer, Conv) or layer.groups != 1 or (isinstance(nxt, Conv) and nxt.groups != 1):
         return net
     dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
+    if dead.all() and crossed(net, pos):
+        dead = dead.copy()
+        dead[0] = False  # a shortcut jumps over the layer: keep one (dead) channel, the network is not constant
     keep = ~dead
     skips = thinned_skips(net, pos, np.repeat(keep, layer.positions), keep)
     if not dead.any() or skips is None:

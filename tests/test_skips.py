@@ -351,3 +351,21 @@ def test_branches_combined_by_sub_concat_and_slice_import_exactly(tmp_path):
     reference = run_onnx(onnx.load(str(path)), X)[0]
     np.testing.assert_allclose(net.forward(X), reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+def test_dead_residual_branch_keeps_one_channel_and_the_shortcut(tmp_path):
+    """The first block's inner layer never fires: its output is 0, the block is relu(shortcut + bias).
+    All but one channel go (a layer a shortcut jumps over is not emptied); the function is unchanged."""
+    torch.manual_seed(4)
+    module = _ResNet()
+    with torch.no_grad():
+        module.b1.c1.bias[:] = -1000.0
+    path = _export(module, tmp_path / "dead.onnx", dynamo=False)
+    net = import_model(path)
+    box = Box(np.zeros(64), np.ones(64))
+    result = analyze(net, box, AnalysisOptions(time_limit=5))
+    assert np.all(result.layers[1].status == Status.INACTIVE)
+    small = compress_network(net, result)
+    assert small.layers[1].channels == 1 and [(s.target, s.source) for s in small.skips] == [(2, 0), (4, 2)]
+    X = box.sample(5_000, RNG)
+    np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-9, atol=1e-9)
