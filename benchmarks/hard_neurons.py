@@ -4,9 +4,9 @@
 
 For each network (2x200_l1-0.0001_s0, 3x100_l1-0.0002_s0, 5x100_l1-0.0002_s0): the ``bounds``,
 ``witnesses`` and ``lp`` provers of the default schedule (so the bounds are exactcomp's LP-tightened
-ones, as in the note), then every candidate left, each by :func:`exactcomp.bab.branch_and_bound` with
+ones, as in the note), then every candidate left, each by :func:`exactcomp.bab.engine.branch_and_bound` with
 ``--limit`` seconds and torch on one thread. Every proof's certificate is re-checked in float64
-(:func:`exactcomp.bab.check_certificate`) and compared with sampling (200,000 uniform points of the
+(:func:`exactcomp.bab.engine.check_certificate`) and compared with sampling (200,000 uniform points of the
 box plus every witness found: no input may show the opposite sign).
 """
 
@@ -46,7 +46,7 @@ def candidates_after_lp(name: str):
 def main(argv=None) -> int:
     import torch
 
-    from exactcomp.bab import check_certificate
+    from exactcomp.bab.engine import check_certificate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--summarize", type=Path, nargs="+", metavar="RESULTS",
@@ -60,10 +60,10 @@ def main(argv=None) -> int:
         print(summarize([json.loads(p.read_text()) for p in args.summarize]))
         return 0
     torch.set_num_threads(1)
-    from exactcomp.bab import BabOptions, branch_and_bound
-    from exactcomp.bench import machine_info
+    from exactcomp.bab.engine import BabOptions, branch_and_bound
+    from exactcomp.cli.bench import machine_info
     from exactcomp.provers.bab import GPU_BATCH
-    from exactcomp.region_walk import region_walk
+    from exactcomp.witnesses.region_walk import region_walk
 
     batch = args.batch or (GPU_BATCH if args.device.startswith("cuda") else BabOptions.batch)
     options = BabOptions(device=args.device, batch=batch)

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 def run_one(path: Path, strategy: str, time_limit: float | None, jobs: int | None = None) -> dict:
     """One run through ``exactcomp bench``'s runner (HiGHS, big-M), plus this script's network metadata."""
-    from exactcomp.bench import run_one as bench_run
+    from exactcomp.cli.bench import run_one as bench_run
 
     record = bench_run(path, path.with_suffix(".box.json"), strategy, "highs", "bigm", time_limit, jobs)
     if record["error"]:
@@ -34,7 +34,7 @@ def run_one(path: Path, strategy: str, time_limit: float | None, jobs: int | Non
 
 
 def machine() -> dict:
-    from exactcomp.bench import machine_info
+    from exactcomp.cli.bench import machine_info
 
     return machine_info()
 

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     if args.summarize:
         print(summarize(json.loads(args.summarize.read_text())))
         return 0
-    from exactcomp.bench import machine_info
+    from exactcomp.cli.bench import machine_info
 
     nets = sorted((HERE / "networks").glob("mnist_*.onnx"), key=_order)   # the MLPs (cnn.py writes others)
     if args.only:

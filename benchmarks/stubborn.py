@@ -5,7 +5,7 @@
 The candidates are those the previous default (``auto``: bounds, witnesses, LP tightening) left to the
 per-neuron MILPs on the three networks of ``hard_neurons.py`` (the 28 neurons of
 ../shared/notes/hard-neurons.md). For each, three independent jobs start from the same state (the
-LP-tightened bounds, nothing proven after LP): :func:`exactcomp.bab.branch_and_bound` (torch, one
+LP-tightened bounds, nothing proven after LP): :func:`exactcomp.bab.engine.branch_and_bound` (torch, one
 thread) and the feasibility MILP of the ``milp`` prover (``σ g >= -τ`` infeasible = proof) with HiGHS
 and with SCIP (one thread each), each with ``--limit`` seconds. Jobs run in ``--workers`` processes
 (one core each: use at most the number of cores, so that jobs do not share a core). Every
@@ -71,10 +71,10 @@ def warm_up() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from exactcomp.bab import branch_and_bound
-    from exactcomp.bounds import compute_bounds
+    from exactcomp.bab.engine import branch_and_bound
+    from exactcomp.bounds.crown import compute_bounds
     from exactcomp.domain import Box
-    from exactcomp.network import Dense, Network, TensorInfo
+    from exactcomp.ir.network import Dense, Network, TensorInfo
 
     rng = np.random.default_rng(0)
     sizes = [4, 8, 8, 1]
@@ -98,7 +98,7 @@ def run_job(folder: str, name: str, cand: tuple, method: str, limit: float) -> d
     row = {"network": name, "neuron": f"{k + 1}:{t}:{int(sign)}", "method": method}
     t0 = time.perf_counter()
     if method == "bab":
-        from exactcomp.bab import branch_and_bound, check_certificate
+        from exactcomp.bab.engine import branch_and_bound, check_certificate
 
         r = branch_and_bound(net, box, state.bounds(k + 1), (k, t, sign), state.margin, deadline=t0 + limit)
         row.update(status=r.status, seconds=round(time.perf_counter() - t0, 2), subdomains=r.subdomains,
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from hard_neurons import NETWORKS
 
-    from exactcomp.bench import machine_info
+    from exactcomp.cli.bench import machine_info
 
     folder = Path(tempfile.mkdtemp(prefix="exactcomp-stubborn-"))
     jobs = prepare(folder, args.networks.split(",") if args.networks else NETWORKS)

@@ -25,8 +25,9 @@ _EXPORTS = {
     "Box": "domain",
     "DomainError": "errors", "ExactcompError": "errors", "ModelError": "errors", "UnsupportedOpError": "errors",
     "VerificationError": "errors",
-    "Dense": "network", "Network": "network", "TensorInfo": "network",
-    "VerificationResult": "verify",
+    "Dense": "ir.network", "Network": "ir.network", "TensorInfo": "ir.network", "Conv": "ir.conv", "Embed": "ir.skip",
+    "Skip": "ir.skip",
+    "VerificationResult": "verify.compare",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -17,7 +17,7 @@ The strategies (:data:`STRATEGIES`, chosen with ``AnalysisOptions.strategy``):
 * ``auto`` (default): bounds, witnesses, LP bound tightening, then the portfolio of branch and
   bound and per-neuron MILPs for the last candidates;
 * ``network``: bounds, witnesses, LP tightening, the single network-wide MILP (NeurIPS 2021);
-* ``per-neuron``: the CPAIOR 2020 baseline, two MILPs per neuron (:mod:`exactcomp.per_neuron`).
+* ``per-neuron``: the CPAIOR 2020 baseline, two MILPs per neuron (:mod:`exactcomp.provers.per_neuron`).
 
 The first three are schedules of *provers* (:mod:`exactcomp.provers`); ``AnalysisOptions.provers``
 replaces a strategy's schedule with any list of registered (or your own) provers.
@@ -33,10 +33,10 @@ from importlib import import_module
 
 import numpy as np
 
-from .bounds import LayerBounds
-from .domain import Box
-from .network import Network
-from .witnesses import WitnessTracker
+from exactcomp.bounds.crown import LayerBounds
+from exactcomp.domain import Box
+from exactcomp.ir.network import Network
+from exactcomp.witnesses.search import WitnessTracker
 
 
 class Status(enum.IntEnum):
@@ -133,7 +133,7 @@ class AnalysisOptions:
     ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
     ``provers``: a schedule (names of :data:`exactcomp.provers.PROVERS` or prover objects) replacing
     the strategy's own (:data:`exactcomp.provers.SCHEDULES`). ``resume``: an earlier run's results
-    (:func:`exactcomp.resume.load_resume`) to start from. ``device``: where branch and bound runs its
+    (:func:`exactcomp.io.resume.load_resume`) to start from. ``device``: where branch and bound runs its
     batched bounds (torch): ``cpu`` (default, float64) or ``cuda`` / ``cuda:N`` (float64 on the GPU,
     larger batches); proofs are re-checked in float64 on the CPU either way.
     """
@@ -190,7 +190,7 @@ STRATEGIES: dict[str, str] = {
     "bounds": "exactcomp.provers.schedule:analyze_with_schedule",
     "network": "exactcomp.provers.schedule:analyze_with_schedule",
     "auto": "exactcomp.provers.schedule:analyze_with_schedule",
-    "per-neuron": "exactcomp.per_neuron:per_neuron_strategy",
+    "per-neuron": "exactcomp.provers.per_neuron:per_neuron_strategy",
 }
 
 
@@ -204,7 +204,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     """
     from exactcomp.formulations import get_formulation
 
-    from .errors import ExactcompError
+    from exactcomp.errors import ExactcompError
 
     options = options or AnalysisOptions()
     if options.strategy not in STRATEGIES:
@@ -223,7 +223,7 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
 def _check_numbers(options: AnalysisOptions) -> None:
     """The numeric options as the CLI validates them: integers >= their minimum, finite margin in
     (0, 1], positive finite time limit; anything else is an ExactcompError naming the option."""
-    from .errors import ExactcompError
+    from exactcomp.errors import ExactcompError
 
     for name, minimum, optional in (("random_points", 0, False), ("gradient_steps", 0, False),
                                     ("gradient_restarts", 0, False), ("seed", 0, False),
@@ -250,7 +250,7 @@ def _check_numbers(options: AnalysisOptions) -> None:
 def check_device(device) -> None:
     """``cpu``, or ``cuda``/``cuda:N`` with torch built for CUDA and that GPU present; else an
     ExactcompError with one line saying what is missing."""
-    from .errors import ExactcompError
+    from exactcomp.errors import ExactcompError
 
     if device == "cpu":
         return

@@ -8,27 +8,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import Analysis, AnalysisOptions
-from .analysis import analyze as _analyze
-from .domain import Box, load_box, load_samples, make_box
-from .errors import DomainError
-from .network import Network
-from .rewrite import compress_network
-from .verify import VerificationResult, verify_models
+from exactcomp.analysis import Analysis, AnalysisOptions
+from exactcomp.analysis import analyze as _analyze
+from exactcomp.domain import Box, load_box, load_samples, make_box
+from exactcomp.errors import DomainError
+from exactcomp.ir.network import Network
+from exactcomp.rewrite.rules import compress_network
+from exactcomp.verify.compare import VerificationResult, verify_models
 
 
 def load(path: str | Path) -> Network:
     """Import an ONNX ReLU MLP into the immutable layer-graph IR."""
-    from .onnx_import import import_model
+    from exactcomp.io.onnx_import import import_model
 
     return import_model(path)
 
 
 def check_exportable(network: Network) -> None:
     """Raise :class:`~exactcomp.errors.ModelError` if ``network``, or the constant network it may
-    compress to, cannot be written as ONNX (see :func:`exactcomp.onnx_export.check_exportable`);
+    compress to, cannot be written as ONNX (see :func:`exactcomp.io.onnx_export.check_exportable`);
     cheap, so call it before a long analysis."""
-    from .onnx_export import check_exportable as _check
+    from exactcomp.io.onnx_export import check_exportable as _check
 
     _check(network)
 
@@ -71,12 +71,12 @@ class CompressionResult:
     times: dict = field(default_factory=dict)
 
     def to_onnx(self):
-        from .onnx_export import to_onnx
+        from exactcomp.io.onnx_export import to_onnx
 
         return to_onnx(self.compressed)
 
     def save(self, path: str | Path) -> Path:
-        from .onnx_export import save_onnx
+        from exactcomp.io.onnx_export import save_onnx
 
         return save_onnx(self.compressed, path)
 
@@ -103,10 +103,10 @@ def verify(original, compressed, box, extra_points=None, **kwargs) -> Verificati
     """Compare two ONNX models (paths, ModelProtos or Networks) with onnxruntime on ``box``.
 
     ``box`` may be a path to a box file, a dict or a :class:`Box`. The default tolerance follows the
-    original's compute type (``exactcomp.verify.TOLERANCES``); see :mod:`exactcomp.verify`.
+    original's compute type (``exactcomp.verify.compare.TOLERANCES``); see :mod:`exactcomp.verify.compare`.
     """
-    from .onnx_export import to_onnx
-    from .onnx_import import import_model
+    from exactcomp.io.onnx_export import to_onnx
+    from exactcomp.io.onnx_import import import_model
 
     models = [to_onnx(m) if isinstance(m, Network) else m for m in (original, compressed)]
     ref = original if isinstance(original, Network) else import_model(original)

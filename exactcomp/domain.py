@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DomainError
+from exactcomp.errors import DomainError
 
 
 def _as_float_array(value, what: str) -> np.ndarray:

@@ -12,9 +12,9 @@ rows for the model's objective; identity for plain big-M). :data:`REGISTRY` maps
 :func:`get_formulation` also passes a user's own object through.
 """
 
-from .bigm import build_bigm
-from .ideal import BigM, IdealCuts, separate_ideal_cuts
-from .milp import MILP
+from exactcomp.formulations.bigm import build_bigm
+from exactcomp.formulations.ideal import BigM, IdealCuts, separate_ideal_cuts
+from exactcomp.formulations.milp import MILP
 
 REGISTRY = {"bigm": BigM(), "bigm-ideal": IdealCuts()}
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .milp import MILP
+from exactcomp.formulations.milp import MILP
 
 
 def _stability_masks(bounds, depth, stable_inactive, stable_active):

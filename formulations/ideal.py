@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from .bigm import build_bigm
+from exactcomp.formulations.bigm import build_bigm
 
 
 def separate_ideal_cuts(milp, net, values: np.ndarray, tol: float = 1e-6):

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import SolveResult
+from exactcomp.solvers import SolveResult
 
 
 class RebuildingSession:

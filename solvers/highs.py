@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from . import SolveResult, SolveStatus
-from .quiet import quiet_native_stdout
+from exactcomp.solvers import SolveResult, SolveStatus
+from exactcomp.solvers.quiet import quiet_native_stdout
 
 
 #: MIP settings for stability proofs (measured on MNIST 784-100-100 layer-2 neurons: 55 s -> 10 s).

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, require, rows_of
+from exactcomp.solvers import SolveResult, SolveStatus
+from exactcomp.solvers.base import RebuildingSession, finite, require, rows_of
 
 #: exactcomp name -> MathOpt SolverType member.
 SOLVER_TYPES = {"scip": "GSCIP", "highs": "HIGHS", "cp_sat": "CP_SAT", "gurobi": "GUROBI", "glop": "GLOP",

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, finite_or_none, require, rows_of
-from .quiet import quiet_native_stdout
+from exactcomp.solvers import SolveResult, SolveStatus
+from exactcomp.solvers.base import RebuildingSession, finite, finite_or_none, require, rows_of
+from exactcomp.solvers.quiet import quiet_native_stdout
 
 #: Option name of the time limit for SolverFactory solvers (APPSI solvers use ``config.time_limit``).
 TIME_LIMIT_OPTION = {"gurobi": "TimeLimit", "gurobi_direct": "TimeLimit", "gurobi_persistent": "TimeLimit",

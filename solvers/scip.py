@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from . import SolveResult, SolveStatus
-from .base import RebuildingSession, finite, finite_or_none, require, rows_of
+from exactcomp.solvers import SolveResult, SolveStatus
+from exactcomp.solvers.base import RebuildingSession, finite, finite_or_none, require, rows_of
 
 #: Parameters set on every model (pass ``options={}`` for SCIP's defaults); ``"separating"`` and
 #: ``"heuristics"`` take an emphasis name of SCIP_PARAMSETTING (OFF, FAST, DEFAULT, AGGRESSIVE).

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from exactcomp.domain import Box
-from exactcomp.network import Dense, Network, TensorInfo
+from exactcomp.ir.network import Dense, Network, TensorInfo
 
 
 def random_network(sizes, seed=0, bias_shift=0.0, scale=1.0) -> Network:

@@ -106,7 +106,7 @@ def test_missing_library_is_a_one_line_error_with_the_install_hint():
 def test_solvers_command_lists_every_registered_back_end(capsys):
     import json
 
-    from exactcomp.cli import main
+    from exactcomp.cli.main import main
     from exactcomp.solvers import REGISTRY
 
     assert main(["solvers", "--json"]) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exactcomp.cli import main
+from exactcomp.cli.main import main
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from exactcomp.analysis import AnalysisOptions, Status, analyze
-from exactcomp.bounds import compute_bounds, interval_bounds
+from exactcomp.bounds.crown import compute_bounds, interval_bounds
 from exactcomp.domain import Box
 
 from .conftest import brute_forward, random_network

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from exactcomp.cli import main
+from exactcomp.cli.main import main
 
 from .conftest import onnx_mlp, random_weights, run_onnx
 

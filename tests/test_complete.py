@@ -79,7 +79,7 @@ def test_methods_name_how_each_neuron_was_decided():
 
 def test_time_limit_leaves_unknowns_that_are_kept():
     """A zero time budget for the MILP phases: undecided neurons are unknown (time_limit) and kept."""
-    from exactcomp.rewrite import compress_network
+    from exactcomp.rewrite.rules import compress_network
 
     net = random_network([3, 8, 8, 1], seed=5, bias_shift=-0.3)
     box = Box(-np.ones(3), np.ones(3))
@@ -98,7 +98,7 @@ def test_time_limit_leaves_unknowns_that_are_kept():
 def test_margin_keeps_neurons_near_zero():
     """g = relu(x) + relu(-x) - 1 - τ/2 on [-1, 1] has maximum -τ/2: neither proven stable (the proof
     needs max g <= -τ) nor unstable, so it is unknown (near_zero) and kept."""
-    from exactcomp.network import Dense, Network, TensorInfo
+    from exactcomp.ir.network import Dense, Network, TensorInfo
 
     tau = 1e-3
     layers = (Dense(np.array([[1.0], [-1.0]]), np.zeros(2), 1, np.arange(2)),

@@ -10,16 +10,16 @@ import numpy as np
 import onnx
 import pytest
 
-from exactcomp.cli import main
+from exactcomp.cli.main import main
 from exactcomp.analysis import AnalysisOptions, analyze
-from exactcomp.bounds import compute_bounds
-from exactcomp.conv import Conv, conv_output_size
+from exactcomp.bounds.crown import compute_bounds
+from exactcomp.ir.conv import Conv, conv_output_size
 from exactcomp.domain import Box
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.network import Dense, Network, TensorInfo
-from exactcomp.onnx_export import to_onnx
-from exactcomp.onnx_import import import_model
-from exactcomp.rewrite import compress_network, remove_dead_channels
+from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.io.onnx_export import to_onnx
+from exactcomp.io.onnx_import import import_model
+from exactcomp.rewrite.rules import compress_network, remove_dead_channels
 
 from .conftest import run_onnx
 from .test_complete import _check_against_oracle
@@ -58,7 +58,7 @@ def _torch_conv(layer: Conv, x: np.ndarray) -> np.ndarray:
 
 
 def test_conv_operator_matches_torch_conv2d():
-    from exactcomp.torch_operators import TorchConv
+    from exactcomp.bab.torch_operators import TorchConv
 
     checked = 0
     for _ in range(60):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from exactcomp.analysis import AnalysisOptions, analyze
-from exactcomp.bab import BabOptions, branch_and_bound, check_certificate
-from exactcomp.bounds import compute_bounds
+from exactcomp.bab.engine import BabOptions, branch_and_bound, check_certificate
+from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.errors import ExactcompError
 

@@ -53,7 +53,7 @@ def test_user_samples_become_witnesses():
     """A neuron positive only in a tiny L1 ball around the box centre is shown unstable by a user sample."""
     from exactcomp.analysis import AnalysisOptions, Status, analyze
     from exactcomp.domain import Box
-    from exactcomp.network import Dense, Network, TensorInfo
+    from exactcomp.ir.network import Dense, Network, TensorInfo
 
     n = 40
     W1 = np.vstack([np.eye(n), -np.eye(n)])          # relu(x - 1/2) + relu(1/2 - x) = |x - 1/2|

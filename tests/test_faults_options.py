@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from exactcomp.cli import _parser
+from exactcomp.cli.main import _parser
 from exactcomp.solvers import available
 
 from .conftest import onnx_mlp, random_weights
@@ -89,7 +89,7 @@ def test_refolded_models_of_every_float_type_verify(tmp_path, dtype):
                "--strategy", "bounds", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    from exactcomp.verify import TOLERANCES
+    from exactcomp.verify.compare import TOLERANCES
 
     v = report["verification"]
     assert v["passed"] and v["dtype"] == np.dtype(dtype).name
@@ -158,9 +158,9 @@ def test_random_points_are_evaluated_in_bounded_batches(monkeypatch):
     tracker keeps a bounded pool however many points it sees."""
     import importlib
 
-    verify_module = importlib.import_module("exactcomp.verify")   # (exactcomp.verify is also the API function)
+    verify_module = importlib.import_module("exactcomp.verify.compare")   # the module (exactcomp.verify is also the API function)
     from exactcomp.domain import Box
-    from exactcomp.witnesses import WitnessTracker
+    from exactcomp.witnesses.search import WitnessTracker
 
     from .conftest import random_network
 
@@ -185,7 +185,7 @@ def test_progress_bars_show_count_and_eta():
 
     from rich.console import Console
 
-    from exactcomp.progress import RichProgress
+    from exactcomp.cli.progress import RichProgress
 
     buffer = io.StringIO()
     with RichProgress(Console(file=buffer, force_terminal=True, width=120)) as progress:

@@ -16,7 +16,7 @@ from .conftest import random_network
 def _model(seed):
     net = random_network([3, 8, 6, 1], seed=seed, bias_shift=-0.2)
     box = Box(-np.ones(3), np.ones(3))
-    from exactcomp.bounds import compute_bounds
+    from exactcomp.bounds.crown import compute_bounds
 
     bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
     milp = build_bigm(net, box, bounds, depth=2)

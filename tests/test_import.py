@@ -10,8 +10,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from exactcomp.errors import ModelError, UnsupportedOpError
-from exactcomp.onnx_export import to_onnx
-from exactcomp.onnx_import import import_model
+from exactcomp.io.onnx_export import to_onnx
+from exactcomp.io.onnx_import import import_model
 
 from .conftest import onnx_mlp, random_weights, run_onnx
 

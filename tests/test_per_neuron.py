@@ -11,7 +11,7 @@ from scipy.optimize import linprog
 from exactcomp.analysis import Status, analyze
 from exactcomp.domain import Box
 from exactcomp.formulations.bigm import build_bigm
-from exactcomp.per_neuron import per_neuron_analysis
+from exactcomp.provers.per_neuron import per_neuron_analysis
 
 from .conftest import random_network
 
@@ -79,7 +79,7 @@ def test_bigm_encodes_the_network():
 
     net = random_network([3, 5, 4, 2], seed=3)
     box = Box(-np.ones(3), np.ones(3))
-    from exactcomp.bounds import compute_bounds
+    from exactcomp.bounds.crown import compute_bounds
 
     bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
     milp = build_bigm(net, box, bounds, depth=2)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from exactcomp.analysis import AnalysisOptions, Status, analyze
-from exactcomp.bab import BabOptions, Certificate, Leaf, branch_and_bound, check_certificate, covers_box
-from exactcomp.bounds import compute_bounds
+from exactcomp.bab.engine import BabOptions, Certificate, Leaf, branch_and_bound, check_certificate, covers_box
+from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.provers.state import Decision, Outcome
-from exactcomp.split_bounds import split_bound
+from exactcomp.bab.split_bounds import split_bound
 
 from .conftest import random_network
 from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle

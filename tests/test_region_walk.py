@@ -8,7 +8,7 @@ import pytest
 
 from exactcomp.analysis import AnalysisOptions, analyze
 from exactcomp.domain import Box
-from exactcomp.region_walk import region_lp, region_walk
+from exactcomp.witnesses.region_walk import region_lp, region_walk
 
 from .conftest import random_network
 from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle

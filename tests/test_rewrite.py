@@ -7,9 +7,9 @@ import pytest
 
 from exactcomp.analysis import Analysis, LayerAnalysis, Status, analyze
 from exactcomp.domain import Box
-from exactcomp.network import Dense, Network, TensorInfo
-from exactcomp.onnx_export import to_onnx
-from exactcomp.rewrite import (
+from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.io.onnx_export import to_onnx
+from exactcomp.rewrite.rules import (
     compress_network, fold_active_neurons, fold_constant_neurons, independent_rows, merge_linear_layer, remove_neurons,
 )
 
@@ -127,7 +127,7 @@ def test_verify_command_accepts_constant_model(tmp_path):
 
     import onnx
 
-    from exactcomp.cli import main
+    from exactcomp.cli.main import main
 
     from .conftest import onnx_mlp
 

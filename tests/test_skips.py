@@ -15,15 +15,15 @@ import pytest
 from scipy.optimize import linprog
 
 from exactcomp.analysis import AnalysisOptions, Status, analyze
-from exactcomp.bounds import compute_bounds
-from exactcomp.cli import main
-from exactcomp.conv import Conv
+from exactcomp.bounds.crown import compute_bounds
+from exactcomp.cli.main import main
+from exactcomp.ir.conv import Conv
 from exactcomp.domain import Box
-from exactcomp.network import Dense, Network, TensorInfo
-from exactcomp.onnx_export import to_onnx
-from exactcomp.onnx_import import import_model
-from exactcomp.rewrite import compress_network
-from exactcomp.skip import Embed, Skip
+from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.io.onnx_export import to_onnx
+from exactcomp.io.onnx_import import import_model
+from exactcomp.rewrite.rules import compress_network
+from exactcomp.ir.skip import Embed, Skip
 
 from .conftest import run_onnx
 from .test_complete import MILP_ONLY, WEAK_SCREEN, _check_against_oracle
@@ -241,7 +241,7 @@ def test_conv_skip_into_a_convolution_bounds_are_sound():
 
 @pytest.mark.parametrize("build,seed,shift", [(_skip_net, 5, -0.2), (_residual_net, 6, -0.4), (_skip_net, 8, 0.1)])
 def test_branch_and_bound_through_skips_agrees_with_the_oracle(build, seed, shift):
-    from exactcomp.bab import branch_and_bound, check_certificate
+    from exactcomp.bab.engine import branch_and_bound, check_certificate
 
     net = build(seed, shift)
     box = Box(-np.ones(net.input_size), np.ones(net.input_size))
@@ -264,7 +264,7 @@ def test_branch_and_bound_through_skips_agrees_with_the_oracle(build, seed, shif
 @pytest.mark.parametrize("build,seed", [(_skip_net, 0), (_skip_net, 3), (_residual_net, 1), (_residual_net, 4)])
 def test_split_bounds_through_skips_hold_on_sampled_subdomains(build, seed):
     """β-CROWN bounds of random subdomains (random phases, α, β) never below a sampled value inside them."""
-    from exactcomp.split_bounds import phases_of, split_bound
+    from exactcomp.bab.split_bounds import phases_of, split_bound
 
     net = build(seed, 0.0)
     box = Box(-np.ones(net.input_size), np.ones(net.input_size))
@@ -296,8 +296,8 @@ def test_split_bounds_through_skips_hold_on_sampled_subdomains(build, seed):
 
 
 def test_torch_engine_equals_the_float64_split_bound_with_skips():
-    from exactcomp.bab import _Engine
-    from exactcomp.split_bounds import phases_of, split_bound
+    from exactcomp.bab.engine import _Engine
+    from exactcomp.bab.split_bounds import phases_of, split_bound
 
     net = _skip_net(2, 0.0)
     box = Box(-np.ones(3), np.ones(3))

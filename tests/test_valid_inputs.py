@@ -20,10 +20,10 @@ from onnx import TensorProto, helper, numpy_helper
 import exactcomp
 from exactcomp.domain import Box
 from exactcomp.errors import ModelError
-from exactcomp.network import Dense
-from exactcomp.onnx_export import check_exportable
-from exactcomp.onnx_import import import_model
-from exactcomp.rewrite import fold_fixed_inputs
+from exactcomp.ir.network import Dense
+from exactcomp.io.onnx_export import check_exportable
+from exactcomp.io.onnx_import import import_model
+from exactcomp.rewrite.rules import fold_fixed_inputs
 
 NEWEST = (onnx.defs.onnx_opset_version(), onnx.IR_VERSION)
 

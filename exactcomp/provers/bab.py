@@ -1,6 +1,6 @@
-"""``bab``: branch and bound over ReLU splits, one candidate at a time (:mod:`exactcomp.bab`).
+"""``bab``: branch and bound over ReLU splits, one candidate at a time (:mod:`exactcomp.bab.engine`).
 
-Each open candidate gets :func:`exactcomp.bab.branch_and_bound` with the current bounds of the
+Each open candidate gets :func:`exactcomp.bab.engine.branch_and_bound` with the current bounds of the
 layers before it, for at most ``per_neuron`` seconds (and the schedule's deadline). A proof at the
 root (optimised slopes alone, no split) is reported as method ``alpha``, a proof with splits as
 ``bab``; both carry their certificate, which the schedule re-checks in float64 before the analysis
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 
-from ..analysis import Status
-from .milp import proven_edge
-from .state import Decision, Outcome
-from .walk import walk_outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.milp import proven_edge
+from exactcomp.provers.state import Decision, Outcome
+from exactcomp.provers.walk import walk_outcome
 
 
 def torch_available() -> bool:
@@ -26,7 +26,7 @@ def torch_available() -> bool:
 
 
 def bab_outcome(c, result, margin: float) -> Outcome:
-    """An outcome from a :class:`exactcomp.bab.BabResult` for candidate ``c``."""
+    """An outcome from a :class:`exactcomp.bab.engine.BabResult` for candidate ``c``."""
     out = Outcome(points=result.points if len(result.points) else None,
                   stats={"bab_subdomains": result.subdomains})
     if result.status == "proven":
@@ -48,7 +48,7 @@ def best_point(result):
 
 def bab_options(state):
     """Branch-and-bound options for the analysis' device (larger batches on a GPU)."""
-    from exactcomp.bab import BabOptions
+    from exactcomp.bab.engine import BabOptions
 
     device = getattr(state.options, "device", "cpu") or "cpu"
     return BabOptions(device=device, batch=GPU_BATCH if device.startswith("cuda") else BabOptions.batch)
@@ -60,7 +60,7 @@ GPU_BATCH = 8192
 
 def run_bab(state, c, seconds: float | None, cancelled=None, options=None):
     """Branch and bound on one candidate for at most ``seconds`` (None: until the deadline)."""
-    from exactcomp.bab import branch_and_bound
+    from exactcomp.bab.engine import branch_and_bound
 
     deadline = state.deadline if seconds is None else min(state.deadline, time.perf_counter() + seconds)
     return branch_and_bound(state.net, state.box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign),

@@ -3,7 +3,7 @@
 When at most ``max_free`` input coordinates are free (``lower < upper``), the box is split in two
 along the coordinate with the largest influence on the open candidates (its width times the summed
 ``|∂g/∂x_i|`` of those candidates at the sub-box centre) until, in every sub-box, the bounds of
-:func:`exactcomp.bounds.compute_bounds` (interval + CROWN, widened for rounding) show ``σ g <= -τ``
+:func:`exactcomp.bounds.crown.compute_bounds` (interval + CROWN, widened for rounding) show ``σ g <= -τ``
 for the candidate; sub-boxes are taken largest bound first, and each sub-box's centre and corners are
 tried as witnesses. All candidates share one split tree. A candidate is proven (method
 ``input_split``) when no open sub-box still holds it; its certificate is the split tree with its
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis import Status
-from ..bounds import compute_bounds
-from ..domain import Box
-from .milp import proven_edge
-from .state import Decision, Outcome
+from exactcomp.analysis import Status
+from exactcomp.bounds.crown import compute_bounds
+from exactcomp.domain import Box
+from exactcomp.provers.milp import proven_edge
+from exactcomp.provers.state import Decision, Outcome
 
 
 @dataclass

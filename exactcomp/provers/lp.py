@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from ..analysis import Status
-from .state import Decision, Outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.state import Decision, Outcome
 
 
 def deepest_candidate_layer(state) -> int:

@@ -20,8 +20,8 @@ import numpy as np
 
 from exactcomp.solvers import SolveStatus
 
-from ..analysis import DEFAULT_JOBS, Status
-from .state import Candidate, Decision, OutOfTime, Outcome
+from exactcomp.analysis import DEFAULT_JOBS, Status
+from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 
 @dataclass

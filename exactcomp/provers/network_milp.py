@@ -19,10 +19,10 @@ import numpy as np
 
 from exactcomp.solvers import SolveStatus
 
-from ..analysis import Status
-from .lp import deepest_candidate_layer
-from .milp import proven_edge
-from .state import Candidate, Decision, OutOfTime, Outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.lp import deepest_candidate_layer
+from exactcomp.provers.milp import proven_edge
+from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 
 def _prove_all(state, depth: int) -> Outcome:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 
-from ..analysis import Status
-from .bab import bab_outcome, best_point, run_bab, torch_available
-from .milp import NeuronMilp, Verdict, verdict_outcome
-from .state import Decision, Outcome
-from .walk import walk_outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.bab import bab_outcome, best_point, run_bab, torch_available
+from exactcomp.provers.milp import NeuronMilp, Verdict, verdict_outcome
+from exactcomp.provers.state import Decision, Outcome
+from exactcomp.provers.walk import walk_outcome
 
 
 class Portfolio:

@@ -1,4 +1,4 @@
-"""``resume``: the first prover when ``AnalysisOptions.resume`` holds an earlier report (:mod:`exactcomp.resume`).
+"""``resume``: the first prover when ``AnalysisOptions.resume`` holds an earlier report (:mod:`exactcomp.io.resume`).
 
 It hands the earlier bounds, proofs (status and method as reported; counted as ``resumed_proofs``)
 and unknown reasons of ``near_zero`` neurons to the schedule, and offers the earlier witnesses again.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analysis import Status
-from .state import Decision, Outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.state import Decision, Outcome
 
 _STATUS = {"stably_active": Status.ACTIVE, "stably_inactive": Status.INACTIVE}
 

@@ -8,7 +8,7 @@
    when it runs out, or on Ctrl-C / SIGTERM, the schedule stops and every undecided neuron is unknown
    with the reason ``time_limit`` / ``interrupted``.
 3. Every proof that carries a certificate (an object with ``check(net, box) -> bool``, e.g. branch
-   and bound's :class:`exactcomp.bab.Certificate`) is re-checked in float64 from the certificate
+   and bound's :class:`exactcomp.bab.engine.Certificate`) is re-checked in float64 from the certificate
    alone; a proof that fails its check is withdrawn (the neuron becomes unknown,
    ``certificate_rejected``) — never trusted.
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import time
 
-from . import SCHEDULES, get_prover
-from .state import OutOfTime, ProofState
+from exactcomp.provers import SCHEDULES, get_prover
+from exactcomp.provers.state import OutOfTime, ProofState
 
 SCREENING = ("resume", "bounds", "witnesses")
 

@@ -1,22 +1,22 @@
 """The cheap provers every schedule starts with: ``bounds`` and ``witnesses``.
 
-* ``bounds``: interval arithmetic, then DeepPoly/CROWN back-substitution (:mod:`exactcomp.bounds`);
+* ``bounds``: interval arithmetic, then DeepPoly/CROWN back-substitution (:mod:`exactcomp.bounds.crown`);
   a neuron with ``upper <= 0`` is stably inactive, ``lower >= 0`` stably active (method ``interval``
   or ``symbolic``). The input corners that maximise/minimise each symbolic bound are offered as
   witnesses.
 * ``witnesses``: uniform random points (in batches), corners from the first layer's weight signs,
   user samples, then projected sign-gradient ascent on ``±g`` for every open candidate
-  (:mod:`exactcomp.witnesses`). A neuron seen with both signs is unstable.
+  (:mod:`exactcomp.witnesses.search`). A neuron seen with both signs is unstable.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..analysis import Status, decide_by_bounds
-from ..bounds import compute_bounds
-from ..witnesses import gradient_search, sign_corners
-from .state import Decision, Outcome
+from exactcomp.analysis import Status, decide_by_bounds
+from exactcomp.bounds.crown import compute_bounds
+from exactcomp.witnesses.search import gradient_search, sign_corners
+from exactcomp.provers.state import Decision, Outcome
 
 
 class BoundsProver:

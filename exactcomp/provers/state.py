@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import Analysis, LayerAnalysis, Status
-from ..witnesses import WitnessTracker
+from exactcomp.analysis import Analysis, LayerAnalysis, Status
+from exactcomp.witnesses.search import WitnessTracker
 
 
 class OutOfTime(Exception):

@@ -1,4 +1,4 @@
-"""``region-walk``: LP local search over activation regions for a witness (:mod:`exactcomp.region_walk`).
+"""``region-walk``: LP local search over activation regions for a witness (:mod:`exactcomp.witnesses.region_walk`).
 
 For each open candidate the walk starts from the best input known for it (the witness tracker's
 point with the largest ``σ g``) and returns the best real input it reaches: ``σ g > 0`` shows the
@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from ..analysis import Status
-from .state import Decision, Outcome
+from exactcomp.analysis import Status
+from exactcomp.provers.state import Decision, Outcome
 
 #: Seconds one walk may take at most (a walk is usually a handful of LPs, 0.2-3 s on MNIST 5x100).
 WALK_SECONDS = 5.0
@@ -23,7 +23,7 @@ WALK_SECONDS = 5.0
 
 def walk_candidate(state, c, start: np.ndarray | None = None, seconds: float = WALK_SECONDS):
     """``(x, σ g(x))`` of the best input the walk reaches for candidate ``c`` (float64 forward pass)."""
-    from ..region_walk import region_walk
+    from exactcomp.witnesses.region_walk import region_walk
 
     if start is None:
         start = state.tracker.best_points(c.layer, np.array([c.neuron]), np.array([c.sign > 0]))[0]

@@ -1,0 +1,84 @@
+"""Network layers as torch linear operators, for the batched bounds of branch and bound (:mod:`exactcomp.bab.engine`).
+
+The torch engine needs of a layer ``g = A(h) + b`` only its bias ``b`` and the transpose map
+``λ ↦ λ A`` on a batch of coefficient rows (back-substitution). Each layer type registers a class
+here (:data:`TORCH_OPERATORS`); a convolution's is the transposed convolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class TorchDense:
+    """A dense layer as the engine's linear operator: its bias ``b`` and ``λ ↦ λ W`` on a batch."""
+
+    def __init__(self, layer, device):
+        import torch
+
+        self.W = torch.as_tensor(np.array(layer.W, dtype=np.float64), device=device)
+        self.b = torch.as_tensor(np.array(layer.b, dtype=np.float64), device=device)
+
+    def apply_transpose(self, lam):
+        return lam @ self.W
+
+
+class TorchConv:
+    """A convolution as the engine's linear operator: ``λ ↦ λ M`` is the transposed convolution.
+
+    ``λ`` (a batch of rows over the ``(C_out, H_out, W_out)`` outputs) goes through
+    ``conv_transpose2d`` with no padding, which gives the form on the zero-padded input; cropping the
+    padding (taps on padding zeros contribute nothing) and any rows/columns the stride never reached
+    gives the form on ``h``.
+    """
+
+    def __init__(self, layer, device):
+        import torch
+
+        self.layer = layer
+        self.kernel = torch.as_tensor(np.array(layer.kernel, dtype=np.float64), device=device)
+        self.b = torch.as_tensor(np.array(layer.b, dtype=np.float64), device=device)
+
+    def apply_transpose(self, lam):
+        import torch.nn.functional as F
+
+        layer = self.layer
+        c_in, H, W = layer.in_shape
+        top, left, bottom, right = layer.pads
+        batch = lam.shape[:-1]
+        out = F.conv_transpose2d(lam.reshape(-1, *layer.out_shape), self.kernel, stride=layer.stride,
+                                 dilation=layer.dilation, groups=layer.groups)
+        full_h, full_w = H + top + bottom, W + left + right
+        out = F.pad(out, (0, max(0, full_w - out.shape[-1]), 0, max(0, full_h - out.shape[-2])))
+        out = out[..., top:top + H, left:left + W]
+        if layer.channels_last:
+            out = out.permute(0, 2, 3, 1)
+        return out.reshape(*batch, c_in * H * W)
+
+
+class TorchEmbed:
+    """An identity shortcut (:class:`exactcomp.ir.skip.Embed`): ``λ ↦ λ E`` moves coefficients to the inputs."""
+
+    def __init__(self, op, device):
+        import torch
+
+        self.op = op
+        self.b = torch.zeros(op.width, dtype=torch.float64, device=device)
+        self.in_index = torch.as_tensor(np.asarray(op.in_index), device=device)
+        self.out_index = torch.as_tensor(np.asarray(op.out_index), device=device)
+
+    def apply_transpose(self, lam):
+        out = lam.new_zeros((*lam.shape[:-1], self.op.fan_in))
+        return out.index_add(-1, self.in_index, lam.index_select(-1, self.out_index))
+
+
+#: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
+TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed}
+
+
+def torch_operator(layer, device):
+    """The torch linear operator of a network layer (:data:`TORCH_OPERATORS`)."""
+    kind = type(layer).__name__
+    if kind not in TORCH_OPERATORS:
+        raise TypeError(f"branch and bound has no torch operator for layer type {kind}")
+    return TORCH_OPERATORS[kind](layer, device)

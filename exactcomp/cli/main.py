@@ -1,0 +1,259 @@
+"""Command line: ``exactcomp compress | verify | inspect | solvers | bench``.
+
+The parser, the validation of every option, and the process-level rules: exit codes
+(:data:`EXIT_CODES`), Ctrl-C and SIGTERM handled alike (:mod:`exactcomp.cli.signals`), native solver
+output kept off stdout (:mod:`exactcomp.solvers.quiet`), no traceback for anything a user can cause.
+The commands themselves are in :mod:`exactcomp.cli.commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+EXIT_CODES = """\
+exit status:
+  0    success (compress: the compressed model was verified and written; verify: the models agree)
+  1    verify: the models differ; compress: the compressed model failed verification (only the
+       report is written)
+  2    bad input: model, domain, samples, option or output path (one line naming it; nothing written)
+  130  interrupted by Ctrl-C (SIGINT); 143: by SIGTERM. During the analysis the sound partial
+       result is still verified and written (the summary's first line says PARTIAL RESULT);
+       before or after it, nothing is written
+  141  standard output was closed early (e.g. piped into head)
+"""
+
+#: Largest values accepted for numeric options (larger ones are almost surely typos).
+MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10 ** 12
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``exactcomp compress: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(cast, low, high=None, low_open: bool = False):
+    """An argparse type: ``cast(text)``, finite, ``low <= value`` (``<`` when ``low_open``), ``<= high``."""
+    kind = "an integer" if cast is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        if cast is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            fmt = (lambda v: str(v)) if cast is int else (lambda v: f"{v:g}")
+            lo = f"> {fmt(low)}" if low_open else f">= {fmt(low)}"
+            hi = f" and <= {fmt(high)}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"must be {lo}{hi}, got {text}")
+        return value
+    return parse
+
+
+_seconds = _number(float, 0.0, low_open=True)
+
+
+def _time_limit(text: str):
+    """Seconds (> 0, finite) or ``none`` for no limit."""
+    return None if text.strip().lower() == "none" else _seconds(text)
+
+
+def _prover_list(text: str) -> tuple:
+    from exactcomp.provers import PROVERS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PROVERS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown prover {unknown[0] if unknown else repr(text)}; "
+                                         f"available: {', '.join(PROVERS)}")
+    return names
+_count = _number(int, 0, MAX_COUNT)
+_seed = _number(int, 0, 2 ** 63 - 1)
+_tolerance = _number(float, 0.0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from exactcomp.analysis import DEFAULT_TIME_LIMIT, STRATEGIES
+    from exactcomp.formulations import REGISTRY as FORMULATIONS
+    from exactcomp.verify.compare import TOLERANCES
+
+    p = _Parser(prog="exactcomp", description="Exact compression of ReLU networks over an input box.",
+                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"exactcomp {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compress", help="prove neuron stability and write an equivalent smaller model",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("model", type=Path, help="input ONNX model")
+    c.add_argument("--domain", "-d", type=Path, required=True, help="box file: {\"lower\": ..., \"upper\": ...}")
+    c.add_argument("-o", "--output", type=Path, required=True, help="compressed ONNX model to write")
+    c.add_argument("--report", type=Path, help="write the JSON report here")
+    c.add_argument("--samples", type=Path, help=".npy of inputs to try as witnesses (points outside the box are ignored)")
+    c.add_argument("--witnesses", type=Path,
+                   help="where to store the witness inputs (default: OUTPUT with suffix .witnesses.npy); "
+                        "'verify' reads them from there")
+    c.add_argument("--no-witnesses", action="store_true", help="do not store the witness inputs")
+    c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
+    c.add_argument("--strategy", choices=list(STRATEGIES), default="auto",
+                   help="auto (default): bounds, witnesses, LP tightening, one feasibility MILP per remaining "
+                        "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: the slow "
+                        "CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
+                        "bounds: bounds and witnesses only")
+    c.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+                   help=f"budget of the proof phases (after bounds and witness search), default {DEFAULT_TIME_LIMIT:g}; "
+                        "'none' runs to completion; neurons not decided in time are unknown and kept")
+    c.add_argument("--resume", type=Path, metavar="REPORT",
+                   help="continue from an earlier --report of the same model, domain and margin (checked by "
+                        "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")
+    c.add_argument("--provers", type=_prover_list, metavar="LIST",
+                   help="comma-separated schedule of provers replacing the strategy's, e.g. "
+                        "bounds,witnesses,lp,bab,milp (see the README)")
+    c.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
+                        "a GPU; proofs are re-checked in float64 on the CPU either way)")
+    c.add_argument("--solver", default="highs", metavar="NAME",
+                   help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
+                        "see 'exactcomp solvers'")
+    c.add_argument("--solver-log", action="store_true", help="show the solvers' own logs (on stderr)")
+    c.add_argument("--formulation", choices=list(FORMULATIONS), default="bigm",
+                   help="MILP formulation: bigm (default) or bigm-ideal (big-M plus Anderson et al. 2020 ideal "
+                        "cuts separated at the root of each per-neuron MILP)")
+    c.add_argument("--threads", type=_number(int, 1, MAX_THREADS), metavar="N",
+                   help=f"solver threads, 1 to {MAX_THREADS} (default: the solver's choice)")
+    c.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N",
+                   help=f"per-neuron MILPs solved at once, 1 to {MAX_JOBS} (default: CPU cores, at most 4)")
+    c.add_argument("--margin", type=_number(float, 0.0, MAX_MARGIN, low_open=True), default=None, metavar="TAU",
+                   help="safety margin τ of LP/MILP proofs, in (0, 1]: stable means |g| >= τ proven (default 1e-4)")
+    c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
+    c.add_argument("--random-points", type=_count, default=2048, metavar="N",
+                   help="random points for the witness search, evaluated in batches (default 2048)")
+    c.add_argument("--gradient-steps", type=_number(int, 0, 10 ** 6), default=40, metavar="N",
+                   help="steps per gradient restart of the witness search, 0 to 1e6 (default 40)")
+    c.add_argument("--seed", type=_seed, default=0, help="random seed, >= 0 (default 0)")
+    c.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    tol = ", ".join(f"{k} {a:g}/{r:g}" for k, (a, r) in TOLERANCES.items())
+    v = sub.add_parser("verify", help="compare a compressed model with its original on the domain (exit 1 on mismatch)",
+                       description="Run both models with onnxruntime on random points, corners and witnesses of the "
+                                   "domain and compare every output: |compressed - original| <= atol*max(1,max|orig|) "
+                                   "+ rtol*|orig|.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("original", type=Path, help="the original ONNX model")
+    v.add_argument("compressed", type=Path, help="the compressed ONNX model (or any model with the same inputs and outputs)")
+    v.add_argument("--domain", "-d", type=Path, required=True, help="box file of the domain the models must agree on")
+    v.add_argument("--points", type=Path, action="append", default=[], metavar="NPY",
+                   help=".npy of extra points (repeatable); COMPRESSED's stored witnesses (.witnesses.npy written "
+                        "by compress for that very model) are added when present")
+    v.add_argument("--random-points", type=_count, default=1000, metavar="N",
+                   help="uniform random points of the domain, evaluated in batches (default 1000)")
+    v.add_argument("--rtol", type=_tolerance, default=None,
+                   help=f"relative tolerance, finite and >= 0 (default by compute type, atol/rtol: {tol})")
+    v.add_argument("--atol", type=_tolerance, default=None,
+                   help="absolute tolerance, scaled by max(1, max|original|); finite and >= 0 (default by compute type)")
+    v.add_argument("--seed", type=_seed, default=0, help="random seed of the points, >= 0 (default 0)")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    i = sub.add_parser("inspect", help="show the imported layer graph",
+                       description="Import a model and show its layers, input, head and outputs.")
+    i.add_argument("model", type=Path, help="ONNX model to import")
+    i.add_argument("--json", action="store_true", help="print the layer graph as JSON")
+
+    b = sub.add_parser("bench", help="run strategies x solvers x formulations on models; CSV/JSON and plots")
+    b.add_argument("models", type=Path, nargs="+", help="ONNX models (box from --domain or MODEL.box.json)")
+    b.add_argument("--domain", "-d", type=Path, help="one box file for every model")
+    b.add_argument("--strategy", default="auto", help="comma-separated strategies (default auto)")
+    b.add_argument("--solver", default="highs", help="comma-separated solvers (default highs)")
+    b.add_argument("--formulation", default="bigm", help="comma-separated formulations (default bigm)")
+    b.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+                   help=f"per run, for the proof phases (default {DEFAULT_TIME_LIMIT:g}; 'none': no limit)")
+    b.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
+    b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
+    b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+    s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
+    s.add_argument("--json", action="store_true", help="print the list as JSON")
+    return p
+
+
+def _version() -> str:
+    from exactcomp import __version__
+
+    return __version__
+
+
+def main(argv=None, *, process: bool = False) -> int:
+    """Run one command; returns the exit status (see :data:`EXIT_CODES`).
+
+    ``process=True`` (the console script) also claims the process's file descriptors: native solver
+    output goes to /dev/null (or stderr with ``--solver-log``), never to stdout.
+    """
+    from exactcomp.errors import ExactcompError, VerificationError
+    from exactcomp.cli.signals import handle_interrupts
+
+    try:
+        with handle_interrupts():
+            from exactcomp.cli.commands import COMMANDS
+
+            args = _parser().parse_args(argv)
+            if process:
+                from exactcomp.solvers.quiet import redirect_native_stdout
+
+                redirect_native_stdout(to_stderr=getattr(args, "solver_log", False))
+            return COMMANDS[args.command](args)
+    except VerificationError as exc:
+        print(f"exactcomp: error: {exc}", file=sys.stderr)
+        return 1
+    except ExactcompError as exc:
+        print(f"exactcomp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return _interrupted()
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _interrupted() -> int:
+    from exactcomp.cli.signals import received, signal_name
+
+    signum = received() or 2
+    print(f"exactcomp: interrupted by {signal_name(signum)}; nothing written", file=sys.stderr)
+    return 128 + signum
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``| head``): stop writing to it, quietly, exit 141 (128 + SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
+
+
+def entry() -> None:
+    """The ``exactcomp`` console script."""
+    import signal
+
+    from exactcomp.cli.signals import _handler   # from the first moment: Ctrl-C and SIGTERM never print a traceback
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _handler)
+    try:
+        code = main(sys.argv[1:], process=True)
+        sys.stdout.flush()
+    except KeyboardInterrupt:   # before main's own handling starts, or after it ended
+        code = _interrupted()
+    except BrokenPipeError:
+        code = _stdout_closed()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

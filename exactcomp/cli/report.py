@@ -1,0 +1,242 @@
+"""The JSON report of a compression run and the terminal summary table.
+
+Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)::
+
+    schema        "exactcomp.report/1"
+    versions      {exactcomp, python, numpy, scipy, onnx, onnxruntime, highspy}
+    model, domain, output       paths (output is null when nothing was written)
+    model_sha256, domain_sha256 the model's files and the box (float64), for --resume
+    resumed_from  the report a --resume run started from, or null
+    input         {name, shape, dtype}
+    layers        one entry per hidden layer of the original model:
+                  {layer, neurons, stably_active, stably_inactive, unstable, unknown, kept,
+                   parameters_before, parameters_after (of the affine map into this layer; a
+                   merged layer's parameters count for the layer it was merged into),
+                   decided_by: {method: count}, unknown_reasons: {reason: count},
+                   neuron_status: [status per neuron], neuron_method: [method per neuron],
+                  lower, upper: [pre-activation bounds per neuron] (null: none known),
+                   kind: "dense" | "conv"; for a convolution also shape [C, H, W] of its output and
+                   channels: {count, kept, per_channel: {status: [count per channel]}} (neuron index
+                   = (channel · H + y) · W + x)}
+                  status ∈ stably_active | stably_inactive | unstable | unknown,
+                  method ∈ interval | symbolic | lp | alpha | bab | milp (stable: the prover) | witness
+                  (unstable) | near_zero | time_limit | interrupted | solver_error | certificate_rejected
+                  (unknown: why) |
+                  null (unknown, not attempted: strategy "bounds");
+                  kept = neurons of this layer present in the compressed model
+    totals        the same counts summed over layers
+    widths        {before: [...], after: [...]}  layer widths including the output layer
+    parameters    {before, after, removed_fraction, output_layer_before, output_layer_after, original_model
+                   (float entries the original ONNX file stores outside the head; null if unknown)}
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run), device,
+                   stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
+                   certificates_checked, ...}}
+    times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
+    verification  exactcomp.verify.compare.VerificationResult as JSON, or null when skipped
+    witnesses     {count, file, bytes} (file and bytes null when not written)
+    interrupted   true when Ctrl-C or SIGTERM cut the analysis short (the result is still sound)
+    interrupted_by  "Ctrl-C (SIGINT)" | "SIGTERM" | null
+    partial       true when undecided neurons were kept because of an interrupt
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from exactcomp.analysis import DEFAULT_JOBS, Status
+
+SCHEMA = "exactcomp.report/1"
+_COUNT_KEYS = ("stably_active", "stably_inactive", "unstable", "unknown")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("exactcomp", "numpy", "scipy", "onnx", "onnxruntime", "highspy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _params_by_layer(net) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for layer in net.layers:
+        out[layer.layer_id] = out.get(layer.layer_id, 0) + layer.parameter_count
+    return out
+
+
+def _layer_kind(result, la) -> dict:
+    """``kind``, and for a convolution its output shape and per-channel status counts."""
+    from exactcomp.ir.conv import Conv
+
+    layer = next(x for x in result.original.layers if x.layer_id == la.layer_id)
+    if not isinstance(layer, Conv):
+        return {"kind": "dense"}
+    kept = sum(x.channels for x in result.compressed.hidden if x.layer_id == la.layer_id and isinstance(x, Conv))
+    status = la.status.reshape(layer.channels, layer.positions)
+    per_channel = {Status(s).label: (status == s).sum(axis=1).tolist()
+                   for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)}
+    return {"kind": "conv", "shape": list(layer.out_shape),
+            "channels": {"count": layer.channels, "kept": kept, "per_channel": per_channel}}
+
+
+def layer_entries(result) -> list[dict]:
+    kept = {}
+    for layer in result.compressed.hidden:
+        kept[layer.layer_id] = kept.get(layer.layer_id, 0) + layer.width
+    before, after = _params_by_layer(result.original), _params_by_layer(result.compressed)
+    entries = []
+    for la in result.analysis.layers:
+        entry = {"layer": la.layer_id, "neurons": la.neurons}
+        entry.update({Status(s).label: la.count(Status(s)) for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)})
+        entry["kept"] = kept.get(la.layer_id, 0)
+        entry["parameters_before"] = before.get(la.layer_id, 0)
+        entry["parameters_after"] = after.get(la.layer_id, 0)
+        entry["decided_by"] = la.methods()
+        entry["unknown_reasons"] = la.unknown_reasons()
+        entry["neuron_status"] = [Status(int(s)).label for s in la.status]
+        entry["neuron_method"] = [m if m else None for m in la.method.tolist()]
+        entry["lower"], entry["upper"] = la.lower.tolist(), la.upper.tolist()
+        entry.update(_layer_kind(result, la))
+        entries.append(entry)
+    return entries
+
+
+def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None,
+                 witnesses_bytes=None, interrupted_by=None, resumed_from=None) -> dict:
+    from exactcomp.io.resume import domain_sha256, model_sha256
+
+    layers = layer_entries(result)
+    totals = {"neurons": sum(e["neurons"] for e in layers)}
+    for key in (*_COUNT_KEYS, "kept"):
+        totals[key] = sum(e[key] for e in layers)
+    before, after = result.original.parameter_count, result.compressed.parameter_count
+    order = ("import", "resume", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio",
+             "per_neuron", "recheck",
+             "rewrite", "export", "verify")
+    times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}
+    times["total"] = round(sum(times.values()), 6)
+    net = result.original
+    return {
+        "schema": SCHEMA,
+        "versions": versions(),
+        "model": str(model) if model else None,
+        "model_sha256": model_sha256(model) if model else None,
+        "domain_sha256": domain_sha256(result.analysis.box),
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "domain": str(domain) if domain else None,
+        "output": str(output) if output else None,
+        "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype},
+        "layers": layers,
+        "totals": totals,
+        "widths": {"before": net.widths, "after": result.compressed.widths},
+        "parameters": {"before": before, "after": after, "removed_fraction": round(1 - after / before, 6) if before else 0.0,
+                       "output_layer_before": _params_by_layer(net).get(net.layers[-1].layer_id, 0),
+                       "output_layer_after": _params_by_layer(result.compressed).get(net.layers[-1].layer_id, 0),
+                       "original_model": net.metadata.get("stored_parameters")},
+        "analysis": _analysis_entry(result.analysis),
+        "times": times,
+        "verification": verification.to_json() if verification is not None else None,
+        "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None,
+                      "bytes": int(witnesses_bytes) if witnesses_file and witnesses_bytes is not None else None},
+        "interrupted": bool(result.analysis.interrupted),
+        "interrupted_by": interrupted_by if result.analysis.interrupted else None,
+        "partial": bool(result.analysis.interrupted),
+    }
+
+
+def _analysis_entry(analysis) -> dict:
+    o = analysis.options
+    solver = None if o is None else (o.solver if isinstance(o.solver, str) else getattr(o.solver, "name", "custom"))
+    return {"strategy": None if o is None else o.strategy, "solver": solver,
+            "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
+            "threads": None if o is None else o.threads,
+            "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
+            "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
+                                                   else getattr(o.formulation, "name", "custom")),
+            "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
+            "stats": dict(analysis.stats)}
+
+
+def _schedule(options) -> list | None:
+    """The provers the analysis ran (names; a user's prover object by its ``name``)."""
+    from exactcomp.provers import SCHEDULES
+
+    if options is None:
+        return None
+    names = options.provers or SCHEDULES.get(options.strategy)
+    if names is None:
+        return None
+    names = [n if isinstance(n, str) else getattr(n, "name", "custom") for n in names]
+    return [n for n in names if n != "lp" or options.lp_tightening]
+
+
+def summary_table(report: dict):
+    """A rich Table: per layer neurons before/after and the stability counts."""
+    from rich.table import Table
+
+    table = Table(title="exactcomp: stability and compression per layer", show_lines=False)
+    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", "kept", "params before", "params after",
+                "decided by"):
+        table.add_column(col, justify="right" if col not in ("decided by",) else "left")
+    for e in report["layers"]:
+        table.add_row(str(e["layer"]), str(e["neurons"]), str(e["stably_active"]), str(e["stably_inactive"]),
+                      str(e["unstable"]), str(e["unknown"]), str(e["kept"]), str(e["parameters_before"]),
+                      str(e["parameters_after"]), _decided_text(e))
+    p = report["parameters"]
+    table.add_row("output", "", "", "", "", "", "", str(p["output_layer_before"]), str(p["output_layer_after"]), "")
+    t = report["totals"]
+    table.add_row("total", str(t["neurons"]), str(t["stably_active"]), str(t["stably_inactive"]), str(t["unstable"]),
+                  str(t["unknown"]), str(t["kept"]), str(p["before"]), str(p["after"]), "", style="bold")
+    return table
+
+
+def _decided_text(entry: dict) -> str:
+    text = ", ".join(f"{k} {v}" for k, v in sorted(entry["decided_by"].items()))
+    reasons = entry.get("unknown_reasons") or {}
+    if reasons:
+        text += "; unknown: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    return text
+
+
+def summary_lines(report: dict) -> list[str]:
+    p = report["parameters"]
+    lines = [
+        f"widths      {report['widths']['before']} -> {report['widths']['after']}",
+        f"parameters  {p['before']} -> {p['after']} ({100 * p['removed_fraction']:.1f}% removed)",
+        "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
+    ]
+    stored = p.get("original_model")
+    if stored and p["after"] > stored:
+        lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "
+                        "original model: affine ops it folds into dense matrices (pooling, ops before a padded convolution, "
+                        "scaled or sliced shortcuts) are larger written out")
+    convs = [e for e in report["layers"] if e.get("kind") == "conv"]
+    if convs:
+        lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"
+                                                  for e in convs))
+    v = report.get("verification")
+    if v:
+        verdict = "passed" if v["passed"] else "FAILED"
+        lines.append(f"verify      {verdict} on {v['points']} points (max abs error {v['max_abs_error']:.2e}, "
+                     f"max rel error {v['max_rel_error']:.2e})")
+    if report.get("output"):
+        lines.append(f"wrote       {report['output']}")
+    w = report.get("witnesses") or {}
+    if w.get("file"):
+        lines.append(f"witnesses   {w['count']} points in {w['file']} ({_size(w['bytes'])}); 'verify' uses them")
+    if report.get("interrupted"):
+        lines.append(f"interrupted the analysis was cut short by {report.get('interrupted_by') or 'an interrupt'}; "
+                     "undecided neurons were kept")
+    return lines
+
+
+def _size(count) -> str:
+    if count is None:
+        return "size unknown"
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000

@@ -1,0 +1,250 @@
+"""Importing convolutions: the ONNX ``Conv`` node, and recognising a layer that is still a convolution.
+
+The tracer of :mod:`exactcomp.io.onnx_import` keeps every affine value as ``t = A h + c`` on the current
+basis ``h``; a ``Conv`` multiplies ``A`` by the convolution's sparse matrix, so any sequence of affine
+ops stays exact. To keep the *structure*, the value also remembers the :class:`~exactcomp.ir.conv.Conv`
+it came from when the convolution read the basis itself, up to a per-channel scale ``s`` and shift
+``t`` (``conv(s ⊙ h + t) = conv_{K s}(h) + Σ K t`` exactly when there is no padding or ``t = 0``).
+When the layer ends (a ``Relu``, or the trunk output), :func:`layer_from_affine` checks whether
+``A = D M`` and ``c`` is constant per channel, with ``M`` the remembered convolution's matrix and ``D``
+a per-output-channel scale (batch normalisation, a bias ``Add``, ``Mul`` by a per-channel constant
+after the ``Conv``): then the layer is that convolution with kernel ``D K`` and bias ``c``; otherwise
+a :class:`~exactcomp.ir.network.Dense` layer with ``W = A``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from exactcomp.ir.conv import Conv
+from exactcomp.errors import UnsupportedOpError
+from exactcomp.ir.network import Dense
+
+#: Largest dense weight matrix (entries) an unstructured layer may become (1.6 GB of float64).
+MAX_DENSE_ENTRIES = 200_000_000
+#: Relative tolerance of the structure checks (float64 rounding of the traced products).
+STRUCTURE_RTOL = 1e-12
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
+    """``auto_pad=SAME_*``: output ``ceil(size / stride)``; the odd pad goes at the end (UPPER) or start."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    small = total // 2
+    return (small, total - small) if upper else (total - small, small)
+
+
+def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
+    """The :class:`Conv` an ONNX ``Conv`` node applies to a per-sample tensor of ``shape``."""
+    kernel = tracer.const(node, node.input[1], "weight").astype(np.float64)
+    if kernel.ndim != 4 or len(shape) != 3:
+        tracer.fail_node(node, f"only 2-D convolutions are supported (weight {list(kernel.shape)}, per-sample input "
+                               f"{list(shape)})", UnsupportedOpError)
+    c_out, _, kh, kw = kernel.shape
+    bias = np.zeros(c_out)
+    if len(node.input) > 2 and node.input[2]:
+        bias = tracer.const(node, node.input[2], "bias").astype(np.float64).ravel()
+        if bias.shape != (c_out,):
+            tracer.fail_node(node, f"bias has {bias.size} entries for {c_out} output channels")
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != (kh, kw):
+        tracer.fail_node(node, f"kernel_shape {attrs['kernel_shape']} differs from the weight's {[kh, kw]}")
+    stride = tuple(attrs.get("strides", (1, 1)))
+    dilation = tuple(attrs.get("dilations", (1, 1)))
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        (top, bottom), (left, right) = (_same_pads(shape[1 + a], (kh, kw)[a], stride[a], dilation[a],
+                                                   auto_pad == "SAME_UPPER") for a in (0, 1))
+        pads = (top, left, bottom, right)
+    elif auto_pad in ("NOTSET", "VALID", ""):
+        pads = tuple(attrs.get("pads", (0, 0, 0, 0))) if auto_pad != "VALID" else (0, 0, 0, 0)
+    else:
+        tracer.fail_node(node, f"auto_pad={auto_pad} is not supported", UnsupportedOpError)
+    groups = int(attrs.get("group", 1))
+    h_out, w_out = _out_hw(shape, (kh, kw), stride, pads, dilation)
+    if min(h_out, w_out) < 1:
+        tracer.fail_node(node, f"output would be empty (input {list(shape)}, kernel {[kh, kw]}, pads {list(pads)})")
+    try:
+        return Conv(kernel, bias, shape, 0, np.arange(c_out * h_out * w_out), stride, pads, dilation, groups)
+    except ValueError as exc:
+        tracer.fail_node(node, str(exc))
+        raise  # pragma: no cover - fail_node raises
+
+
+def _out_hw(shape, kernel, stride, pads, dilation) -> tuple[int, int]:
+    from exactcomp.ir.conv import conv_output_size
+
+    return (conv_output_size(shape[1], kernel[0], stride[0], dilation[0], pads[0], pads[2]),
+            conv_output_size(shape[2], kernel[1], stride[1], dilation[1], pads[1], pads[3]))
+
+
+def _per_channel(values: np.ndarray, channels: int) -> np.ndarray | None:
+    """The per-channel constant of ``values`` (flat, channel-major), or None if it varies in a channel."""
+    rows = values.reshape(channels, -1)
+    first = rows[:, :1]
+    if np.all(np.abs(rows - first) <= STRUCTURE_RTOL * max(np.abs(rows).max(initial=0.0), 1e-300)):
+        return first[:, 0].copy()
+    return None
+
+
+def channel_affine(A, c: np.ndarray, shape: tuple[int, int, int], channels_last: bool = False):
+    """``(s, t)`` when ``(A h + c)[r] = s h[π(r)] + t`` with ``s, t`` constant per channel, else None.
+
+    ``π`` is the identity (``A`` diagonal) or, with ``channels_last``, the map from the channel-major
+    index ``(c, y, x)`` to the channels-last one ``(y, x, c)`` (a ``Transpose`` of an NHWC input)."""
+    n = int(np.prod(shape))
+    if not sp.issparse(A) or A.shape != (n, n):
+        return None
+    channels, H, W = shape
+    expected = np.arange(n)
+    if channels_last:
+        expected = np.arange(n).reshape(H, W, channels).transpose(2, 0, 1).ravel()
+    coo = sp.coo_array(A)
+    if np.any(coo.col != expected[coo.row]):
+        return None
+    s = _per_channel(np.asarray(sp.csr_array(A)[np.arange(n), expected]).ravel(), channels)
+    t = _per_channel(np.asarray(c, dtype=np.float64), channels)
+    return None if s is None or t is None else (s, t)
+
+
+def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
+    """``spec`` applied to ``A h + c`` as a convolution of the basis ``h`` itself, if that is exact."""
+    channels_last = False
+    found = channel_affine(A, c, spec.in_shape)
+    if found is None:
+        channels_last, found = True, channel_affine(A, c, spec.in_shape, channels_last=True)
+    if found is None:
+        return None
+    s, t = found
+    cpg = spec.kernel.shape[1]
+    group_of = np.arange(spec.channels) // (spec.channels // spec.groups)
+    s_in = s[group_of[:, None] * cpg + np.arange(cpg)[None, :]]          # (C_out, C_in/groups)
+    t_in = t[group_of[:, None] * cpg + np.arange(cpg)[None, :]]
+    if np.any(t_in != 0) and any(spec.pads):
+        return None  # padding zeros are not shifted: not a convolution of h
+    kernel = spec.kernel * s_in[:, :, None, None]
+    bias = spec.bias + np.einsum("ocij,oc->o", spec.kernel, t_in)
+    return Conv(kernel, bias, spec.in_shape, 0, spec.neuron_ids, spec.stride, spec.pads, spec.dilation, spec.groups,
+                channels_last)
+
+
+def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
+    """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` and ``c`` is per-channel constant."""
+    if not sp.issparse(A) or A.shape != (spec.width, spec.fan_in):
+        return None
+    M = spec.matrix()
+    bias = _per_channel(np.asarray(c, dtype=np.float64), spec.channels)
+    if bias is None:
+        return None
+    pivot = np.asarray(abs(M).argmax(axis=1)).ravel()
+    m_pivot = M[np.arange(M.shape[0]), pivot]
+    a_pivot = sp.csr_array(A)[np.arange(M.shape[0]), pivot]
+    ratio = np.where(m_pivot != 0, a_pivot / np.where(m_pivot != 0, m_pivot, 1.0), 1.0)
+    d = _per_channel(ratio, spec.channels)
+    if d is None:
+        return None
+    scaled = sp.diags_array(np.repeat(d, spec.positions)) @ M
+    scale = max(abs(A).max(), 1e-300)
+    if (abs(sp.csr_array(A) - scaled)).max() > STRUCTURE_RTOL * scale * 10:
+        return None
+    return Conv(spec.kernel * d[:, None, None, None], bias, spec.in_shape, layer_id,
+                np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups, spec.channels_last)
+
+
+def layer_from_affine(tracer, A, c: np.ndarray, spec: Conv | None, layer_id: int, what: str):
+    """The IR layer for ``g = A h + c``: a :class:`Conv` if ``spec`` still describes it, else :class:`Dense`."""
+    if spec is not None:
+        conv = _as_conv(A, c, spec, layer_id)
+        if conv is not None:
+            return conv
+    if A.shape[0] * A.shape[1] > MAX_DENSE_ENTRIES:
+        tracer.fail(f"{what} is affine but not a plain convolution, and as a dense matrix it would have "
+                    f"{A.shape[0]} x {A.shape[1]} entries", UnsupportedOpError)
+    W = A.toarray() if sp.issparse(A) else np.asarray(A)
+    return Dense(W, np.asarray(c, dtype=np.float64), layer_id, np.arange(len(c)))
+
+
+def average_pool_matrix(tracer, node, shape: tuple[int, ...], attrs: dict):
+    """The sparse matrix of ``AveragePool`` / ``GlobalAveragePool`` on a per-sample ``(C, H, W)`` tensor.
+
+    Each output is the mean of its window: a depthwise convolution with kernel ``1 / (k_h k_w)``, or
+    with ``count_include_pad=0`` the mean over the taps inside the image (padding taps excluded).
+    Returns ``(P, out_shape)``.
+    """
+    if len(shape) != 3:
+        tracer.fail_node(node, f"only 2-D pooling is supported (per-sample input {list(shape)})", UnsupportedOpError)
+    channels, H, W = shape
+    if node.op_type == "GlobalAveragePool":
+        kernel, stride, pads, include_pad = (H, W), (1, 1), (0, 0, 0, 0), True
+    else:
+        kernel = tuple(attrs["kernel_shape"])
+        stride = tuple(attrs.get("strides", (1, 1)))
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        if auto_pad not in ("NOTSET", "VALID", "") or attrs.get("ceil_mode", 0) or tuple(attrs.get("dilations", (1, 1))) != (1, 1):
+            tracer.fail_node(node, "auto_pad SAME_*, ceil_mode=1 and dilations are not supported for pooling",
+                             UnsupportedOpError)
+        pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
+        include_pad = bool(attrs.get("count_include_pad", 0))
+    ones = np.ones((channels, 1, *kernel))
+    h_out, w_out = _out_hw(shape, kernel, stride, pads, (1, 1))
+    if min(h_out, w_out) < 1:
+        tracer.fail_node(node, f"pooling window {list(kernel)} is larger than the input {list(shape)}")
+    window = Conv(ones, np.zeros(channels), shape, 0, np.arange(channels * h_out * w_out), stride, pads, (1, 1),
+                  groups=channels)
+    M = window.matrix()
+    count = np.full(M.shape[0], float(np.prod(kernel))) if include_pad else np.asarray(M.sum(axis=1)).ravel()
+    return sp.csr_array(sp.diags_array(1.0 / count) @ M), window.out_shape
+
+
+def pad_selection(tracer, node, shape: tuple[int, ...], attrs: dict):
+    """``Pad`` as an affine map ``t = S a + v z``: ``S`` selects (or for ``reflect``/``edge`` repeats) input
+    entries, padded entries (``z = 1``) take the constant ``v``; negative pads crop.
+    Returns ``(S, padded, value, out_shape)``."""
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if len(node.input) > 1 and node.input[1]:
+        pads = tracer.const(node, node.input[1], "pads").astype(np.int64).ravel().tolist()
+        value = float(tracer.const(node, node.input[2], "constant_value").ravel()[0]) \
+            if len(node.input) > 2 and node.input[2] else 0.0
+        if len(node.input) > 3 and node.input[3]:
+            tracer.fail_node(node, "Pad with explicit axes is not supported", UnsupportedOpError)
+    else:
+        pads, value = list(attrs.get("pads", [])), float(attrs.get("value", 0.0))
+    rank = len(shape) + 1
+    if len(pads) != 2 * rank or mode not in ("constant", "reflect", "edge"):
+        tracer.fail_node(node, f"unsupported Pad (mode {mode}, pads {pads})", UnsupportedOpError)
+    if pads[0] or pads[rank]:
+        tracer.fail_node(node, "pads the batch axis", UnsupportedOpError)
+    before, after = pads[1:rank], pads[rank + 1:]
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    grow = [(max(b, 0), max(a, 0)) for b, a in zip(before, after)]
+    if mode == "constant":
+        index = np.pad(index, grow, mode="constant", constant_values=-1)
+    else:
+        index = np.pad(index, grow, mode=mode)
+    crop = tuple(slice(max(-b, 0), index.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(zip(before, after)))
+    index = index[crop]
+    flat = index.ravel()
+    inside = flat >= 0
+    S = sp.csr_array((np.ones(int(inside.sum())), (np.flatnonzero(inside), flat[inside])),
+                     shape=(flat.size, int(np.prod(shape))))
+    return S, ~inside, value, tuple(index.shape)
+
+
+def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
+    """The op of a skip connection ``A h`` (no bias): a convolution if ``spec`` still describes it, an
+    :class:`~exactcomp.ir.skip.Embed` if ``A`` is a 0/1 selection (an identity shortcut), else dense."""
+    from exactcomp.ir.skip import Embed
+
+    if spec is not None:
+        conv = _as_conv(A, np.zeros(A.shape[0]), spec, 0)
+        if conv is not None:
+            return conv
+    coo = sp.coo_array(A)
+    coo.sum_duplicates()
+    ones = coo.data == 1.0
+    if ones.all() and np.unique(coo.row).size == coo.nnz and np.unique(coo.col).size == coo.nnz:
+        return Embed(A.shape[1], A.shape[0], coo.col, coo.row)
+    return layer_from_affine(tracer, A, np.zeros(A.shape[0]), None, 0, what)

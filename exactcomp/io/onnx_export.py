@@ -1,0 +1,244 @@
+""":class:`~exactcomp.ir.network.Network` → ONNX.
+
+The trunk is written as ``Flatten → [Gather] → [Cast] → (Layer → Relu)* → Layer → [Reshape]`` with
+``Layer`` a ``Gemm`` for a dense layer and ``Reshape`` to ``(C, H, W)`` (unless the previous convolution's
+output already has that shape) ``→ Conv`` for a convolution (``Flatten`` after it when a dense layer follows),
+weights in the original compute dtype (``Gather`` on axis 1, its indices an int64 initializer,
+when the network reads only ``input_indices``); the head sub-graph is re-attached unchanged. Input
+and output names, element types, per-sample shapes and the batch axis (symbolic or fixed) are those
+of the imported model. A layer whose weights are all zero is written as a broadcast of its bias to
+``(n, width)``, ``n = Gather(Shape(h), [0])`` the batch size (``Expand``; below opset 8, which
+lacks ``Expand``, ``Tile`` of the ``(1, width)`` bias), so a network whose output does not depend
+on its input stores only that constant.
+
+Versions: the model keeps its opsets and IR version. Every op written exists with these semantics
+from opset 7 on (Gemm-7 broadcasts its bias); older opsets are refused. Below IR version 4 every
+initializer must also be a graph input, so there the initializers are listed as inputs too.
+:func:`check_exportable` writes an imported network, its constant form and a form reading only
+some inputs, so that a model whose compressed form could not be written fails before the analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from exactcomp.errors import ModelError
+from exactcomp.io.files import write_atomic
+from exactcomp.ir.conv import Conv
+from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.ir.skip import Embed
+
+_PREFIX = "exactcomp"
+#: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
+MIN_OPSET = 7
+
+
+def _elem_type(dtype: str) -> int:
+    if dtype == "string":
+        return onnx.TensorProto.STRING
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
+    dims = [info.batch, *info.shape]
+    dims = [None if d == "?" else d for d in dims]
+    return helper.make_tensor_value_info(info.name, _elem_type(info.dtype), dims)
+
+
+class _GraphBuilder:
+    def __init__(self, dtype: str):
+        self.dtype = np.dtype(dtype)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value, dtype=None) -> str:
+        name = f"{_PREFIX}/{name}"
+        if any(t.name == name for t in self.initializers):  # shared constants (e.g. index 0) are stored once
+            return name
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype or self.dtype), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+
+def _opset(net: Network) -> int:
+    """The model's default-domain (``ai.onnx``) opset version."""
+    return dict(net.opsets).get("", dict(net.opsets).get("ai.onnx", onnx.defs.onnx_opset_version()))
+
+
+def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: int) -> str:
+    """``(n, width)`` copies of the bias of the constant ``layer``, ``n`` the batch size of ``h``."""
+    batch = b.node("Gather", [b.node("Shape", [h], f"{_PREFIX}/layer{i}/shape"), b.const("zero_index", [0], np.int64)],
+                   f"{_PREFIX}/layer{i}/batch", axis=0)
+    if opset >= 8:
+        target = b.node("Concat", [batch, b.const(f"layer{i}/width", [layer.width], np.int64)],
+                        f"{_PREFIX}/layer{i}/target", axis=0)
+        return b.node("Expand", [b.const(f"layer{i}/bias", layer.b), target], name)
+    repeats = b.node("Concat", [batch, b.const("one", [1], np.int64)], f"{_PREFIX}/layer{i}/repeats", axis=0)
+    return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
+
+
+def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, tag: str, name: str) -> str:
+    """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
+    if not image and layer.channels_last:
+        c, height, width = layer.in_shape
+        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, height, width, c], np.int64)],
+                   f"{_PREFIX}/{tag}/image_hwc")
+        h = b.node("Transpose", [h], f"{_PREFIX}/{tag}/image", perm=[0, 3, 1, 2])
+    elif not image:
+        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *layer.in_shape], np.int64)],
+                   f"{_PREFIX}/{tag}/image")
+    _, _, kh, kw = layer.kernel.shape
+    return b.node("Conv", [h, b.const(f"{tag}/kernel", layer.kernel), b.const(f"{tag}/bias", layer.bias)], name,
+                  kernel_shape=[kh, kw], strides=list(layer.stride), pads=list(layer.pads),
+                  dilations=list(layer.dilation), group=layer.groups)
+
+
+def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
+    return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
+
+
+def _skip_node(op, source: tuple, b: _GraphBuilder, tag: str) -> tuple:
+    """``op(h_source)`` of a skip connection: ``(name, image shape or None)``. An identity shortcut adds
+    no node; a thinned one is a ``Gather`` from the source with one zero column appended."""
+    h, image = source
+    if isinstance(op, Embed):
+        if op.is_identity:
+            return h, image
+        flat = _flat(h, image, b, tag)
+        zero = b.node("Mul", [b.node("Gather", [flat, b.const("zero_index_1", [0], np.int64)], f"{_PREFIX}/{tag}/first",
+                                     axis=1), b.const("zero", 0.0)], f"{_PREFIX}/{tag}/zero")
+        padded = b.node("Concat", [flat, zero], f"{_PREFIX}/{tag}/padded", axis=1)
+        index = np.full(op.width, op.fan_in, dtype=np.int64)
+        index[op.out_index] = op.in_index
+        return b.node("Gather", [padded, b.const(f"{tag}/index", index, np.int64)], f"{_PREFIX}/{tag}/embed", axis=1), None
+    if isinstance(op, Conv):
+        return _conv_node(op, h, image is not None, b, tag, f"{_PREFIX}/{tag}/conv"), tuple(op.out_shape)
+    flat = _flat(h, image, b, tag)
+    return b.node("Gemm", [flat, b.const(f"{tag}/weight", op.W), b.const(f"{tag}/bias", op.b)], f"{_PREFIX}/{tag}/gemm",
+                  transB=1), None
+
+
+def _add_skips(net: Network, i: int, h: str, image, posts: dict, b: _GraphBuilder) -> str:
+    """``h`` (layer ``i``'s affine output) plus every skip connection into layer ``i``, in ``h``'s layout."""
+    for n, skip in enumerate(net.skips_into(i)):
+        tag = f"layer{i + 1}/skip{n}"
+        term, term_image = _skip_node(skip.op, posts[skip.source], b, tag)
+        if image is None:
+            term = _flat(term, term_image, b, tag)
+        elif term_image is None:
+            term = b.node("Reshape", [term, b.const(f"{tag}/shape", [-1, *image], np.int64)], f"{_PREFIX}/{tag}/image")
+        h = b.node("Add", [h, term], f"{_PREFIX}/{tag}/add")
+    return h
+
+
+def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
+    opset = _opset(net)
+    h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
+    if net.input.dtype != net.compute_dtype:
+        h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
+    posts = {-1: (h, None)}   # post-activation tensors (name, image shape or None) that skips read
+    if net.input_indices is not None and not net.layers[0].is_constant:
+        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
+    last = len(net.layers) - 1
+    out_shape = net.trunk_output.shape
+    image = None  # the (C, H, W) of h when it is a 4-D convolution output, else None (h is flat)
+    for i, layer in enumerate(net.layers):
+        final = i == last
+        convolution = isinstance(layer, Conv) and not layer.is_constant
+        if image is not None and not (convolution and tuple(layer.in_shape) == image and not layer.channels_last):
+            h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
+        skips = net.skips_into(i)
+        direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
+        name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
+        if layer.is_constant:
+            h = _broadcast_bias(layer, h, b, i + 1, name, opset)
+        elif convolution:
+            h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
+        else:
+            h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
+                       name, transB=1)
+        h = _add_skips(net, i, h, image if convolution else None, posts, b) if skips else h
+        if not final:
+            h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
+            posts[i] = (h, image if convolution else None)
+        elif not direct:
+            target = b.const("output_shape", [-1, *out_shape], np.int64)
+            b.node("Reshape", [h, target], net.trunk_output.name)
+
+
+def to_onnx(net: Network) -> onnx.ModelProto:
+    """Build the ONNX model of ``net`` (trunk plus re-attached head) and check it."""
+    if _opset(net) < MIN_OPSET:
+        raise ModelError(f"opset {_opset(net)} is older than {MIN_OPSET}, the oldest exactcomp can export "
+                         "(and onnxruntime can run)")
+    builder = _GraphBuilder(net.compute_dtype)
+    _trunk_nodes(net, builder)
+    nodes, inits = builder.nodes, builder.initializers
+    outputs = [_value_info(o) for o in net.outputs]
+    if net.head is not None:
+        head = onnx.GraphProto()
+        head.ParseFromString(net.head.graph)
+        nodes = nodes + list(head.node)
+        inits = inits + list(head.initializer)
+        outputs = list(head.output)
+    ir_version = int(net.metadata.get("ir_version", onnx.IR_VERSION))
+    inputs = [_value_info(net.input)]
+    if ir_version < 4:  # IR 3: every initializer is also a graph input
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
+    graph = helper.make_graph(nodes, "exactcomp_compressed", inputs, outputs, initializer=inits)
+    opsets = [helper.make_opsetid(domain, version) for domain, version in net.opsets]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="exactcomp")
+    model.ir_version = ir_version
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"exported model fails onnx.checker: {str(exc).strip().splitlines()[0]}") from None
+    return model
+
+
+def check_exportable(net: Network) -> None:
+    """Raise :class:`ModelError` (one line) unless ``net`` can be written as a valid model as it is,
+    as the constant network compression may turn it into, and reading only some of its inputs
+    (:func:`to_onnx` on each).
+
+    Meant to run right after import, so that a model whose compressed form could not be written
+    fails before the analysis rather than after it.
+    """
+    last = net.layers[-1]
+    constant = net.with_layers([Dense(np.zeros((last.width, net.layers[0].fan_in)), last.b, last.layer_id,
+                                      last.neuron_ids)], skips=())
+    variants = [("the network", net), ("a constant network", constant)]
+    full = net.with_full_input()
+    if full.input_size > 1 and isinstance(full.layers[0], Dense):  # the first input fixed, the others read through a Gather
+        first = full.layers[0]
+        selected = Dense(first.W[:, 1:], first.b, first.layer_id, first.neuron_ids)
+        variants.append(("an input selection", replace(full, layers=(selected, *full.layers[1:]),
+                                                         input_indices=np.arange(1, full.input_size))))
+    source = net.metadata.get("source", "model")
+    for what, variant in variants:
+        try:
+            to_onnx(variant)
+        except ModelError as exc:
+            raise ModelError(f"{source}: cannot write {what} back as ONNX: {exc}") from None
+
+
+def save_onnx(net: Network, path: str | Path) -> Path:
+    """Write ``net`` to ``path`` atomically: the file appears complete or not at all."""
+    path = Path(path)
+    model = to_onnx(net)
+    return write_model_atomic(model, path)
+
+
+def write_model_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
+    path = Path(path)
+    if not path.parent.exists():
+        raise ModelError(f"{path}: directory {path.parent} does not exist")
+    return write_atomic(path, lambda fh: fh.write(model.SerializeToString()))

@@ -1,0 +1,107 @@
+"""Per-neuron MILP stability check (the CPAIOR 2020 baseline), layer by layer.
+
+For every neuron of layer ``k`` not decided by bounds, two MILPs over the big-M encoding of layers
+``1..k-1`` (see :mod:`exactcomp.formulations.bigm`): ``max g`` and ``min g``. With margin ``τ``:
+
+* the solver's proven upper bound (dual bound) of ``max g`` is ``<= -τ``: stably inactive;
+* the proven lower bound of ``min g`` is ``>= τ``: stably active;
+* an incumbent input with ``g > 0`` (resp. ``< 0``), re-checked by a float64 forward pass, is a witness;
+* anything else (time limit, |g| within τ of zero at the optimum, solver error) stays unknown.
+
+Proven bounds, widened by ``τ``, replace the bounds of layer ``k`` before layer ``k+1`` is encoded,
+so later big-M constants are tighter.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from exactcomp.analysis import DEFAULT_MARGIN, Analysis, AnalysisOptions, Screening, Status, decide_by_bounds
+from exactcomp.bounds.crown import compute_bounds
+from exactcomp.domain import Box
+from exactcomp.ir.network import Network
+from exactcomp.witnesses.search import WitnessTracker
+
+#: Kept for backwards compatibility: the default safety margin τ.
+MARGIN = DEFAULT_MARGIN
+
+
+def per_neuron_strategy(net: Network, box: Box, options: AnalysisOptions, progress=None) -> Analysis:
+    """Strategy ``per-neuron``: the CPAIOR 2020 baseline with ``options``' solver, margin and time limit."""
+    return per_neuron_analysis(net, box, solver=options.solver, time_limit=options.time_limit,
+                               margin=options.margin, threads=options.threads, progress=progress,
+                               symbolic=options.symbolic, solver_log=options.solver_log)
+
+
+def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: float | None = None,
+                        margin: float = DEFAULT_MARGIN, threads: int | None = None, progress=None,
+                        symbolic: bool = True, solver_log: bool = False) -> Analysis:
+    """Decide every hidden neuron with bounds plus two MILPs per remaining neuron.
+
+    ``time_limit`` bounds the whole MILP phase; neurons not reached are unknown (``time_limit``),
+    as are all remaining ones after Ctrl-C (``interrupted``, with ``Analysis.interrupted`` set).
+    """
+    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
+    from exactcomp.solvers import SolveStatus, get_solver
+
+    backend = get_solver(solver, threads=threads, verbose=solver_log)
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit if time_limit is not None else float("inf")
+    layer_bounds = compute_bounds(net, box, symbolic=symbolic)
+    decided = [decide_by_bounds(b) for b in layer_bounds]
+    tracker = WitnessTracker(net, box)
+    proven: list[tuple[np.ndarray, np.ndarray]] = []
+    total = int(sum((s == Status.UNKNOWN).sum() for s, _ in decided))
+    report = progress.phase("per-neuron MILPs", total) if progress else None
+    done, stop = 0, None
+    for k in range(len(net.hidden)):
+        status, method = decided[k]
+        L, U = layer_bounds[k].lower.copy(), layer_bounds[k].upper.copy()
+        milp = build_bigm(net, box, proven, depth=k)
+        for j in np.flatnonzero(status == Status.UNKNOWN):
+            if stop:
+                method[j] = stop
+                continue
+            try:
+                for sign in (1.0, -1.0):
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        raise TimeoutError
+                    c, off = preactivation_objective(milp, net, k, j, sign)
+                    result = backend.solve(milp.with_objective(c, off, "max"),
+                                           time_limit=None if deadline == float("inf") else left)
+                    if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
+                        tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
+                    if result.status == SolveStatus.TIME_LIMIT:
+                        raise TimeoutError
+                    if result.dual_bound is not None:
+                        if sign > 0:
+                            U[j] = min(U[j], result.dual_bound + margin)
+                        else:
+                            L[j] = max(L[j], -result.dual_bound - margin)
+            except TimeoutError:
+                stop = "time_limit"
+                method[j] = stop
+                continue
+            except KeyboardInterrupt:
+                stop = "interrupted"
+                method[j] = stop
+                continue
+            # U[j] = proven max + τ and L[j] = proven min - τ, so these mean max g <= -τ / min g >= τ
+            if U[j] <= 0:
+                status[j], method[j] = Status.INACTIVE, "milp"
+            elif L[j] >= 0:
+                status[j], method[j] = Status.ACTIVE, "milp"
+            elif ((not tracker.seen_positive(k)[j] and U[j] <= 2 * margin)
+                  or (not tracker.seen_negative(k)[j] and L[j] >= -2 * margin)):
+                method[j] = "near_zero"   # its max (min) lies within τ of zero: kept
+            done += 1
+            if report:
+                report(done, total, f"layer {k + 1}")
+        proven.append((L, U))
+        layer_bounds[k] = replace(layer_bounds[k], lower=L, upper=U)
+    screening = Screening(layer_bounds, decided, tracker, {}, interrupted=stop == "interrupted")
+    return screening.finish(net, box, {"milp": time.perf_counter() - t0})
