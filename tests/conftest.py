@@ -107,3 +107,22 @@ def unit_box():
     def make(n, lo=-1.0, hi=1.0):
         return Box(np.full(n, lo), np.full(n, hi))
     return make
+
+
+def export_torch(module, path, dynamo: bool, shape=(1, 1, 8, 8)):
+    """Write a torch module as ONNX: the legacy exporter with a dynamic batch axis (input ``x``, output
+    ``y``), or the dynamo exporter (batch fixed to 1; skipped without onnxscript)."""
+    import warnings
+
+    import torch
+
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            pytest.importorskip("onnxscript")
+            torch.onnx.export(module, (torch.zeros(*shape),), dynamo=True, verbose=False).save(str(path))
+        else:
+            torch.onnx.export(module, (torch.zeros(*shape),), str(path), dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    return path

@@ -21,7 +21,7 @@ from exactcomp.io.onnx_export import to_onnx
 from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network, remove_dead_channels
 
-from .conftest import run_onnx
+from .conftest import export_torch, run_onnx
 from .test_complete import _check_against_oracle
 from .test_per_neuron import exact_ranges
 
@@ -99,19 +99,6 @@ class _SmallCNN(torch.nn.Module):
         return self.out(torch.relu(self.fc(x.flatten(1))))
 
 
-def _export(module, path, dynamo):
-    module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            pytest.importorskip("onnxscript")
-            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), dynamo=True, verbose=False).save(str(path))
-        else:
-            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
-    return path
-
-
 @pytest.mark.parametrize("dynamo", [False, True])
 @pytest.mark.parametrize("norm,padding,kinds", [(False, 1, ["Conv", "Conv", "Dense", "Dense"]),
                                                 (True, 0, ["Conv", "Conv", "Dense", "Dense"]),
@@ -121,7 +108,7 @@ def test_torch_cnn_imports_as_convolutions_and_exports_with_conv_nodes(tmp_path,
     not shifted): that layer becomes dense, still exact."""
     torch.manual_seed(1)
     module = _SmallCNN(norm, padding)
-    path = _export(module, tmp_path / "cnn.onnx", dynamo)
+    path = export_torch(module, tmp_path / "cnn.onnx", dynamo)
     net = import_model(path)
     assert [type(layer).__name__ for layer in net.layers] == kinds
     X = RNG.uniform(0, 1, size=(6, 1, 8, 8)).astype(np.float32)
@@ -280,7 +267,7 @@ class _PoolCNN(torch.nn.Module):
 
 def test_padding_and_average_pooling_import_exactly(tmp_path):
     torch.manual_seed(3)
-    path = _export(_PoolCNN(), tmp_path / "pool.onnx", dynamo=False)
+    path = export_torch(_PoolCNN(), tmp_path / "pool.onnx", dynamo=False)
     model = onnx.load(str(path))
     assert {"Pad", "AveragePool", "GlobalAveragePool"} <= {n.op_type for n in model.graph.node}
     net = import_model(path)

@@ -17,29 +17,33 @@ from .conftest import random_network
 
 
 def exact_ranges(net, box):
-    """Exact min/max of every hidden pre-activation: each activation pattern is a polyhedron on
-    which the network is affine; maximise/minimise over each non-empty one with scipy's LP."""
-    hidden = net.hidden
-    widths = [l.width for l in hidden]
-    lo = [np.full(w, np.inf) for w in widths]
-    hi = [np.full(w, -np.inf) for w in widths]
-    bounds = list(zip(box.lower, box.upper))
+    """Exact min/max of every hidden pre-activation: on each activation pattern the network is affine
+    (every path, skip connections included, written out with dense matrices); maximise/minimise over
+    each non-empty region with scipy's LP."""
+    widths = [layer.width for layer in net.hidden]
+    lo, hi = [np.full(w, np.inf) for w in widths], [np.full(w, -np.inf) for w in widths]
+    n = box.size
     for pattern in itertools.product([0, 1], repeat=sum(widths)):
-        A_ub, b_ub, exprs = [], [], []
-        M, c = np.eye(box.size), np.zeros(box.size)   # h = M x + c
-        start = 0
-        for layer in hidden:
-            G, g0 = layer.W @ M, layer.W @ c + layer.b
-            exprs.append((G, g0))
+        maps = {-1: (np.eye(n), np.zeros(n))}   # h_j = M x + c on this region
+        rows, rhs, exprs, start = [], [], [], 0
+        for i, layer in enumerate(net.hidden):
+            M, c = maps[i - 1]
+            W = layer.matrix().toarray()
+            G, g0 = W @ M, W @ c + layer.b
+            for skip in net.skips_into(i):
+                S = skip.op.matrix().toarray()
+                Ms, cs = maps[skip.source]
+                G, g0 = G + S @ Ms, g0 + S @ cs
             s = np.array(pattern[start:start + layer.width])
             start += layer.width
-            # active: g >= 0  <=> -G x <= g0 ; inactive: g <= 0 <=> G x <= -g0
             sign = np.where(s == 1, -1.0, 1.0)
-            A_ub.append(sign[:, None] * G)
-            b_ub.append(np.where(s == 1, g0, -g0))
-            M, c = G * s[:, None], g0 * s
-        A, b = np.vstack(A_ub), np.concatenate(b_ub)
-        if linprog(np.zeros(box.size), A_ub=A, b_ub=b, bounds=bounds, method="highs").status != 0:
+            rows.append(sign[:, None] * G)
+            rhs.append(np.where(s == 1, g0, -g0))
+            exprs.append((G, g0))
+            maps[i] = (G * s[:, None], g0 * s)
+        A, b = np.vstack(rows), np.concatenate(rhs)
+        bounds = list(zip(box.lower, box.upper))
+        if linprog(np.zeros(n), A_ub=A, b_ub=b, bounds=bounds, method="highs").status != 0:
             continue
         for k, (G, g0) in enumerate(exprs):
             for j in range(G.shape[0]):
@@ -47,8 +51,7 @@ def exact_ranges(net, box):
                     r = linprog(-direction * G[j], A_ub=A, b_ub=b, bounds=bounds, method="highs")
                     if r.status == 0:
                         value = G[j] @ r.x + g0[j]
-                        hi[k][j] = max(hi[k][j], value)
-                        lo[k][j] = min(lo[k][j], value)
+                        lo[k][j], hi[k][j] = min(lo[k][j], value), max(hi[k][j], value)
     return lo, hi
 
 

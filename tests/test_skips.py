@@ -4,7 +4,6 @@ compression checked by brute-force forward passes."""
 
 from __future__ import annotations
 
-import itertools
 import time
 import json
 import warnings
@@ -12,7 +11,6 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from scipy.optimize import linprog
 
 from exactcomp.analysis import AnalysisOptions, Status, analyze
 from exactcomp.bounds.crown import compute_bounds
@@ -25,8 +23,9 @@ from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network
 from exactcomp.ir.skip import Embed, Skip
 
-from .conftest import run_onnx
+from .conftest import export_torch, run_onnx
 from .test_complete import MILP_ONLY, WEAK_SCREEN, _check_against_oracle
+from .test_per_neuron import exact_ranges
 
 RNG = np.random.default_rng(5)
 
@@ -59,51 +58,13 @@ def _residual_net(seed: int, shift: float) -> Network:
     return Network(layers, info, out, (out,), "float64", skips=(Skip(2, 0, Embed.identity(3)),))
 
 
-def exact_ranges_with_skips(net: Network, box: Box):
-    """Exact min/max of every hidden pre-activation: on each activation pattern the network is affine
-    (every path, skips included, written out with dense matrices); LPs over each non-empty region."""
-    widths = [layer.width for layer in net.hidden]
-    lo, hi = [np.full(w, np.inf) for w in widths], [np.full(w, -np.inf) for w in widths]
-    n = box.size
-    for pattern in itertools.product([0, 1], repeat=sum(widths)):
-        maps = {-1: (np.eye(n), np.zeros(n))}   # h_j = M x + c on this region
-        rows, rhs, exprs, start = [], [], [], 0
-        for i, layer in enumerate(net.hidden):
-            M, c = maps[i - 1]
-            W = layer.matrix().toarray()
-            G, g0 = W @ M, W @ c + layer.b
-            for skip in net.skips_into(i):
-                S = skip.op.matrix().toarray()
-                Ms, cs = maps[skip.source]
-                G, g0 = G + S @ Ms, g0 + S @ cs
-            s = np.array(pattern[start:start + layer.width])
-            start += layer.width
-            sign = np.where(s == 1, -1.0, 1.0)
-            rows.append(sign[:, None] * G)
-            rhs.append(np.where(s == 1, g0, -g0))
-            exprs.append((G, g0))
-            maps[i] = (G * s[:, None], g0 * s)
-        A, b = np.vstack(rows), np.concatenate(rhs)
-        bounds = list(zip(box.lower, box.upper))
-        if linprog(np.zeros(n), A_ub=A, b_ub=b, bounds=bounds, method="highs").status != 0:
-            continue
-        for k, (G, g0) in enumerate(exprs):
-            for j in range(G.shape[0]):
-                for direction in (1.0, -1.0):
-                    r = linprog(-direction * G[j], A_ub=A, b_ub=b, bounds=bounds, method="highs")
-                    if r.status == 0:
-                        value = G[j] @ r.x + g0[j]
-                        lo[k][j], hi[k][j] = min(lo[k][j], value), max(hi[k][j], value)
-    return lo, hi
-
-
 @pytest.mark.parametrize("build,seed,shift", [(_skip_net, 0, -0.3), (_skip_net, 1, 0.2), (_residual_net, 2, -0.5),
                                               (_residual_net, 3, 0.0)])
 @pytest.mark.parametrize("schedule", ["default", "milp-only"])
 def test_skip_network_statuses_match_the_exact_oracle(build, seed, shift, schedule):
     net = build(seed, shift)
     box = Box(-np.ones(net.input_size), np.linspace(0.5, 1.5, net.input_size))
-    lo, hi = exact_ranges_with_skips(net, box)
+    lo, hi = exact_ranges(net, box)
     options = AnalysisOptions(**WEAK_SCREEN, **({"provers": MILP_ONLY} if schedule == "milp-only" else {}))
     _check_against_oracle(analyze(net, box, options), lo, hi)
 
@@ -159,23 +120,10 @@ class _ResNet(torch.nn.Module):
         return self.fc(self.b2(self.b1(torch.relu(self.stem(x)))).flatten(1))
 
 
-def _export(module, path, dynamo: bool):
-    module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            pytest.importorskip("onnxscript")
-            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), dynamo=True, verbose=False).save(str(path))
-        else:
-            torch.onnx.export(module, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
-    return path
-
-
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_torch_resnet_imports_with_skips_and_exports_with_add_nodes(tmp_path, dynamo):
     torch.manual_seed(0)
-    path = _export(_ResNet(), tmp_path / "resnet.onnx", dynamo)
+    path = export_torch(_ResNet(), tmp_path / "resnet.onnx", dynamo)
     net = import_model(path)
     assert [type(layer).__name__ for layer in net.layers] == ["Conv"] * 5 + ["Dense"]
     assert [(s.target, s.source, type(s.op).__name__) for s in net.skips] == [(2, 0, "Embed"), (4, 2, "Conv")]
@@ -191,7 +139,7 @@ def test_torch_resnet_imports_with_skips_and_exports_with_add_nodes(tmp_path, dy
 
 def test_resnet_with_dead_channels_compresses_and_verifies(tmp_path):
     torch.manual_seed(2)
-    path = _export(_ResNet(dead_bias=100.0), tmp_path / "resnet.onnx", dynamo=False)
+    path = export_torch(_ResNet(dead_bias=100.0), tmp_path / "resnet.onnx", dynamo=False)
     box = tmp_path / "box.json"
     box.write_text('{"lower": 0.0, "upper": 1.0}')
     out, report = tmp_path / "small.onnx", tmp_path / "report.json"
@@ -245,7 +193,7 @@ def test_branch_and_bound_through_skips_agrees_with_the_oracle(build, seed, shif
 
     net = build(seed, shift)
     box = Box(-np.ones(net.input_size), np.ones(net.input_size))
-    lo, hi = exact_ranges_with_skips(net, box)
+    lo, hi = exact_ranges(net, box)
     bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
     tau, decided = 1e-4, 0
     for k in range(1, len(net.hidden)):
@@ -360,7 +308,7 @@ def test_dead_residual_branch_keeps_one_channel_and_the_shortcut(tmp_path):
     module = _ResNet()
     with torch.no_grad():
         module.b1.c1.bias[:] = -1000.0
-    path = _export(module, tmp_path / "dead.onnx", dynamo=False)
+    path = export_torch(module, tmp_path / "dead.onnx", dynamo=False)
     net = import_model(path)
     box = Box(np.zeros(64), np.ones(64))
     result = analyze(net, box, AnalysisOptions(time_limit=5))
