@@ -307,3 +307,19 @@ def test_channels_last_input_transposed_to_a_convolution_stays_a_convolution():
     reference = run_onnx(model, X)[0]
     np.testing.assert_allclose(net.forward(X.reshape(5, -1)), reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs,message", [({"strides": [0, 1]}, "strides"), ({"pads": [1, 1, -1, 0]}, "pads"),
+                                           ({"dilations": [1, 0]}, "dilations"), ({"kernel_shape": [2, 2]}, "kernel_shape")])
+def test_hostile_convolution_attributes_are_one_line_errors(attrs, message):
+    from onnx import helper, numpy_helper
+
+    from exactcomp.errors import ModelError
+
+    kernel = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "k")
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 1, 6, 6])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=[kernel])
+    with pytest.raises(ModelError, match=message):
+        import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

@@ -51,6 +51,8 @@ def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
         tracer.fail_node(node, f"kernel_shape {attrs['kernel_shape']} differs from the weight's {[kh, kw]}")
     stride = tuple(attrs.get("strides", (1, 1)))
     dilation = tuple(attrs.get("dilations", (1, 1)))
+    if len(stride) != 2 or len(dilation) != 2 or min(stride + dilation) < 1:
+        tracer.fail_node(node, f"strides {list(stride)} and dilations {list(dilation)} must be two positive integers each")
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -61,6 +63,8 @@ def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
         pads = tuple(attrs.get("pads", (0, 0, 0, 0))) if auto_pad != "VALID" else (0, 0, 0, 0)
     else:
         tracer.fail_node(node, f"auto_pad={auto_pad} is not supported", UnsupportedOpError)
+    if len(pads) != 4 or min(pads) < 0:
+        tracer.fail_node(node, f"pads {list(pads)} must be four integers >= 0", UnsupportedOpError)
     groups = int(attrs.get("group", 1))
     h_out, w_out = _out_hw(shape, (kh, kw), stride, pads, dilation)
     if min(h_out, w_out) < 1:
@@ -180,6 +184,10 @@ def average_pool_matrix(tracer, node, shape: tuple[int, ...], attrs: dict):
     else:
         kernel = tuple(attrs["kernel_shape"])
         stride = tuple(attrs.get("strides", (1, 1)))
+        pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
+        if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4 or min(kernel + stride) < 1 or min(pads) < 0:
+            tracer.fail_node(node, f"pooling window {list(kernel)}, strides {list(stride)} or pads {list(pads)} invalid",
+                             UnsupportedOpError)
         auto_pad = attrs.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
         if auto_pad not in ("NOTSET", "VALID", "") or attrs.get("ceil_mode", 0) or tuple(attrs.get("dilations", (1, 1))) != (1, 1):

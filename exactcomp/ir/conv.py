@@ -162,10 +162,6 @@ class Conv:
         return self._matrix[np.atleast_1d(np.asarray(neurons, dtype=np.int64))].toarray()
 
     # --- structure-preserving edits (rewrite rules) ------------------------------------------
-    def channel_of(self, neurons) -> np.ndarray:
-        """The output channel of each flat output neuron index."""
-        return np.asarray(neurons) // self.positions
-
     def keep_output_channels(self, keep: np.ndarray) -> "Conv":
         """The same layer computing only the channels where ``keep`` is true (``groups`` must be 1)."""
         keep = np.asarray(keep, dtype=bool)
