@@ -323,3 +323,67 @@ def test_hostile_convolution_attributes_are_one_line_errors(attrs, message):
                               [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=[kernel])
     with pytest.raises(ModelError, match=message):
         import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+class _PooledHead(torch.nn.Module):
+    """conv -> relu -> average pooling -> dense, and a global-average-pooling classifier."""
+
+    def __init__(self, global_pool: bool, include_pad: bool):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=include_pad)
+        self.global_pool = global_pool
+        self.fc = torch.nn.Linear(4 if global_pool else 4 * 16, 5)
+        self.out = torch.nn.Linear(5, 2)
+        with torch.no_grad():
+            self.c1.bias[1] = -50.0          # a dead channel: the pooled layer loses its input channel
+
+    def forward(self, x):
+        h = torch.relu(self.c1(x))
+        h = torch.nn.functional.adaptive_avg_pool2d(h, 1) if self.global_pool else self.pool(h)
+        return self.out(torch.relu(self.fc(h.flatten(1))))
+
+
+@pytest.mark.parametrize("global_pool,include_pad", [(False, False), (False, True), (True, False)])
+def test_average_pooling_before_a_dense_layer_stays_pooling(tmp_path, global_pool, include_pad):
+    torch.manual_seed(5)
+    path = export_torch(_PooledHead(global_pool, include_pad), tmp_path / "pooled.onnx", dynamo=False)
+    model = onnx.load(str(path))
+    net = import_model(path)
+    assert [type(layer).__name__ for layer in net.layers] == ["Conv", "Pooled", "Dense"]
+    assert net.parameter_count == net.metadata["stored_parameters"]      # nothing folded into a bigger matrix
+    X = RNG.uniform(0, 1, size=(6, 1, 8, 8)).astype(np.float32)
+    reference = run_onnx(model, X)[0]
+    np.testing.assert_allclose(net.forward(X.reshape(6, -1)), reference, rtol=1e-5, atol=1e-5)
+    box = Box(np.zeros(64), np.ones(64))
+    _, pre = net.forward(box.sample(20_000, RNG), return_preactivations=True)
+    for b, g in zip(compute_bounds(net, box), pre):
+        assert np.all(g >= b.lower - 1e-12) and np.all(g <= b.upper + 1e-12)
+    result = analyze(net, box, AnalysisOptions(time_limit=20))
+    small = compress_network(net, result)
+    assert small.layers[0].channels == 3 and small.layers[1].pool.in_shape[0] == 3
+    Xs = box.sample(5_000, RNG)
+    np.testing.assert_allclose(small.forward(Xs), net.forward(Xs), rtol=1e-9, atol=1e-9)
+    exported = to_onnx(small)
+    assert "AveragePool" in {n.op_type for n in exported.graph.node}
+    np.testing.assert_allclose(run_onnx(exported, Xs.astype(np.float32).reshape(-1, 1, 8, 8))[0], net.forward(Xs),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_torch_engine_through_a_pooled_layer_equals_the_float64_bound(tmp_path):
+    from exactcomp.bab.engine import _Engine
+    from exactcomp.bab.split_bounds import phases_of, split_bound
+
+    torch.manual_seed(6)
+    net = import_model(export_torch(_PooledHead(False, False), tmp_path / "p.onnx", dynamo=False))
+    box = Box(np.zeros(64), np.ones(64))
+    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+    rng = np.random.default_rng(1)
+    k, B = 2, 4
+    splits = [np.where(phases_of(lo, hi)[2], rng.integers(-1, 2, size=(B, lo.size)), 0) for lo, hi in bounds[:k]]
+    alpha = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
+    beta = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
+    engine = _Engine(net, box, bounds, (k, 0, 1))
+    got, _, _ = engine.bound([torch.as_tensor(s) for s in splits], [torch.as_tensor(a) for a in alpha],
+                             [torch.as_tensor(b) for b in beta])
+    np.testing.assert_allclose(got.numpy(), split_bound(net, box, bounds, (k, 0, 1), splits, alpha, beta), atol=1e-9)

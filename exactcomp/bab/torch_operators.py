@@ -72,8 +72,24 @@ class TorchEmbed:
         return out.index_add(-1, self.in_index, lam.index_select(-1, self.out_index))
 
 
+class TorchPooled:
+    """Average pooling then a dense layer (:class:`exactcomp.ir.pool.Pooled`): ``λ ↦ ((λ W) ⊙ 1/count)`` through
+    the transposed all-ones depthwise convolution."""
+
+    def __init__(self, layer, device):
+        import torch
+
+        self.inner = TorchDense(layer.inner, device)
+        self.window = TorchConv(layer.pool.window, device)
+        self.scale = torch.as_tensor(np.asarray(layer.pool.scale, dtype=np.float64), device=device)
+        self.b = self.inner.b
+
+    def apply_transpose(self, lam):
+        return self.window.apply_transpose(self.inner.apply_transpose(lam) * self.scale)
+
+
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
-TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed}
+TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled}
 
 
 def torch_operator(layer, device):

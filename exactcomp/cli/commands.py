@@ -73,7 +73,13 @@ def _layer_info(layer, output: bool) -> dict:
     """One layer of ``inspect``: ``op`` is ``dense`` or ``conv CxHxW -> C'xH'xW' kKxK sS pP``."""
     from exactcomp.ir.conv import Conv
 
+    from exactcomp.ir.pool import Pooled
+
     op = "dense"
+    if isinstance(layer, Pooled):
+        pool = layer.pool
+        op = (f"average pool {'x'.join(map(str, pool.kernel))} stride {pool.stride[0]}x{pool.stride[1]} "
+              f"({'x'.join(map(str, pool.in_shape))} -> {'x'.join(map(str, pool.out_shape))}), dense:")
     if isinstance(layer, Conv):
         kh, kw = layer.kernel.shape[2:]
         op = (f"conv {'x'.join(map(str, layer.in_shape))} -> {'x'.join(map(str, layer.out_shape))} "

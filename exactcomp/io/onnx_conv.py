@@ -158,10 +158,14 @@ def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
 
 def layer_from_affine(tracer, A, c: np.ndarray, spec: Conv | None, layer_id: int, what: str):
     """The IR layer for ``g = A h + c``: a :class:`Conv` if ``spec`` still describes it, else :class:`Dense`."""
-    if spec is not None:
+    if isinstance(spec, Conv):
         conv = _as_conv(A, c, spec, layer_id)
         if conv is not None:
             return conv
+    if isinstance(spec, tuple) and spec[0] == "pooled":
+        pooled = _as_pooled(A, c, spec, layer_id)
+        if pooled is not None:
+            return pooled
     if A.shape[0] * A.shape[1] > MAX_DENSE_ENTRIES:
         tracer.fail(f"{what} is affine but not a plain convolution, and as a dense matrix it would have "
                     f"{A.shape[0]} x {A.shape[1]} entries", UnsupportedOpError)
@@ -174,8 +178,10 @@ def average_pool_matrix(tracer, node, shape: tuple[int, ...], attrs: dict):
 
     Each output is the mean of its window: a depthwise convolution with kernel ``1 / (k_h k_w)``, or
     with ``count_include_pad=0`` the mean over the taps inside the image (padding taps excluded).
-    Returns ``(P, out_shape)``.
+    Returns the :class:`~exactcomp.ir.pool.AveragePool` (its ``matrix`` is ``P``).
     """
+    from exactcomp.ir.pool import AveragePool
+
     if len(shape) != 3:
         tracer.fail_node(node, f"only 2-D pooling is supported (per-sample input {list(shape)})", UnsupportedOpError)
     channels, H, W = shape
@@ -195,15 +201,30 @@ def average_pool_matrix(tracer, node, shape: tuple[int, ...], attrs: dict):
                              UnsupportedOpError)
         pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
         include_pad = bool(attrs.get("count_include_pad", 0))
-    ones = np.ones((channels, 1, *kernel))
     h_out, w_out = _out_hw(shape, kernel, stride, pads, (1, 1))
     if min(h_out, w_out) < 1:
         tracer.fail_node(node, f"pooling window {list(kernel)} is larger than the input {list(shape)}")
-    window = Conv(ones, np.zeros(channels), shape, 0, np.arange(channels * h_out * w_out), stride, pads, (1, 1),
-                  groups=channels)
-    M = window.matrix()
-    count = np.full(M.shape[0], float(np.prod(kernel))) if include_pad else np.asarray(M.sum(axis=1)).ravel()
-    return sp.csr_array(sp.diags_array(1.0 / count) @ M), window.out_shape
+    return AveragePool(shape, kernel, stride, pads, include_pad)
+
+
+def pool_of_basis(pool, A, c: np.ndarray):
+    """``pool`` when it reads the basis itself (``A = I``, ``c = 0``): then a dense layer after it can keep it."""
+    found = channel_affine(A, c, pool.in_shape)
+    return pool if found is not None and np.all(found[0] == 1.0) and np.all(found[1] == 0.0) else None
+
+
+def _as_pooled(A, c: np.ndarray, spec, layer_id: int):
+    """``Pooled(pool, Dense(M, c))`` when ``A = M P`` (a dense layer after an average pooling of the basis)."""
+    from exactcomp.ir.pool import Pooled
+
+    _, pool, M = spec
+    if A.shape != (M.shape[0], int(np.prod(pool.in_shape))):
+        return None
+    expected = np.asarray((sp.csr_array(M) @ pool.matrix).todense())
+    actual = A.toarray() if sp.issparse(A) else np.asarray(A)
+    if np.abs(actual - expected).max(initial=0.0) > STRUCTURE_RTOL * 10 * max(np.abs(actual).max(initial=0.0), 1e-300):
+        return None
+    return Pooled(pool, Dense(M, c, layer_id, np.arange(M.shape[0])))
 
 
 def pad_selection(tracer, node, shape: tuple[int, ...], attrs: dict):
@@ -246,7 +267,7 @@ def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
     :class:`~exactcomp.ir.skip.Embed` if ``A`` is a 0/1 selection (an identity shortcut), else dense."""
     from exactcomp.ir.skip import Embed
 
-    if spec is not None:
+    if isinstance(spec, Conv):
         conv = _as_conv(A, np.zeros(A.shape[0]), spec, 0)
         if conv is not None:
             return conv

@@ -31,6 +31,7 @@ from exactcomp.errors import ModelError
 from exactcomp.io.files import write_atomic
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.ir.pool import Pooled
 from exactcomp.ir.skip import Embed
 
 _PREFIX = "exactcomp"
@@ -101,6 +102,18 @@ def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, tag: str, name: str
                   dilations=list(layer.dilation), group=layer.groups)
 
 
+def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str) -> str:
+    """``AveragePool`` (on the image, reshaped from flat if needed) ``→ Flatten → Gemm`` of a pooled dense layer."""
+    pool = layer.pool
+    if image is None:
+        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *pool.in_shape], np.int64)], f"{_PREFIX}/{tag}/image")
+    h = b.node("AveragePool", [h], f"{_PREFIX}/{tag}/pool", kernel_shape=list(pool.kernel), strides=list(pool.stride),
+               pads=list(pool.pads), count_include_pad=int(pool.count_include_pad))
+    h = b.node("Flatten", [h], f"{_PREFIX}/{tag}/pooled", axis=1)
+    inner = layer.inner
+    return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1)
+
+
 def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
     return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
 
@@ -153,7 +166,9 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     for i, layer in enumerate(net.layers):
         final = i == last
         convolution = isinstance(layer, Conv) and not layer.is_constant
-        if image is not None and not (convolution and tuple(layer.in_shape) == image and not layer.channels_last):
+        keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
+            isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image)
+        if image is not None and not keeps_image:
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
         skips = net.skips_into(i)
         direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
@@ -162,6 +177,8 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
         elif convolution:
             h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
+        elif isinstance(layer, Pooled):
+            h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name), None
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)

@@ -147,8 +147,12 @@ class AffineOps:
             S, padded, value, shape = onnx_conv.pad_selection(self, node, tuple(x.shape), attrs)
             return [x.map(lambda A: _sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
         if op in ("AveragePool", "GlobalAveragePool"):
-            P, shape = onnx_conv.average_pool_matrix(self, node, tuple(x.shape), attrs)
-            return [x.map(lambda A: _sparse_or_dense(P @ A), P @ x.c, shape)]
+            pool = onnx_conv.average_pool_matrix(self, node, tuple(x.shape), attrs)
+            P = pool.matrix
+            out = x.map(lambda A: _sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
+            if len(x.terms) == 1 and onnx_conv.pool_of_basis(pool, x.A, x.c) is not None:
+                out.convs = {x.basis: pool}   # a dense layer after it keeps the pooling (exactcomp.ir.pool)
+            return [out]
         if op == "Gemm":
             return [self.gemm(node, ins, attrs)]
         if op == "MatMul":
@@ -251,7 +255,17 @@ class AffineOps:
             C = self.per_sample_const(node, self.const(node, node.input[2], "bias C"), 1)
             bias = beta * np.broadcast_to(C, (n,))
         M = alpha * Bm.T
-        return x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,))
+        return self._after_pool(x, M, x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
+
+    @staticmethod
+    def _after_pool(x: _Affine, M: np.ndarray, out: _Affine) -> _Affine:
+        """A dense map ``M`` of an average pooling of the basis: remember both, so the layer keeps the pooling."""
+        from exactcomp.ir.pool import AveragePool
+
+        pool = x.convs.get(x.basis)
+        if len(x.terms) == 1 and isinstance(pool, AveragePool):
+            out.convs = {x.basis: ("pooled", pool, np.asarray(M))}
+        return out
 
     def matmul(self, node, x: _Affine) -> _Affine:
         W = self.const(node, node.input[1], "weight").astype(np.float64)
@@ -260,7 +274,8 @@ class AffineOps:
                            UnsupportedOpError)
         lead = int(np.prod(x.shape[:-1]))
         M = W.T if lead == 1 else np.kron(np.eye(lead), W.T)
-        return x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
+        out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
+        return self._after_pool(x, M, out) if lead == 1 else out
 
     def conv(self, node, x: _Affine, attrs) -> _Affine:
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)

@@ -37,6 +37,7 @@ import scipy.linalg
 
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense, Network
+from exactcomp.ir.pool import Pooled
 from exactcomp.rewrite.skips import crossed, evaluate_from, thinned_skips, touches_skip
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
@@ -78,14 +79,11 @@ def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
         keep[0] = True   # a shortcut jumps over the layer: keep one (dead) neuron, the network is not constant
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     skips = thinned_skips(net, pos, keep)
-    if skips is None or not isinstance(nxt, Dense):
+    if skips is None or not isinstance(nxt, Dense) or not isinstance(layer, (Dense, Pooled)):
         return net
-    return _replace(
-        net, pos,
-        Dense(layer.W[keep], layer.b[keep], layer.layer_id, layer.neuron_ids[keep]),
-        Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids),
-        skips,
-    )
+    kept = layer.keep_outputs(keep) if isinstance(layer, Pooled) else Dense(layer.W[keep], layer.b[keep],
+                                                                           layer.layer_id, layer.neuron_ids[keep])
+    return _replace(net, pos, kept, Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids), skips)
 
 
 def _fold_into_next(net: Network, pos: int, drop: np.ndarray, W_next: np.ndarray, b_next: np.ndarray) -> Network:
@@ -128,7 +126,7 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
         return net
     if dead.all():
         return remove_all_channels(net, pos)
-    if isinstance(nxt, Conv):
+    if isinstance(nxt, (Conv, Pooled)):
         nxt = nxt.keep_input_channels(keep)
     else:
         nxt = Dense(nxt.W[:, np.repeat(keep, layer.positions)], nxt.b, nxt.layer_id, nxt.neuron_ids)
@@ -234,11 +232,13 @@ def compress_network(net: Network, analysis) -> Network:
 
     pos = 0
     while pos < len(net.layers) - 1:
-        if isinstance(net.layers[pos], Conv) or isinstance(net.layers[pos + 1], Conv):
-            if isinstance(net.layers[pos], Conv):
+        if not (isinstance(net.layers[pos], Dense) and isinstance(net.layers[pos + 1], Dense)):
+            if isinstance(net.layers[pos], Conv):    # convolutions lose whole channels only
                 net = remove_dead_channels(net, pos, status(net, pos) == Status.INACTIVE)
                 if len(net.layers) == 1:
                     return net
+            elif isinstance(net.layers[pos], Pooled):
+                net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
             pos += 1
             continue
         net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)

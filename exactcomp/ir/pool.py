@@ -1,0 +1,129 @@
+"""Average pooling kept as an op: a dense layer that reads a pooled image, ``g = W (P h) + b``.
+
+``P`` averages each channel of the ``(C, H, W)`` input over windows (ONNX ``AveragePool``; ``GlobalAveragePool``
+is the window of the whole image): a depthwise convolution with an all-ones kernel, each output divided by
+the window size, or with ``count_include_pad = False`` by the number of taps inside the image. Folding
+``P`` into ``W`` would be exact but ``H·W / (H'·W')`` times larger (a global pooling before the classifier of
+a ResNet: 64 times on an 8x8 map), so :class:`Pooled` keeps both and is used through the same
+linear-operator interface as :class:`~exactcomp.ir.network.Dense`. Since ``P >= 0``,
+``|W P| <= |W| P`` entrywise, so ``apply_abs`` through the two factors is a sound (slightly wider)
+interval bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+
+from exactcomp.ir.conv import Conv, conv_output_size
+from exactcomp.ir.network import Dense
+
+
+@dataclass(frozen=True, eq=False)
+class AveragePool:
+    """Average pooling of a flattened ``(C, H, W)`` input (see module doc)."""
+
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    count_include_pad: bool = False
+
+    def __post_init__(self):
+        for name in ("in_shape", "kernel", "stride", "pads"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if min(self.out_shape) < 1:
+            raise ValueError(f"pooling window {self.kernel} does not fit the input {self.in_shape}")
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        top, left, bottom, right = self.pads
+        return (self.in_shape[0],
+                conv_output_size(self.in_shape[1], self.kernel[0], self.stride[0], 1, top, bottom),
+                conv_output_size(self.in_shape[2], self.kernel[1], self.stride[1], 1, left, right))
+
+    @property
+    def width(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @cached_property
+    def window(self) -> Conv:
+        """The depthwise all-ones convolution summing each window."""
+        c = self.in_shape[0]
+        return Conv(np.ones((c, 1, *self.kernel)), np.zeros(c), self.in_shape, 0, np.arange(self.width), self.stride,
+                    self.pads, (1, 1), groups=c)
+
+    @cached_property
+    def scale(self) -> np.ndarray:
+        """``1 / count`` per output: the window size, or the taps inside the image."""
+        if self.count_include_pad:
+            return np.full(self.width, 1.0 / np.prod(self.kernel))
+        return 1.0 / np.asarray(self.window.matrix().sum(axis=1)).ravel()
+
+    @cached_property
+    def matrix(self) -> sp.csr_array:
+        return sp.csr_array(sp.diags_array(self.scale) @ self.window.matrix())
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        return np.asarray(self.matrix @ np.asarray(h, dtype=np.float64).T).T
+
+    def apply_transpose(self, lam: np.ndarray) -> np.ndarray:
+        return np.asarray(self.matrix.T @ np.asarray(lam).T).T
+
+    def keep_channels(self, keep: np.ndarray) -> "AveragePool":
+        return AveragePool((int(np.sum(keep)), *self.in_shape[1:]), self.kernel, self.stride, self.pads,
+                           self.count_include_pad)
+
+
+@dataclass(frozen=True, eq=False)
+class Pooled:
+    """``g = W (P h) + b``: :class:`AveragePool` ``P`` then the dense layer ``inner`` (see module doc)."""
+
+    pool: AveragePool
+    inner: Dense
+
+    def __post_init__(self):
+        if self.inner.fan_in != self.pool.width:
+            raise ValueError(f"dense layer reads {self.inner.fan_in} entries, the pooling gives {self.pool.width}")
+
+    layer_id = property(lambda self: self.inner.layer_id)
+    neuron_ids = property(lambda self: self.inner.neuron_ids)
+    width = property(lambda self: self.inner.width)
+    b = property(lambda self: self.inner.b)
+    is_constant = property(lambda self: self.inner.is_constant)
+    parameter_count = property(lambda self: self.inner.parameter_count)
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod(self.pool.in_shape))
+
+    def apply(self, h: np.ndarray) -> np.ndarray:
+        return self.inner.apply(self.pool.apply(h))
+
+    def apply_transpose(self, lam: np.ndarray) -> np.ndarray:
+        return self.pool.apply_transpose(self.inner.apply_transpose(lam))
+
+    def apply_abs(self, r: np.ndarray) -> np.ndarray:
+        return self.inner.apply_abs(self.pool.apply(r))          # |W P| r <= |W| (P r): P >= 0
+
+    def apply_abs_transpose(self, m: np.ndarray) -> np.ndarray:
+        return self.pool.apply_transpose(self.inner.apply_abs_transpose(m))
+
+    def rows(self, neurons) -> np.ndarray:
+        return self.pool.apply_transpose(self.inner.rows(neurons))
+
+    def matrix(self):
+        return sp.csr_array(self.inner.matrix() @ self.pool.matrix)
+
+    def keep_outputs(self, keep: np.ndarray) -> "Pooled":
+        inner = self.inner
+        return Pooled(self.pool, Dense(inner.W[keep], inner.b[keep], inner.layer_id, inner.neuron_ids[keep]))
+
+    def keep_input_channels(self, keep: np.ndarray) -> "Pooled":
+        positions = self.pool.out_shape[1] * self.pool.out_shape[2]
+        inner = self.inner
+        columns = np.repeat(np.asarray(keep, dtype=bool), positions)
+        return Pooled(self.pool.keep_channels(keep), Dense(inner.W[:, columns], inner.b, inner.layer_id, inner.neuron_ids))
