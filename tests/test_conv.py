@@ -241,6 +241,8 @@ def test_shipped_mnist_cnn_compresses_as_the_readme_says(tmp_path):
     assert data["verification"]["passed"] is True and data["totals"]["unknown"] == 0
     convs = [e for e in data["layers"] if e["kind"] == "conv"]
     assert len(convs) == 2 and all(e["channels"]["kept"] < e["channels"]["count"] for e in convs)
+    relus = [n.name or n.output[0] for n in onnx.load(str(root / "mnist_cnn_8x16.onnx")).graph.node if n.op_type == "Relu"]
+    assert [e["node"] for e in data["layers"]] == relus     # each layer names the Relu node that ends it
     kernels = {t.name: list(t.dims) for t in onnx.load(str(out)).graph.initializer}
     conv_nodes = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
     assert [kernels[n.input[1]][0] for n in conv_nodes] == [e["channels"]["kept"] for e in convs]

@@ -15,7 +15,8 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    decided_by: {method: count}, unknown_reasons: {reason: count},
                    neuron_status: [status per neuron], neuron_method: [method per neuron],
                   lower, upper: [pre-activation bounds per neuron] (null: none known),
-                   kind: "dense" | "conv"; for a convolution also shape [C, H, W] of its output and
+                   node: the ONNX Relu node that ends the layer (its name, else its output; null if
+                   not imported from ONNX), kind: "dense" | "conv"; for a convolution also shape [C, H, W] of its output and
                    channels: {count, kept, per_channel: {status: [count per channel]}} (neuron index
                    = (channel · H + y) · W + x)}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
@@ -68,17 +69,19 @@ def _params_by_layer(net) -> dict[int, int]:
 
 
 def _layer_kind(result, la) -> dict:
-    """``kind``, and for a convolution its output shape and per-channel status counts."""
+    """``node`` (the ONNX Relu ending the layer), ``kind``, and for a convolution its output shape and
+    per-channel status counts."""
     from exactcomp.ir.conv import Conv
 
     layer = next(x for x in result.original.layers if x.layer_id == la.layer_id)
+    node = result.original.metadata.get("relu_nodes", {}).get(la.layer_id)
     if not isinstance(layer, Conv):
-        return {"kind": "dense"}
+        return {"node": node, "kind": "dense"}
     kept = sum(x.channels for x in result.compressed.hidden if x.layer_id == la.layer_id and isinstance(x, Conv))
     status = la.status.reshape(layer.channels, layer.positions)
     per_channel = {Status(s).label: (status == s).sum(axis=1).tolist()
                    for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)}
-    return {"kind": "conv", "shape": list(layer.out_shape),
+    return {"node": node, "kind": "conv", "shape": list(layer.out_shape),
             "channels": {"count": layer.channels, "kept": kept, "per_channel": per_channel}}
 
 

@@ -40,7 +40,8 @@ class _Tracer(AffineOps):
         self.graph = model.graph
         self.source = source
         self.values: dict[str, object] = {}
-        self.layers: list[tuple] = []  # (A, c, conv spec or None) per ReLU layer
+        self.layers: list[_Affine] = []      # the pre-activation of each ReLU layer
+        self.relu_nodes: list[str] = []      # the name (or output) of each layer's Relu node
         self.basis = 0
         self.head_inputs: dict[str, int] = {}  # trunk tensor name -> first consuming node index
         self.opaque_nodes: list[int] = []
@@ -117,6 +118,7 @@ class _Tracer(AffineOps):
             self.fail_node(node, "applies to a tensor that does not depend on the previous ReLU (parallel branches "
                                  "are not supported; skip connections into a later layer are)", UnsupportedOpError)
         self.layers.append(x)
+        self.relu_nodes.append(node.name or node.output[0])
         self.basis += 1
         n = x.c.size
         return _Affine({self.basis: _identity(n)}, np.zeros(n), x.shape, x.dtype)
@@ -241,7 +243,8 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
         layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
         compute_dtype=trunk.dtype, head=head, opsets=opsets, skips=tuple(skips),
         metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name,
-                  "stored_parameters": _stored_trunk_parameters(model, head)},
+                  "stored_parameters": _stored_trunk_parameters(model, head),
+                  "relu_nodes": {i + 1: name for i, name in enumerate(tracer.relu_nodes)}},
     )
 
 
