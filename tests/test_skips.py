@@ -317,3 +317,34 @@ def test_dead_residual_branch_keeps_one_channel_and_the_shortcut(tmp_path):
     assert small.layers[1].channels == 1 and [(s.target, s.source) for s in small.skips] == [(2, 0), (4, 2)]
     X = box.sample(5_000, RNG)
     np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-9, atol=1e-9)
+
+
+def test_resnet_with_a_global_average_pooling_head(tmp_path):
+    """The usual ResNet head (global average pooling, then the classifier) stays pooling after the skips."""
+
+    class _GapResNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(1, 4, 3, 1, 1)
+            self.block = _Block(4, 4, 1)
+            self.fc = torch.nn.Linear(4, 3)
+            with torch.no_grad():
+                self.stem.bias[0] = -100.0      # a dead stem channel: the shortcut and the pooling lose it
+
+        def forward(self, x):
+            h = self.block(torch.relu(self.stem(x)))
+            return self.fc(torch.nn.functional.adaptive_avg_pool2d(h, 1).flatten(1))
+
+    torch.manual_seed(8)
+    path = export_torch(_GapResNet(), tmp_path / "gap.onnx", dynamo=False)
+    net = import_model(path)
+    assert [type(layer).__name__ for layer in net.layers] == ["Conv", "Conv", "Conv", "Pooled"]
+    box = Box(np.zeros(64), np.ones(64))
+    small = compress_network(net, analyze(net, box, AnalysisOptions(time_limit=5)))
+    assert small.parameter_count < net.parameter_count
+    X = box.sample(5_000, RNG)
+    np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-9, atol=1e-9)
+    exported = to_onnx(small)
+    assert {"Add", "AveragePool"} <= {n.op_type for n in exported.graph.node}
+    np.testing.assert_allclose(run_onnx(exported, X.astype(np.float32).reshape(-1, 1, 8, 8))[0], net.forward(X),
+                               rtol=1e-4, atol=1e-4)
