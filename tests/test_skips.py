@@ -348,3 +348,37 @@ def test_resnet_with_a_global_average_pooling_head(tmp_path):
     assert {"Add", "AveragePool"} <= {n.op_type for n in exported.graph.node}
     np.testing.assert_allclose(run_onnx(exported, X.astype(np.float32).reshape(-1, 1, 8, 8))[0], net.forward(X),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_parallel_branches_concatenated_into_a_convolution(tmp_path):
+    """Two towers reading the input (Inception-style), concatenated and convolved: the second tower becomes a
+    layer whose input is a skip from the input, and the convolution over the concatenation one convolution
+    per part (main and skip)."""
+
+    class _Towers(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.Conv2d(1, 2, 1)
+            self.c, self.fc = torch.nn.Conv2d(5, 4, 3, stride=2), torch.nn.Linear(4 * 3 * 3, 2)
+
+        def forward(self, x):
+            h = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+            return self.fc(torch.relu(self.c(h)).flatten(1))
+
+    torch.manual_seed(0)
+    path = export_torch(_Towers(), tmp_path / "towers.onnx", dynamo=False)
+    net = import_model(path)
+    assert [type(layer).__name__ for layer in net.layers] == ["Conv", "Dense", "Conv", "Dense"]
+    assert [(s.target, s.source, type(s.op).__name__) for s in net.skips] == [(1, -1, "Conv"), (2, 0, "Conv")]
+    X = RNG.uniform(0, 1, size=(5, 1, 8, 8)).astype(np.float32)
+    reference = run_onnx(onnx.load(str(path)), X)[0]
+    np.testing.assert_allclose(net.forward(X.reshape(5, -1)), reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
+    box = Box(np.zeros(64), np.ones(64))
+    lo_hi = compute_bounds(net, box)
+    _, pre = net.forward(box.sample(20_000, RNG), return_preactivations=True)
+    for b, g in zip(lo_hi, pre):
+        assert np.all(g >= b.lower - 1e-12) and np.all(g <= b.upper + 1e-12)
+    small = compress_network(net, analyze(net, box, AnalysisOptions(time_limit=10)))
+    Xs = box.sample(5_000, RNG)
+    np.testing.assert_allclose(small.forward(Xs), net.forward(Xs), rtol=1e-9, atol=1e-9)

@@ -133,6 +133,31 @@ def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
                 channels_last)
 
 
+def conv_of_concatenation(spec: Conv, terms: dict, c: np.ndarray) -> dict:
+    """Per basis, the convolution ``spec`` applies to it when the input is a channel concatenation of whole
+    bases (each term an identity block over a range of channels, no constant): a convolution is linear
+    in its input channels, so ``conv(concat(h_1, h_2)) = conv_{K[:, C_1]}(h_1) + conv_{K[:, C_2]}(h_2)``
+    (the bias goes with the layer). Empty when the input is anything else."""
+    c_in, H, W = spec.in_shape
+    if spec.groups != 1 or np.any(c):
+        return {}
+    out = {}
+    for basis, A in terms.items():
+        coo = sp.coo_array(A)
+        n = A.shape[1]
+        if coo.nnz != n or n % (H * W) or np.any(coo.data != 1.0):
+            return {}
+        order = np.argsort(coo.col)
+        offset = coo.row[order] - coo.col[order]
+        if not np.array_equal(coo.col[order], np.arange(n)) or np.any(offset != offset[0]) or offset[0] % (H * W):
+            return {}
+        first = int(offset[0]) // (H * W)
+        channels = slice(first, first + n // (H * W))
+        out[basis] = Conv(spec.kernel[:, channels], np.zeros(spec.channels), (n // (H * W), H, W), 0, spec.neuron_ids,
+                          spec.stride, spec.pads, spec.dilation)
+    return out
+
+
 def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
     """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` and ``c`` is per-channel constant."""
     if not sp.issparse(A) or A.shape != (spec.width, spec.fan_in):

@@ -74,6 +74,7 @@ class _Tracer(AffineOps):
         dtype = _FLOAT_TYPES[tt.elem_type]
         n = int(np.prod(shape))
         self.values[info.name] = _Affine({0: _identity(n)}, np.zeros(n), shape, dtype)
+        self.basis_sizes = [n]   # entries of each basis: the input, then each ReLU layer
         return TensorInfo(info.name, shape, dtype, dims[0] if dims[0] not in ("", 0) else "N")
 
     def read_initializers(self):
@@ -114,14 +115,22 @@ class _Tracer(AffineOps):
         return ReferenceEvaluator(model).run(None, dict(zip(names, inputs)))
 
     def relu(self, node, x: _Affine) -> _Affine:
-        if x.basis != self.basis:
-            self.fail_node(node, "applies to a tensor that does not depend on the previous ReLU (parallel branches "
-                                 "are not supported; skip connections into a later layer are)", UnsupportedOpError)
-        self.layers.append(x)
+        self.layers.append(self.on_newest_basis(x))
         self.relu_nodes.append(node.name or node.output[0])
         self.basis += 1
         n = x.c.size
+        self.basis_sizes.append(n)
         return _Affine({self.basis: _identity(n)}, np.zeros(n), x.shape, x.dtype)
+
+    def on_newest_basis(self, x: _Affine) -> _Affine:
+        """``x`` with a term on the newest basis: a value that does not read the previous ReLU (a parallel
+        branch, e.g. the second tower of an Inception block) gets a zero term there, and everything it does
+        read becomes a skip connection."""
+        if x.basis == self.basis:
+            return x
+        terms = dict(x.terms)
+        terms[self.basis] = sp.csr_array((x.c.size, self.basis_sizes[self.basis]))
+        return _Affine(terms, x.c, x.shape, x.dtype, dict(x.convs))
 
     # ---------------------------------------------------------------- main loop
     def run_node(self, node):
@@ -228,9 +237,7 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
                     "exactly one trunk output is supported", UnsupportedOpError)
     trunk_name = next(iter(trunk_names))
     trunk = tracer.values[trunk_name]
-    if trunk.basis != tracer.basis:
-        tracer.fail(f"trunk output '{trunk_name}' does not depend on the last ReLU layer (branches are not supported)",
-                    UnsupportedOpError)
+    trunk = tracer.on_newest_basis(trunk)
     if not tracer.layers:
         tracer.fail("the model has no Relu: there is nothing to compress", UnsupportedOpError)
 

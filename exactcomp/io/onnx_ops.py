@@ -284,6 +284,8 @@ class AffineOps:
         if len(x.terms) == 1:   # a convolution of one basis (not of a sum with a skip connection)
             structured = onnx_conv.conv_of_basis(spec, x.A, x.c)
             out.convs = {x.basis: structured} if structured is not None else {}
+        else:                   # of a channel concatenation of bases: one convolution per part
+            out.convs = onnx_conv.conv_of_concatenation(spec, x.terms, x.c)
         return out
 
     def batchnorm(self, node, x: _Affine, attrs) -> _Affine:
