@@ -21,7 +21,7 @@ from exactcomp.io.onnx_export import to_onnx
 from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network, remove_dead_channels
 
-from .conftest import export_torch, run_onnx
+from .conftest import assert_engine_matches_split_bound, export_torch, run_onnx
 from .test_complete import _check_against_oracle
 from .test_per_neuron import exact_ranges
 
@@ -373,19 +373,6 @@ def test_average_pooling_before_a_dense_layer_stays_pooling(tmp_path, global_poo
 
 
 def test_torch_engine_through_a_pooled_layer_equals_the_float64_bound(tmp_path):
-    from exactcomp.bab.engine import _Engine
-    from exactcomp.bab.split_bounds import phases_of, split_bound
-
     torch.manual_seed(6)
     net = import_model(export_torch(_PooledHead(False, False), tmp_path / "p.onnx", dynamo=False))
-    box = Box(np.zeros(64), np.ones(64))
-    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
-    rng = np.random.default_rng(1)
-    k, B = 2, 4
-    splits = [np.where(phases_of(lo, hi)[2], rng.integers(-1, 2, size=(B, lo.size)), 0) for lo, hi in bounds[:k]]
-    alpha = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
-    beta = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
-    engine = _Engine(net, box, bounds, (k, 0, 1))
-    got, _, _ = engine.bound([torch.as_tensor(s) for s in splits], [torch.as_tensor(a) for a in alpha],
-                             [torch.as_tensor(b) for b in beta])
-    np.testing.assert_allclose(got.numpy(), split_bound(net, box, bounds, (k, 0, 1), splits, alpha, beta), atol=1e-9)
+    assert_engine_matches_split_bound(net, Box(np.zeros(64), np.ones(64)), [(2, 0, 1), (2, 1, -1)], seed=1)

@@ -23,7 +23,7 @@ from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network
 from exactcomp.ir.skip import Embed, Skip
 
-from .conftest import export_torch, run_onnx
+from .conftest import assert_engine_matches_split_bound, export_torch, run_onnx
 from .test_complete import MILP_ONLY, WEAK_SCREEN, _check_against_oracle
 from .test_per_neuron import exact_ranges
 
@@ -244,22 +244,8 @@ def test_split_bounds_through_skips_hold_on_sampled_subdomains(build, seed):
 
 
 def test_torch_engine_equals_the_float64_split_bound_with_skips():
-    from exactcomp.bab.engine import _Engine
-    from exactcomp.bab.split_bounds import phases_of, split_bound
-
     net = _skip_net(2, 0.0)
-    box = Box(-np.ones(3), np.ones(3))
-    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
-    rng = np.random.default_rng(0)
-    k, B = 2, 8
-    splits = [np.where(phases_of(lo, hi)[2], rng.integers(-1, 2, size=(B, lo.size)), 0) for lo, hi in bounds[:k]]
-    alpha = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
-    beta = [rng.uniform(0, 1, size=(B, lo.size)) for lo, _ in bounds[:k]]
-    for target in ((k, 0, 1), (k, 1, -1)):
-        engine = _Engine(net, box, bounds, target)
-        got, _, _ = engine.bound([torch.as_tensor(s) for s in splits], [torch.as_tensor(a) for a in alpha],
-                                 [torch.as_tensor(b) for b in beta])
-        np.testing.assert_allclose(got.numpy(), split_bound(net, box, bounds, target, splits, alpha, beta), atol=1e-9)
+    assert_engine_matches_split_bound(net, Box(-np.ones(3), np.ones(3)), [(2, 0, 1), (2, 1, -1)], subdomains=8)
 
 
 def test_shipped_residual_network_compresses_and_verifies(tmp_path):
