@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.io import onnx_conv
+from exactcomp.io import onnx_conv, onnx_pool
 from exactcomp.errors import UnsupportedOpError
 from exactcomp.io.onnx_values import _FLOAT_TYPES, _add, _Affine, _basis_size, _Const, _Opaque, _scale_rows, _sparse_or_dense
 
@@ -144,13 +144,13 @@ class AffineOps:
         if op == "Conv":
             return [self.conv(node, x, attrs)]
         if op == "Pad":
-            S, padded, value, shape = onnx_conv.pad_selection(self, node, tuple(x.shape), attrs)
+            S, padded, value, shape = onnx_pool.pad_selection(self, node, tuple(x.shape), attrs)
             return [x.map(lambda A: _sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
         if op in ("AveragePool", "GlobalAveragePool"):
-            pool = onnx_conv.average_pool_matrix(self, node, tuple(x.shape), attrs)
+            pool = onnx_pool.average_pool(self, node, tuple(x.shape), attrs)
             P = pool.matrix
             out = x.map(lambda A: _sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
-            if len(x.terms) == 1 and onnx_conv.pool_of_basis(pool, x.A, x.c) is not None:
+            if len(x.terms) == 1 and onnx_pool.pool_of_basis(pool, x.A, x.c) is not None:
                 out.convs = {x.basis: pool}   # a dense layer after it keeps the pooling (exactcomp.ir.pool)
             return [out]
         if op == "Gemm":

@@ -232,18 +232,16 @@ def compress_network(net: Network, analysis) -> Network:
 
     pos = 0
     while pos < len(net.layers) - 1:
-        if not (isinstance(net.layers[pos], Dense) and isinstance(net.layers[pos + 1], Dense)):
-            if isinstance(net.layers[pos], Conv):    # convolutions lose whole channels only
-                net = remove_dead_channels(net, pos, status(net, pos) == Status.INACTIVE)
-                if len(net.layers) == 1:
-                    return net
-            elif isinstance(net.layers[pos], Pooled):
-                net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
+        inactive = status(net, pos) == Status.INACTIVE
+        if isinstance(net.layers[pos], Conv):   # convolutions lose whole channels only
+            net = remove_dead_channels(net, pos, inactive)
+            if len(net.layers) == 1:            # every channel dead: the network became constant
+                return net
             pos += 1
             continue
-        net = remove_neurons(net, pos, status(net, pos) == Status.INACTIVE)
-        if touches_skip(net, pos):   # a skip reads, feeds or jumps over it: only removal (above)
-            pos += 1
+        net = remove_neurons(net, pos, inactive)   # (unchanged where the next layer or a skip cannot follow)
+        if touches_skip(net, pos) or not (isinstance(net.layers[pos], Dense) and isinstance(net.layers[pos + 1], Dense)):
+            pos += 1                            # the folding rules below need dense layers away from skips
             continue
         net = fold_constant_neurons(net, pos)
         net = fold_active_neurons(net, pos, status(net, pos) == Status.ACTIVE)
