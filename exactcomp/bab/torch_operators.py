@@ -88,8 +88,45 @@ class TorchPooled:
         return self.window.apply_transpose(self.inner.apply_transpose(lam) * self.scale)
 
 
+class TorchSparse:
+    """A ``scipy.sparse`` map ``M`` (max-pooling comparisons :class:`exactcomp.ir.maxpool.PoolLevel`):
+    ``λ ↦ λ M`` scatters ``M``'s entries, ``out[..., j] += M[i, j] λ[..., i]``."""
+
+    def __init__(self, M, width: int, device):
+        import torch
+
+        coo = M.tocoo()
+        self.fan_in = M.shape[1]
+        self.rows = torch.as_tensor(coo.row.astype(np.int64), device=device)
+        self.cols = torch.as_tensor(coo.col.astype(np.int64), device=device)
+        self.data = torch.as_tensor(coo.data.astype(np.float64), device=device)
+        self.b = torch.zeros(width, dtype=torch.float64, device=device)
+
+    def apply_transpose(self, lam):
+        out = lam.new_zeros((*lam.shape[:-1], self.fan_in))
+        return out.index_add(-1, self.cols, lam.index_select(-1, self.rows) * self.data)
+
+
+def _torch_pool_level(layer, device):
+    return TorchSparse(layer.matrix(), layer.width, device)
+
+
+class TorchPoolCarry:
+    """The values a max pooling carries, read by an op ``X`` (:class:`exactcomp.ir.maxpool.PoolCarry`):
+    ``λ ↦ (λ X) S``, ``X``'s own operator then the selection's scatter."""
+
+    def __init__(self, op, device):
+        self.inner = torch_operator(op.inner, device)
+        self.select = TorchSparse(op.select, op.inner.fan_in, device)
+        self.b = self.inner.b.new_zeros(op.width)
+
+    def apply_transpose(self, lam):
+        return self.select.apply_transpose(self.inner.apply_transpose(lam))
+
+
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
-TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled}
+TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled,
+                   "PoolLevel": _torch_pool_level, "PoolCarry": TorchPoolCarry}
 
 
 def torch_operator(layer, device):

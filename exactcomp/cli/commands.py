@@ -75,7 +75,14 @@ def _layer_info(layer, output: bool) -> dict:
 
     from exactcomp.ir.pool import Pooled
 
+    from exactcomp.ir.maxpool import PoolLevel
+
     op = "dense"
+    if isinstance(layer, PoolLevel):
+        pool = layer.pool.pool
+        op = (f"max pool {'x'.join(map(str, pool.kernel))} stride {pool.stride[0]}x{pool.stride[1]} "
+              f"({'x'.join(map(str, pool.in_shape))} -> {'x'.join(map(str, pool.out_shape))}), "
+              f"comparisons level {layer.level} of {pool.depth}:")
     if isinstance(layer, Pooled):
         pool = layer.pool
         op = (f"average pool {'x'.join(map(str, pool.kernel))} stride {pool.stride[0]}x{pool.stride[1]} "

@@ -16,7 +16,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    neuron_status: [status per neuron], neuron_method: [method per neuron],
                   lower, upper: [pre-activation bounds per neuron] (null: none known),
                    node: the ONNX Relu node that ends the layer (its name, else its output; null if
-                   not imported from ONNX), kind: "dense" | "conv"; for a convolution also shape [C, H, W] of its output and
+                   not imported from ONNX), kind: "dense" | "conv" | "maxpool" (comparison neurons of a max pooling: also "level", "levels"); for a convolution also shape [C, H, W] of its output and
                    channels: {count, kept, per_channel: {status: [count per channel]}} (neuron index
                    = (channel · H + y) · W + x)}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
@@ -69,12 +69,17 @@ def _params_by_layer(net) -> dict[int, int]:
 
 
 def _layer_kind(result, la) -> dict:
-    """``node`` (the ONNX Relu ending the layer), ``kind``, and for a convolution its output shape and
-    per-channel status counts."""
+    """``node`` (the ONNX Relu ending the layer), ``kind`` (dense, conv, maxpool), for a convolution its output
+    shape and per-channel status counts, for the comparison neurons of a max pooling their level."""
     from exactcomp.ir.conv import Conv
+
+    from exactcomp.ir.maxpool import PoolLevel
 
     layer = next(x for x in result.original.layers if x.layer_id == la.layer_id)
     node = result.original.metadata.get("relu_nodes", {}).get(la.layer_id)
+    if isinstance(layer, PoolLevel):   # comparisons max(u, v) = v + relu(u - v) of a max pooling
+        return {"node": node, "kind": "maxpool", "level": layer.level, "levels": layer.pool.pool.depth,
+                "shape": list(layer.pool.pool.out_shape)}
     if not isinstance(layer, Conv):
         return {"node": node, "kind": "dense"}
     kept = sum(x.channels for x in result.compressed.hidden if x.layer_id == la.layer_id and isinstance(x, Conv))
@@ -220,6 +225,13 @@ def summary_lines(report: dict) -> list[str]:
     if convs:
         lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"
                                                   for e in convs))
+    pools = [e for e in report["layers"] if e.get("kind") == "maxpool"]
+    if pools:
+        count = sum(e["neurons"] for e in pools)
+        stable = sum(e["stably_active"] + e["stably_inactive"] for e in pools)
+        open_ = sum(e["unknown"] for e in pools)
+        lines.insert(1, f"max pool    {count} comparison neurons (max(u, v) = v + relu(u - v)): {stable} stable "
+                        f"(winner fixed), {open_} left undecided (not needed to compress: provers skip them)")
     v = report.get("verification")
     if v:
         verdict = "passed" if v["passed"] else "FAILED"

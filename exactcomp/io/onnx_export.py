@@ -31,6 +31,8 @@ from exactcomp.errors import ModelError
 from exactcomp.io.files import write_atomic
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense, Network, TensorInfo
+from exactcomp.ir.lowering import raise_max_pools
+from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.pool import Pooled
 from exactcomp.ir.skip import Embed
 
@@ -114,6 +116,16 @@ def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str) -
     return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1)
 
 
+def _max_pool_node(pool, h: str, image, b: _GraphBuilder, tag: str) -> str:
+    """``MaxPool`` on the image ``h`` (reshaped from flat if needed)."""
+    if image != tuple(pool.in_shape):
+        h = b.node("Reshape", [_flat(h, image, b, tag), b.const(f"{tag}/input_shape", [-1, *pool.in_shape], np.int64)],
+                   f"{_PREFIX}/{tag}/image")
+    extra = {"dilations": list(pool.dilation)} if pool.dilation != (1, 1) else {}
+    return b.node("MaxPool", [h], f"{_PREFIX}/{tag}/maxpool", kernel_shape=list(pool.kernel), strides=list(pool.stride),
+                  pads=list(pool.pads), **extra)
+
+
 def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
     return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
 
@@ -165,6 +177,10 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
     image = None  # the (C, H, W) of h when it is a 4-D convolution output, else None (h is flat)
     for i, layer in enumerate(net.layers):
         final = i == last
+        if isinstance(layer, MaxPoolLayer):   # reads a ReLU output; its own ReLU is the identity
+            h, image = _max_pool_node(layer.pool, h, image, b, f"layer{i + 1}"), tuple(layer.pool.out_shape)
+            posts[i] = (h, image)
+            continue
         convolution = isinstance(layer, Conv) and not layer.is_constant
         keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
             isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image)
@@ -196,6 +212,7 @@ def to_onnx(net: Network) -> onnx.ModelProto:
     if _opset(net) < MIN_OPSET:
         raise ModelError(f"opset {_opset(net)} is older than {MIN_OPSET}, the oldest exactcomp can export "
                          "(and onnxruntime can run)")
+    net = raise_max_pools(net)
     builder = _GraphBuilder(net.compute_dtype)
     _trunk_nodes(net, builder)
     nodes, inits = builder.nodes, builder.initializers

@@ -26,8 +26,10 @@ import onnx
 import scipy.sparse as sp
 from onnx import helper, numpy_helper
 
-from exactcomp.io import onnx_conv
+from exactcomp.io import onnx_conv, onnx_maxpool
 from exactcomp.errors import ModelError, UnsupportedOpError
+from exactcomp.ir.lowering import lower_max_pools
+from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Network, TensorInfo
 from exactcomp.io.onnx_head import _build_head, _output_info, _stored_trunk_parameters
 from exactcomp.io.onnx_ops import AffineOps
@@ -43,6 +45,7 @@ class _Tracer(AffineOps):
         self.layers: list[_Affine] = []      # the pre-activation of each ReLU layer
         self.relu_nodes: list[str] = []      # the name (or output) of each layer's Relu node
         self.basis = 0
+        self.pooled_bases: set[int] = set()  # bases that are max-pooling outputs (onnx_maxpool)
         self.head_inputs: dict[str, int] = {}  # trunk tensor name -> first consuming node index
         self.opaque_nodes: list[int] = []
         self.node_index = 0
@@ -115,6 +118,8 @@ class _Tracer(AffineOps):
         return ReferenceEvaluator(model).run(None, dict(zip(names, inputs)))
 
     def relu(self, node, x: _Affine) -> _Affine:
+        if self.basis in self.pooled_bases and onnx_maxpool.is_basis_output(self, x):
+            return x   # pooled ReLU outputs are >= 0
         self.layers.append(self.on_newest_basis(x))
         self.relu_nodes.append(node.name or node.output[0])
         self.basis += 1
@@ -137,6 +142,14 @@ class _Tracer(AffineOps):
         ins = [self.get(node, name) for name in node.input]
         present = [v for v in ins if v is not None]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pending = [v for v in present if isinstance(v, onnx_maxpool.PendingMaxPool)]
+        if pending:
+            if node.op_type != "Relu":
+                self.fail_node(pending[0].node, f"max pooling of a pre-activation must be followed by Relu (it is read "
+                                                f"by {_node_label(node, self.node_index)}, op {node.op_type})",
+                               UnsupportedOpError)
+            self.values[node.output[0]] = onnx_maxpool.relu_of_pending(self, node, pending[0])
+            return
         opaque = [v for v in present if isinstance(v, _Opaque)]
         if opaque:
             if node.op_type in LAYER_OPS:
@@ -157,6 +170,9 @@ class _Tracer(AffineOps):
             return
         if node.op_type == "Relu":
             self.values[node.output[0]] = self.relu(node, present[0])
+            return
+        if node.op_type == "MaxPool":
+            self.values[node.output[0]] = onnx_maxpool.max_pool(self, node, present[0], attrs)
             return
         outs = self.op_affine(node, ins, attrs) if node.op_type in AFFINE_OPS else None
         if outs is None:  # first non-affine op: its affine inputs are trunk outputs
@@ -241,18 +257,21 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
     if not tracer.layers:
         tracer.fail("the model has no Relu: there is nothing to compress", UnsupportedOpError)
 
-    layers, skips = _assemble(tracer, [*tracer.layers, trunk], trunk_name)
+    layers, skips, ids = _assemble(tracer, [*tracer.layers, trunk], trunk_name)
     head = _build_head(tracer, trunk_name)
     outputs = tuple(_output_info(o) for o in model.graph.output)
     trunk_info = TensorInfo(trunk_name, trunk.shape, trunk.dtype, input_info.batch)
     opsets = tuple((o.domain, o.version) for o in model.opset_import)
-    return Network(
+    relu_nodes = {}
+    for layer, name in zip(layers, tracer.relu_nodes):
+        relu_nodes.update({i: name for i in getattr(layer, "level_ids", (layer.layer_id,))})
+    return lower_max_pools(Network(
         layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
         compute_dtype=trunk.dtype, head=head, opsets=opsets, skips=tuple(skips),
         metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name,
                   "stored_parameters": _stored_trunk_parameters(model, head),
-                  "relu_nodes": {i + 1: name for i, name in enumerate(tracer.relu_nodes)}},
-    )
+                  "relu_nodes": relu_nodes},
+    ))
 
 
 def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
@@ -260,17 +279,27 @@ def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
     from exactcomp.ir.skip import Skip
 
     layers, skips = [], []
+    # layer ids count the comparison levels of max poolings (exactcomp.ir.lowering)
+    ids = [int(i) for i in np.cumsum([1] + [layers_of(value) for value in traced[:-1]])]
     for i, value in enumerate(traced):
-        what = f"layer {i + 1}" if i < len(traced) - 1 else f"the trunk output '{trunk_name}'"
+        what = f"layer {ids[i]}" if i < len(traced) - 1 else f"the trunk output '{trunk_name}'"
+        if isinstance(value, onnx_maxpool.PoolMarker):
+            layers.append(MaxPoolLayer(value.pool, tuple(range(ids[i], ids[i] + value.pool.depth))))
+            continue
         for A in value.terms.values():
             data = A.data if sp.issparse(A) else A
             if not (np.isfinite(data).all() and np.isfinite(value.c).all()):
                 tracer.fail(f"folded weights of {what} are not finite (overflow in the model's constants?)")
-        layers.append(onnx_conv.layer_from_affine(tracer, value.terms[i], value.c, value.convs.get(i), i + 1, what))
+        layers.append(onnx_conv.layer_from_affine(tracer, value.terms[i], value.c, value.convs.get(i), ids[i], what))
         for j in sorted(b for b in value.terms if b != i):
             op = onnx_conv.skip_op_from_affine(tracer, value.terms[j], value.convs.get(j), f"the skip connection into {what}")
             skips.append(Skip(i, j - 1, op))
-    return layers, skips
+    return layers, skips, ids
+
+
+def layers_of(value) -> int:
+    """Layers a traced value becomes after lowering: the comparison levels of a max pooling, else one."""
+    return value.pool.depth if isinstance(value, onnx_maxpool.PoolMarker) else 1
 
 
 def external_data_files(path: str | Path) -> list[Path]:

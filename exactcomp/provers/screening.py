@@ -43,7 +43,7 @@ class WitnessProver:
 
     def run(self, state, progress=None):
         options, box, net = state.options, state.box, state.net
-        undecided = [state.undecided(k) for k in range(len(state.status))]
+        undecided = [state.undecided(k) & ~state.is_auxiliary(k) for k in range(len(state.status))]
         if not any(u.any() for u in undecided):
             return
         rng = np.random.default_rng(options.seed)

@@ -101,8 +101,17 @@ class ProofState:
     def undecided(self, k: int) -> np.ndarray:
         return (self.status[k] == Status.UNKNOWN) & (self.method[k] == "")
 
+    def is_auxiliary(self, k: int) -> bool:
+        """Layer ``k`` holds the comparison neurons of a max pooling (:mod:`exactcomp.ir.maxpool`): not
+        neurons of the model, and not needed to compress it, so never a prover's candidates (bounds and
+        witnesses still decide what they can, and their bounds are tightened for the layers after)."""
+        return getattr(self.net.layers[k], "auxiliary", False)
+
     def candidates(self, k: int):
         """Inactive and active candidate masks of hidden layer ``k`` (0-based)."""
+        if self.is_auxiliary(k):
+            none = np.zeros(self.status[k].size, dtype=bool)
+            return none, none
         open_ = self.undecided(k)
         return open_ & ~self.tracker.seen_positive(k), open_ & ~self.tracker.seen_negative(k)
 
@@ -172,7 +181,7 @@ class ProofState:
         """Give every still-undecided neuron (open or deferred) the unknown reason ``reason``."""
         for k in range(len(self.status)):
             unknown = (self.status[k] == Status.UNKNOWN) & np.isin(self.method[k], ["", "deferred"])
-            self.method[k][unknown] = reason
+            self.method[k][unknown] = "comparison" if self.is_auxiliary(k) else reason
 
     def finish(self, interrupted: bool) -> Analysis:
         """The immutable :class:`Analysis`: neurons seen with both signs are unstable (witnesses)."""
@@ -184,6 +193,8 @@ class ProofState:
             unstable = (status == Status.UNKNOWN) & self.tracker.unstable(k)
             status[unstable] = Status.UNSTABLE
             method[unstable] = "witness"
+            if self.is_auxiliary(k):
+                method[(status == Status.UNKNOWN) & np.isin(method, ["", "deferred"])] = "comparison"
             pos = np.where(unstable, self.tracker.max_point[k], -1)
             neg = np.where(unstable, self.tracker.min_point[k], -1)
             for arr in (pos, neg):

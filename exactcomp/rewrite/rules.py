@@ -23,6 +23,8 @@ stability holds.
   position: ``h[o, :, :] = 0``, so delete its filter and bias entry, and what reads it: the matching
   input channel of a following convolution, or the ``H·W`` columns of a following dense layer.
   (Dense rules do not apply inside a convolution: removing single positions would break the structure.)
+  A max pooling of the convolution (:class:`~exactcomp.ir.maxpool.MaxPoolLayer`) pools a dead channel to
+  zero: the channel goes from the pooling and from what reads the pooling alike.
 * :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
   constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``
   (and reads the whole input: a constant needs no selection).
@@ -36,6 +38,8 @@ import numpy as np
 import scipy.linalg
 
 from exactcomp.ir.conv import Conv
+from exactcomp.ir.lowering import lower_max_pools, raise_max_pools
+from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled
 from exactcomp.rewrite.skips import crossed, evaluate_from, thinned_skips, touches_skip
@@ -126,11 +130,33 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
         return net
     if dead.all():
         return remove_all_channels(net, pos)
-    if isinstance(nxt, (Conv, Pooled)):
-        nxt = nxt.keep_input_channels(keep)
-    else:
-        nxt = Dense(nxt.W[:, np.repeat(keep, layer.positions)], nxt.b, nxt.layer_id, nxt.neuron_ids)
+    if isinstance(nxt, MaxPoolLayer):
+        return _remove_channels_through_pool(net, pos, keep, skips)
+    nxt = _keep_input_channels(nxt, keep, layer.positions)
     return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
+
+
+def _keep_input_channels(op, keep: np.ndarray, positions: int):
+    """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel)."""
+    if isinstance(op, (Conv, Pooled)):
+        return op.keep_input_channels(keep)
+    return Dense(op.W[:, np.repeat(keep, positions)], op.b, op.layer_id, op.neuron_ids)
+
+
+def _remove_channels_through_pool(net: Network, pos: int, keep: np.ndarray, skips) -> Network:
+    """Dead channels of convolution ``pos`` read by a max pooling: a pooled dead channel is zero, so the channel
+    goes from the convolution, the pooling and the pooling's readers (``skips``: already thinned at ``pos``)."""
+    layer, pool, reader = net.layers[pos], net.layers[pos + 1], net.layers[pos + 2]
+    positions = pool.pool.positions
+    if isinstance(reader, Conv) and reader.groups != 1:
+        return net
+    skips = thinned_skips(net, pos + 1, np.repeat(keep, positions), keep, skips=skips)
+    if skips is None:
+        return net
+    layers = list(net.layers)
+    layers[pos:pos + 3] = [layer.keep_output_channels(keep), pool.keep_channels(keep),
+                           _keep_input_channels(reader, keep, positions)]
+    return net.with_layers(layers, skips)
 
 
 def remove_all_channels(net: Network, pos: int) -> Network:
@@ -220,8 +246,13 @@ def compress_network(net: Network, analysis) -> Network:
 
     Fixed inputs are folded first (:func:`fold_fixed_inputs` on ``analysis.box``). Unknown and
     unstable neurons are always kept. The result computes the same function as ``net`` on the
-    analysed box (up to float64 rounding).
+    analysed box (up to float64 rounding). Max poolings are rewritten as one layer
+    (:mod:`exactcomp.ir.lowering`): the result is lowered again, as ``net`` was.
     """
+    return lower_max_pools(_compress_raised(raise_max_pools(net), analysis))
+
+
+def _compress_raised(net: Network, analysis) -> Network:
     from exactcomp.analysis import Status
 
     net = fold_fixed_inputs(net, analysis.box)
@@ -232,6 +263,9 @@ def compress_network(net: Network, analysis) -> Network:
 
     pos = 0
     while pos < len(net.layers) - 1:
+        if isinstance(net.layers[pos], MaxPoolLayer):   # dead channels go through it (remove_dead_channels)
+            pos += 1
+            continue
         inactive = status(net, pos) == Status.INACTIVE
         if isinstance(net.layers[pos], Conv):   # convolutions lose whole channels only
             net = remove_dead_channels(net, pos, inactive)

@@ -43,14 +43,15 @@ def _thin(op, keep: np.ndarray, channels: np.ndarray | None, side: str):
     return Dense(op.W[keep], op.b[keep], op.layer_id, op.neuron_ids[keep])
 
 
-def thinned_skips(net: Network, pos: int, keep: np.ndarray, channels: np.ndarray | None = None):
+def thinned_skips(net: Network, pos: int, keep: np.ndarray, channels: np.ndarray | None = None, skips=None):
     """The skips of ``net`` after removing the neurons of layer ``pos`` where ``keep`` is false
     (``channels``: the same as a per-channel mask when ``pos`` is a convolution); None when a skip op
-    cannot follow, or when the layer would become empty under a skip that jumps over it."""
+    cannot follow, or when the layer would become empty under a skip that jumps over it. ``skips``: thin
+    these instead of ``net.skips`` (a second removal in the same rewrite)."""
     if not keep.any() and crossed(net, pos):
         return None
-    skips = []
-    for skip in net.skips:
+    source, skips = (net.skips if skips is None else skips), []
+    for skip in source:
         op = skip.op
         if skip.source == pos:
             op = _thin(op, keep, channels, "in")
