@@ -1,12 +1,16 @@
 """The CNN table: MNIST CNNs of a few sizes, with and without L1, compressed with the default options.
 
-    python benchmarks/cnn.py [--out benchmarks/results/cnn.json] [--time-limit 300]
+    python benchmarks/cnn.py [--out benchmarks/results/cnn.json] [--time-limit 300] [--only SUBSTRING]
     python benchmarks/cnn.py --summarize benchmarks/results/cnn.json
+
+(``--only``: run the networks whose name contains it, and replace their rows in ``--out``.)
 
 Each CNN is ``Conv(1→a, 3x3, stride 2, pad 1) → ReLU → Conv(a→b, 3x3, stride 2, pad 1) → ReLU →
 Linear(b·7·7 → d) → ReLU → Linear(d → 10)``; the residual networks are ``models/train.py``'s
 ``resnet_tiny`` (a stem convolution and two residual blocks, one with an identity shortcut, one with
-a 1x1-convolution shortcut). All are trained like ``models/train.py`` (Adam, the first 8,000
+a 1x1-convolution shortcut); the max-pooling ones are ``Conv(1→a, 3x3, pad 1) → ReLU → MaxPool(2) →
+Conv(a→b, 3x3, pad 1) → ReLU → MaxPool(2) → Linear(b·7·7 → d) → ReLU → Linear(d → 10)`` (``models/train.py``'s
+``cnn_maxpool``; "unknown" counts the model's neurons, not the pooling's comparison neurons). All are trained like ``models/train.py`` (Adam, the first 8,000
 images of the MNIST test set in ../shared/data/mnist, the last 2,000 held out; L1 on all weights, 0
 for the plain ones), written to ``benchmarks/networks/cnn_*.onnx`` (not committed) and compressed over
 the box [0, 1]^784 by ``exactcomp compress`` with its defaults (the portfolio, 300 s budget for the
@@ -29,13 +33,24 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "models"))
 from train import accuracy, export, load_mnist, resnet_tiny, train  # noqa: E402
 
-#: (first channels, second channels, dense width, L1 weight, epochs); channels 0: the residual network
-GRID = [(8, 16, 32, 0.0, 10), (8, 16, 32, 1e-3, 10), (16, 32, 64, 0.0, 10), (16, 32, 64, 1e-3, 10),
-        (32, 64, 100, 1e-3, 10), (0, 0, 0, 0.0, 10), (0, 0, 0, 1e-3, 10)]
+#: (kind, first channels, second channels, dense width, L1 weight, epochs)
+GRID = [("strided", 8, 16, 32, 0.0, 10), ("strided", 8, 16, 32, 1e-3, 10), ("strided", 16, 32, 64, 0.0, 10),
+        ("strided", 16, 32, 64, 1e-3, 10), ("strided", 32, 64, 100, 1e-3, 10), ("resnet", 0, 0, 0, 0.0, 10),
+        ("resnet", 0, 0, 0, 1e-3, 10), ("maxpool", 8, 16, 32, 0.0, 10), ("maxpool", 8, 16, 32, 2e-3, 10),
+        ("maxpool", 16, 32, 64, 2e-3, 10)]
 
 
-def name_of(a, b, d, l1) -> str:
-    return f"resnet_tiny_l1-{l1:g}" if a == 0 else f"cnn_{a}x{b}x{d}_l1-{l1:g}"
+def name_of(kind, a, b, d, l1) -> str:
+    return {"resnet": f"resnet_tiny_l1-{l1:g}", "strided": f"cnn_{a}x{b}x{d}_l1-{l1:g}",
+            "maxpool": f"cnn_maxpool_{a}x{b}x{d}_l1-{l1:g}"}[kind]
+
+
+def build_maxpool(a: int, b: int, d: int, seed: int = 0) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, a, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(a, b, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(b * 49, d), torch.nn.ReLU(), torch.nn.Linear(d, 10))
 
 
 def build(a: int, b: int, d: int, seed: int = 0) -> torch.nn.Sequential:
@@ -53,11 +68,14 @@ def run(args) -> int:
     folder = HERE / "networks"
     folder.mkdir(exist_ok=True)
     records = []
-    for a, b, d, l1, epochs in GRID:
-        name = name_of(a, b, d, l1)
+    for kind, a, b, d, l1, epochs in GRID:
+        name = name_of(kind, a, b, d, l1)
+        if args.only and args.only not in name:
+            continue
         model = folder / f"{name}.onnx"
         t0 = time.perf_counter()
-        net = train(resnet_tiny() if a == 0 else build(a, b, d), X[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
+        builder = {"resnet": lambda: resnet_tiny(), "strided": lambda: build(a, b, d), "maxpool": lambda: build_maxpool(a, b, d)}
+        net = train(builder[kind](), X[:8000], labels[:8000], l1=l1, epochs=epochs, seed=0)
         acc = accuracy(net, X[8000:], labels[8000:])
         export(net, X, model, 0.0, 1.0)
         train_s = time.perf_counter() - t0
@@ -74,11 +92,16 @@ def run(args) -> int:
                   "wall_seconds": round(wall, 1), "times": data.get("times"), "parameters": data.get("parameters"),
                   "totals": data.get("totals"), "verification": (data.get("verification") or {}).get("passed"),
                   "channels": [e["channels"] for e in data.get("layers", []) if e.get("kind") == "conv"],
-                  "decided_by": [e["decided_by"] for e in data.get("layers", [])]}
+                  "decided_by": [e["decided_by"] for e in data.get("layers", [])],
+                  "unknown_model_neurons": sum(e["unknown"] for e in data.get("layers", []) if e.get("kind") != "maxpool"),
+                  "comparisons": sum(e["neurons"] for e in data.get("layers", []) if e.get("kind") == "maxpool")}
         for e in record["channels"]:
             e.pop("per_channel", None)
         records.append(record)
         print(json.dumps(record), flush=True)
+    if args.only and args.out.exists():   # replace the rows that ran, keep the others
+        ran = {r["network"] for r in records}
+        records = [r for r in json.loads(args.out.read_text())["records"] if r["network"] not in ran] + records
     args.out.write_text(json.dumps({"time_limit": args.time_limit, "records": records}, indent=1) + "\n")
     return 0
 
@@ -92,7 +115,7 @@ def summarize(path: Path) -> int:
         channels = ", ".join(f"{c['count']} → {c['kept']}" for c in r["channels"])
         analysis = sum(v for k, v in t.items() if k not in ("import", "rewrite", "export", "verify", "total"))
         print(f"| {r['network']} | {r['accuracy']:.3f} | {channels} | {p['before']:,} → {p['after']:,} | "
-              f"{100 * p['removed_fraction']:.1f} % | {r['totals']['unknown']} | {analysis:.1f} | "
+              f"{100 * p['removed_fraction']:.1f} % | {r.get('unknown_model_neurons', r['totals']['unknown'])} | {analysis:.1f} | "
               f"{'passed' if r['verification'] else 'FAILED'} |")
     return 0
 
@@ -102,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "cnn.json")
     ap.add_argument("--time-limit", type=float, default=300.0)
     ap.add_argument("--summarize", type=Path)
+    ap.add_argument("--only", help="run only the networks whose name contains this; their rows replace those in --out")
     args = ap.parse_args(argv)
     return summarize(args.summarize) if args.summarize else run(args)
 

@@ -26,7 +26,7 @@ _EXPORTS = {
     "DomainError": "errors", "ExactcompError": "errors", "ModelError": "errors", "UnsupportedOpError": "errors",
     "VerificationError": "errors",
     "Dense": "ir.network", "Network": "ir.network", "TensorInfo": "ir.network", "Conv": "ir.conv", "Embed": "ir.skip",
-    "Skip": "ir.skip",
+    "Skip": "ir.skip", "NeuronAddress": "ir.address", "neuron_address": "ir.address", "find_neuron": "ir.address",
     "VerificationResult": "verify.compare",
 }
 

@@ -14,6 +14,9 @@
 * ``mnist_resnet_tiny.onnx``: the same data, a small residual network: a stride-2 stem convolution
   (1→8), a residual block with an identity shortcut (8→8), one with a stride-2 1x1-convolution
   shortcut (8→16), then ``Linear(784→10)``; the same L1. Box: [0, 1]^784.
+* ``mnist_cnn_maxpool.onnx``: the same data, a LeNet-style CNN with max pooling: ``Conv(1→8, 3x3, pad 1)
+  → ReLU → MaxPool(2) → Conv(8→16, 3x3, pad 1) → ReLU → MaxPool(2) → Flatten → Linear(784→32) → ReLU →
+  Linear(32→10)``; L1 weight 2e-3 (twice the others). Box: [0, 1]^784.
 
 Exported with ``torch.onnx.export(..., dynamo=False)`` and a dynamic batch axis.
 """
@@ -75,6 +78,15 @@ def cnn(seed: int = 0) -> torch.nn.Sequential:
         torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 
 
+def cnn_maxpool(seed: int = 0) -> torch.nn.Sequential:
+    """The LeNet-style CNN of ``mnist_cnn_maxpool`` (see module doc)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(16 * 7 * 7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+
 class _Block(torch.nn.Module):
     """``relu(conv2(relu(conv1(x))) + shortcut(x))``: identity, or a 1x1 convolution when the shape changes."""
 
@@ -130,6 +142,7 @@ MNIST_MODELS = {
     "mnist_784x50x50x50": (lambda: mlp([784, 50, 50, 50, 10]), 1e-3, 20),
     "mnist_cnn_8x16": (cnn, 1e-3, 10),
     "mnist_resnet_tiny": (resnet_tiny, 1e-3, 10),
+    "mnist_cnn_maxpool": (cnn_maxpool, 2e-3, 10),
 }
 
 

@@ -330,3 +330,52 @@ def test_unsupported_max_pool_is_a_one_line_error(tmp_path, capsys, attrs, words
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pool" in err[0] and words in err[0]
     assert not out.exists()
+
+
+def test_shipped_max_pooling_cnn_compresses_as_the_readme_says(tmp_path):
+    import onnx
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "models"
+    model = root / "mnist_cnn_maxpool.onnx"
+    out, report = tmp_path / "small_maxpool.onnx", tmp_path / "report.json"
+    assert main(["compress", str(model), "--domain", str(root / "mnist_cnn_maxpool.box.json"), "-o", str(out),
+                 "--report", str(report), "-q"]) == 0
+    data = json.loads(report.read_text())
+    assert data["verification"]["passed"] is True
+    assert sum(e["unknown"] for e in data["layers"] if e["kind"] != "maxpool") == 0
+    convs = [e for e in data["layers"] if e["kind"] == "conv"]
+    assert len(convs) == 2 and any(e["channels"]["kept"] < e["channels"]["count"] for e in convs)
+    assert {e["node"] for e in data["layers"] if e["kind"] == "maxpool"} == {
+        n.name for n in onnx.load(str(model)).graph.node if n.op_type == "MaxPool"}
+    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("MaxPool") == 2
+    x = np.random.default_rng(0).random((300, 784))
+    np.testing.assert_allclose(run_onnx(str(out), x)[0], run_onnx(str(model), x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_neurons_are_addressed_by_node_channel_and_position(tmp_path):
+    import exactcomp
+    import onnx
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "models"
+    net = exactcomp.load(root / "mnist_cnn_maxpool.onnx")
+    graph = onnx.load(str(root / "mnist_cnn_maxpool.onnx")).graph
+    relus = [n.name for n in graph.node if n.op_type == "Relu"]
+    C, H, W = net.layers[0].out_shape
+    first = next(n for n in graph.node if n.op_type == "Conv")
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    image = np.random.default_rng(1).random((1, 1, 28, 28))
+    expected = F.conv2d(torch.tensor(image), torch.tensor(weights[first.input[1]], dtype=torch.float64),
+                        torch.tensor(weights[first.input[2]], dtype=torch.float64), padding=1)[0].numpy()
+    g = net.forward(image.reshape(1, -1), return_preactivations=True)[1][0][0]
+    for c, y, x in [(0, 0, 0), (C - 1, H - 1, W - 1), (3, 5, 17)]:
+        layer_id, index = exactcomp.find_neuron(net, relus[0], channel=c, position=(y, x))
+        a = exactcomp.neuron_address(net, layer_id, index)
+        assert (a.node, a.kind, a.channel, a.position) == (relus[0], "conv", c, (y, x))
+        assert abs(g[index] - expected[c, y, x]) < 1e-5     # the neuron torch computes at (c, y, x)
+    pool = next(n.name for n in graph.node if n.op_type == "MaxPool")
+    layer_id, index = exactcomp.find_neuron(net, pool, index=5)
+    assert exactcomp.neuron_address(net, layer_id, index).kind == "maxpool"
+    with pytest.raises(exactcomp.ExactcompError, match="channel and a position"):
+        exactcomp.find_neuron(net, relus[0])
+    with pytest.raises(exactcomp.ExactcompError, match="no layer ends"):
+        exactcomp.find_neuron(net, "nope", 0, (0, 0))

@@ -41,7 +41,7 @@ def cmd_verify(args) -> int:
     from exactcomp.io.witness_file import stored_witnesses
 
     net = api.load(args.original)  # the compressed model is only run, never imported (it may be constant)
-    box = api.domain(net, args.domain)
+    box = api.load_domain(net, *args.domain)
     stored, note = stored_witnesses(args.compressed)
     point_files = list(args.points)
     if stored is not None and not any(stored.resolve() == p.resolve() for p in point_files):
@@ -178,5 +178,11 @@ def cmd_solvers(args) -> int:
     return 0
 
 
+def cmd_domain(args) -> int:
+    from exactcomp.cli.domain_cmd import cmd_domain as run
+
+    return run(args)
+
+
 COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "domain": cmd_domain}

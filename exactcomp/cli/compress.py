@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from exactcomp.errors import ExactcompError, VerificationError
+from exactcomp.errors import DomainError, ExactcompError, VerificationError
 
 MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
 
@@ -34,8 +34,9 @@ def _plan_outputs(args):
     outputs.add(MODEL, args.output)
     outputs.add(REPORT, args.report)
     outputs.add(WITNESSES, witnesses)
-    inputs = {"input model": args.model, "domain file": args.domain, "samples file": args.samples,
-              "earlier report (--resume)": args.resume}
+    inputs = {"input model": args.model, "samples file": args.samples, "earlier report (--resume)": args.resume}
+    for i, path in enumerate(args.domain):
+        inputs["domain file" if len(args.domain) == 1 else f"domain file #{i + 1}"] = path
     for i, path in enumerate(external_data_files(args.model)):
         inputs[f"external data file #{i + 1} of the model,"] = path
     outputs.check(inputs)
@@ -51,17 +52,22 @@ def _prepare(args):
     net = api.load(args.model)
     api.check_exportable(net)
     t_import = time.perf_counter() - t0
-    box = api.domain(net, args.domain)
-    check_domain_representable(box, net.input.dtype, str(args.domain))
-    check_domain_evaluable(args.model, box, seed=args.seed)
+    domain = api.load_domain(net, *args.domain)
+    for i, box in enumerate(domain.parts):
+        what = ", ".join(map(str, args.domain)) + (f" (box {i + 1} of {len(domain.parts)})" if len(domain.parts) > 1 else "")
+        check_domain_representable(box, net.input.dtype, what)
+        check_domain_evaluable(args.model, box, seed=args.seed)
     samples = api.samples(net, args.samples) if args.samples else None
     resume = None
     if args.resume is not None:
         from exactcomp.analysis import DEFAULT_MARGIN
         from exactcomp.io.resume import load_resume
 
-        resume = load_resume(args.resume, net, box, args.model, args.margin if args.margin is not None else DEFAULT_MARGIN)
-    return net, box, samples, resume, t_import
+        if len(domain.parts) > 1:
+            raise DomainError(f"--resume works with a single box; the domain has {len(domain.parts)}")
+        resume = load_resume(args.resume, net, domain.parts[0], args.model,
+                             args.margin if args.margin is not None else DEFAULT_MARGIN)
+    return net, domain, samples, resume, t_import
 
 
 def run_compress(args) -> int:
@@ -100,7 +106,7 @@ def run_compress(args) -> int:
         result.times["verify"] = time.perf_counter() - t0
     ok = verification is None or verification.passed
     report = _write_outputs(args, outputs, result, model, verification, witnesses_path if ok else None, ok,
-                            interrupted_by)
+                            interrupted_by, box.describe())
     if args.json:
         _print_json(report)
         if report["partial"]:
@@ -114,7 +120,7 @@ def run_compress(args) -> int:
     return 128 + interrupted_by if interrupted_by else 0
 
 
-def _write_outputs(args, outputs, result, model, verification, witnesses_path, ok, interrupted_by) -> dict:
+def _write_outputs(args, outputs, result, model, verification, witnesses_path, ok, interrupted_by, domain_info) -> dict:
     """Stage and commit the outputs; returns the report (which describes them)."""
     from exactcomp.io.files import json_bytes, npy_bytes
     from exactcomp.cli.report import build_report
@@ -127,7 +133,8 @@ def _write_outputs(args, outputs, result, model, verification, witnesses_path, o
         entry = model.metadata_props.add()
         entry.key, entry.value = WITNESSES_KEY, sha256_bytes(witness_bytes)
     model_bytes = model.SerializeToString()
-    report = build_report(result, model=args.model, domain=args.domain, output=args.output if ok else None,
+    report = build_report(result, model=args.model, domain=args.domain, domain_info=domain_info,
+                          output=args.output if ok else None,
                           verification=verification, witnesses_file=witnesses_path,
                           witnesses_bytes=len(witness_bytes) if witness_bytes is not None else None,
                           interrupted_by=signal_name(interrupted_by) if interrupted_by else None,

@@ -92,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="prove neuron stability and write an equivalent smaller model",
                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", type=Path, help="input ONNX model")
-    c.add_argument("--domain", "-d", type=Path, required=True, help="box file: {\"lower\": ..., \"upper\": ...}")
+    c.add_argument("--domain", "-d", type=Path, required=True, action="append",
+                   help="box JSON ({\"lower\": ..., \"upper\": ...}, or {\"parts\": [...]}) or VNN-LIB file (its input "
+                        "bounds); repeat it for a union: the model must be exact on every box")
     c.add_argument("-o", "--output", type=Path, required=True, help="compressed ONNX model to write")
     c.add_argument("--report", type=Path, help="write the JSON report here")
     c.add_argument("--samples", type=Path, help=".npy of inputs to try as witnesses (points outside the box are ignored)")
@@ -147,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "+ rtol*|orig|.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("original", type=Path, help="the original ONNX model")
     v.add_argument("compressed", type=Path, help="the compressed ONNX model (or any model with the same inputs and outputs)")
-    v.add_argument("--domain", "-d", type=Path, required=True, help="box file of the domain the models must agree on")
+    v.add_argument("--domain", "-d", type=Path, required=True, action="append",
+                   help="box JSON or VNN-LIB file of the domain the models must agree on (repeat it for a union)")
     v.add_argument("--points", type=Path, action="append", default=[], metavar="NPY",
                    help=".npy of extra points (repeatable); COMPRESSED's stored witnesses (.witnesses.npy written "
                         "by compress for that very model) are added when present")
@@ -176,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+    from exactcomp.cli import domain_cmd
+
+    domain_cmd.add_parser(sub, EXIT_CODES, _number)
     s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
     s.add_argument("--json", action="store_true", help="print the list as JSON")
     return p

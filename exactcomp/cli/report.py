@@ -4,7 +4,9 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
 
     schema        "exactcomp.report/1"
     versions      {exactcomp, python, numpy, scipy, onnx, onnxruntime, highspy}
-    model, domain, output       paths (output is null when nothing was written)
+    model, domain, output       paths (output is null when nothing was written; domain: a list when several)
+    domain_info                 {sources, sha256 (of the files), dimensions, boxes (in the union),
+                                 fixed_inputs}
     model_sha256, domain_sha256 the model's files and the box (float64), for --resume
     resumed_from  the report a --resume run started from, or null
     input         {name, shape, dtype}
@@ -112,8 +114,15 @@ def layer_entries(result) -> list[dict]:
     return entries
 
 
+def _domain_field(domain):
+    """The domain file as given (a list when several were given)."""
+    if isinstance(domain, (list, tuple)):
+        return str(domain[0]) if len(domain) == 1 else [str(d) for d in domain]
+    return str(domain) if domain else None
+
+
 def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None,
-                 witnesses_bytes=None, interrupted_by=None, resumed_from=None) -> dict:
+                 witnesses_bytes=None, interrupted_by=None, resumed_from=None, domain_info=None) -> dict:
     from exactcomp.io.resume import domain_sha256, model_sha256
 
     layers = layer_entries(result)
@@ -134,7 +143,8 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "model_sha256": model_sha256(model) if model else None,
         "domain_sha256": domain_sha256(result.analysis.box),
         "resumed_from": str(resumed_from) if resumed_from else None,
-        "domain": str(domain) if domain else None,
+        "domain": _domain_field(domain),
+        "domain_info": domain_info,
         "output": str(output) if output else None,
         "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype},
         "layers": layers,

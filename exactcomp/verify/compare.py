@@ -132,6 +132,40 @@ class _Points:
         return self.random + len(self.corners) + len(self.extra)
 
 
+@dataclass
+class _UnionPoints:
+    """The verification points of each box of a union (:class:`~exactcomp.domains.union.Domain`), one after
+    the other: never points of the hull outside every box."""
+
+    parts: list
+
+    def chunks(self):
+        for part in self.parts:
+            yield from part.chunks()
+
+    random = property(lambda self: sum(p.random for p in self.parts))
+    corners = property(lambda self: np.vstack([p.corners for p in self.parts]))
+    extra = property(lambda self: np.vstack([p.extra for p in self.parts]))
+    total = property(lambda self: sum(p.total for p in self.parts))
+
+
+def domain_points(domain, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0):
+    """:func:`verification_points` of a union of boxes: the budget split over the boxes (at least 64
+    random points and 16 corners each), every extra point inside some box checked once."""
+    from exactcomp.domains.union import as_domain
+
+    domain = as_domain(domain)
+    if len(domain.parts) == 1:
+        return verification_points(domain.parts[0], random_points, corners, extra, seed)
+    n = len(domain.parts)
+    extra = np.empty((0, domain.size)) if extra is None else np.asarray(extra, float).reshape(-1, domain.size)
+    first = np.argmax([p.contains(extra) for p in domain.parts], axis=0) if len(extra) else np.zeros(0, int)
+    inside = domain.contains(extra) if len(extra) else np.zeros(0, bool)
+    return _UnionPoints([verification_points(part, max(64, random_points // n), max(16, corners // n),
+                                             extra[inside & (first == i)], seed + 7 * i)
+                         for i, part in enumerate(domain.parts)])
+
+
 def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0) -> _Points:
     rng = np.random.default_rng(seed + 1)
     extra = np.empty((0, box.size)) if extra is None else np.asarray(extra, float).reshape(-1, box.size)
@@ -238,20 +272,24 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
                   dtype: str | None = None) -> VerificationResult:
     """Compare two ONNX models (paths or ModelProtos) on points of ``box``; see module docstring.
 
+    ``box`` may also be a :class:`~exactcomp.domains.union.Domain` (a union of boxes: points of each box).
     ``rtol``/``atol`` default to :func:`default_tolerance` of ``dtype`` (the compute type; default:
     the original model's input type).
     """
+    from exactcomp.domains.union import as_domain
+
     a, b = _Model.open(original), _Model.open(compressed)
     _check_compatible(a, b)
-    a.check_domain(box)
-    check_domain_representable(box, np.dtype(a.dtype).name)
+    for part in as_domain(box).parts:
+        a.check_domain(part)
+        check_domain_representable(part, np.dtype(a.dtype).name)
     dtype = dtype or np.dtype(a.dtype).name
     default_atol, default_rtol = default_tolerance(dtype)
     atol = default_atol if atol is None else float(atol)
     rtol = default_rtol if rtol is None else float(rtol)
     if not (np.isfinite(atol) and np.isfinite(rtol) and atol >= 0 and rtol >= 0):
         raise ExactcompError(f"tolerances must be finite and >= 0, got rtol={rtol}, atol={atol}")
-    points = verification_points(box, random_points, corners, extra_points, seed)
+    points = domain_points(box, random_points, corners, extra_points, seed)
     stats = [_Accumulator(name) for name in a.output_names]
     worst, worst_excess, seen = None, -np.inf, 0
     for X in points.chunks():
