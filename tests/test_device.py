@@ -33,6 +33,12 @@ def _has_cuda() -> bool:
 needs_cuda = pytest.mark.skipif(not _has_cuda(), reason="no CUDA GPU available to torch")
 
 
+def _has_ort_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and _has_cuda()
+
+
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", "", 3])
 def test_malformed_devices_are_refused_by_the_api(device):
     net = random_network([3, 4, 2], seed=0)
@@ -41,6 +47,7 @@ def test_malformed_devices_are_refused_by_the_api(device):
 
 
 @pytest.mark.skipif(_has_cuda(), reason="a GPU is present here")
+@pytest.mark.skipif(_has_cuda(), reason="a CUDA GPU is present")
 def test_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     out = tmp_path / "small.onnx"
     for device in ("cuda", "cuda:1", "gpu"):
@@ -85,3 +92,51 @@ def test_analysis_on_cuda_matches_cpu():
     for a, b in zip(cpu.layers, gpu.layers):
         assert np.array_equal(a.status, b.status)
     assert gpu.stats.get("certificates_rejected", 0) == 0
+
+
+@pytest.mark.skipif(_has_ort_cuda(), reason="onnxruntime-gpu and a GPU are present")
+def test_provider_cuda_without_onnxruntime_gpu_is_one_line_and_exit_2(tmp_path):
+    model, box = ROOT / "models/digits_64x32x32.onnx", ROOT / "models/digits_64x32x32.box.json"
+    out = tmp_path / "small.onnx"
+    r = cli("compress", model, "--domain", box, "-o", out, "--provider", "cuda")
+    assert_one_line_error(r, 2, "onnxruntime-gpu")
+    assert list(tmp_path.iterdir()) == []
+    r = cli("verify", model, model, "--domain", box, "--provider", "cuda")
+    assert_one_line_error(r, 2, "onnxruntime-gpu")
+
+
+@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a GPU")
+def test_verify_on_the_cuda_provider_compares_the_same_points():
+    from exactcomp.verify.compare import verify_models
+
+    model, box = ROOT / "models/digits_64x32x32.onnx", ROOT / "models/digits_64x32x32.box.json"
+    from exactcomp import api
+
+    domain = api.load_domain(api.load(model), box)
+    cpu = verify_models(model, model, domain)
+    gpu = verify_models(model, model, domain, provider="cuda")
+    assert gpu.passed and gpu.points == cpu.points
+
+
+@needs_cuda
+def test_max_pooling_network_bounds_on_cuda_match_cpu():
+    """The torch operators of max-pooling comparisons and carries (index scatters) on the GPU."""
+    from .conftest import assert_engine_matches_split_bound
+    from .test_maxpool import _raised_network
+    from exactcomp.bab.engine import _Engine
+    from exactcomp.ir.lowering import lower_max_pools
+    import torch
+
+    net = lower_max_pools(_raised_network(np.random.default_rng(5), channels=2, shape=(6, 5), residual=True))
+    box = Box(np.zeros(net.input_size), np.ones(net.input_size))
+    bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+    last = len(net.hidden) - 1
+    assert_engine_matches_split_bound(net, box, [(last, 0, 1.0)])
+    results = {}
+    for device in ("cpu", "cuda"):
+        engine = _Engine(net, box, bounds, (last, 0, 1.0), device=device)
+        splits = [torch.zeros((2, lo.size), dtype=torch.int64, device=device) for lo, _ in bounds[:last]]
+        alpha = [torch.full((2, lo.size), 0.5, dtype=torch.float64, device=device) for lo, _ in bounds[:last]]
+        beta = [torch.zeros((2, lo.size), dtype=torch.float64, device=device) for lo, _ in bounds[:last]]
+        results[device] = engine.bound(splits, alpha, beta)[0].cpu().numpy()
+    np.testing.assert_allclose(results["cuda"], results["cpu"], atol=1e-9)

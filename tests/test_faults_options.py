@@ -158,7 +158,7 @@ def test_random_points_are_evaluated_in_bounded_batches(monkeypatch):
     tracker keeps a bounded pool however many points it sees."""
     import importlib
 
-    verify_module = importlib.import_module("exactcomp.verify.compare")   # the module (exactcomp.verify is also the API function)
+    verify_module = importlib.import_module("exactcomp.verify.points")   # the module (exactcomp.verify is also the API function)
     from exactcomp.domain import Box
     from exactcomp.witnesses.search import WitnessTracker
 

@@ -49,7 +49,7 @@ def cmd_verify(args) -> int:
     extra = [api.samples(net, p) for p in point_files]
     extra = np.vstack(extra) if extra else None
     result = api.verify(args.original, args.compressed, box, extra_points=extra, random_points=args.random_points,
-                        rtol=args.rtol, atol=args.atol, seed=args.seed)
+                        rtol=args.rtol, atol=args.atol, seed=args.seed, provider=args.provider)
     if args.json:
         data = result.to_json()
         data["point_files"] = [str(p) for p in point_files]

@@ -80,8 +80,11 @@ def run_compress(args) -> int:
 
     from exactcomp.analysis import check_device
 
+    from exactcomp.verify.providers import check_provider
+
     outputs, witnesses_path = _plan_outputs(args)
     check_device(args.device)
+    check_provider(args.provider)
     err = _console(stderr=True)
     net, box, samples, resume, t_import = _prepare(args)
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
@@ -102,7 +105,7 @@ def run_compress(args) -> int:
         t0 = time.perf_counter()
         extra = result.analysis.witnesses if samples is None else np.vstack([result.analysis.witnesses, samples])
         verification = verify_models(args.model, model, box, extra_points=extra, seed=args.seed,
-                                     dtype=net.compute_dtype)
+                                     dtype=net.compute_dtype, provider=args.provider)
         result.times["verify"] = time.perf_counter() - t0
     ok = verification is None or verification.passed
     report = _write_outputs(args, outputs, result, model, verification, witnesses_path if ok else None, ok,

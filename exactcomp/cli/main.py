@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
                         "a GPU; proofs are re-checked in float64 on the CPU either way)")
+    c.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
+                   help="where onnxruntime runs the verification: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
     c.add_argument("--solver", default="highs", metavar="NAME",
                    help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
                         "see 'exactcomp solvers'")
@@ -161,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--atol", type=_tolerance, default=None,
                    help="absolute tolerance, scaled by max(1, max|original|); finite and >= 0 (default by compute type)")
     v.add_argument("--seed", type=_seed, default=0, help="random seed of the points, >= 0 (default 0)")
+    v.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
+                   help="where onnxruntime runs both models: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
 
     i = sub.add_parser("inspect", help="show the imported layer graph",

@@ -26,6 +26,8 @@ import numpy as np
 
 from exactcomp.domain import Box
 from exactcomp.errors import DomainError, ExactcompError, ModelError
+from exactcomp.verify import points as _points
+from exactcomp.verify.points import corner_points, domain_points, verification_points  # noqa: F401 (public names)
 
 #: Default ``(atol, rtol)`` per compute type: about 80 and 800 units in the last place (eps) for
 #: float32, the same multiples of eps for float64; for float16 (eps 9.8e-4, 11-bit mantissa) 8 and
@@ -33,9 +35,6 @@ from exactcomp.errors import DomainError, ExactcompError, ModelError
 TOLERANCES = {"float64": (2e-14, 2e-13), "float32": (1e-5, 1e-4), "float16": (8e-3, 1.6e-2)}
 #: Backwards-compatible names of the float32 defaults.
 ATOL, RTOL = TOLERANCES["float32"]
-EXHAUSTIVE_CORNER_DIM = 12
-#: Points evaluated per onnxruntime call.
-CHUNK = 4096
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
@@ -86,90 +85,24 @@ class VerificationResult:
         return json_safe(out)
 
 
-def _session(model):
+def _session(model, provider: str = "cpu"):
     import onnxruntime as ort
+
+    from exactcomp.verify.providers import check_provider, check_session
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=[check_provider(provider)])
+    except ExactcompError:
+        raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         name = model if isinstance(model, (str, Path)) else "model"
         raise ModelError(f"{name}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from None
-
-
-def corner_points(box: Box, count: int, rng: np.random.Generator) -> np.ndarray:
-    n = box.size
-    if n <= EXHAUSTIVE_CORNER_DIM:
-        bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
-    else:
-        bits = rng.integers(0, 2, size=(count, n))
-    return np.where(bits.astype(bool), box.upper, box.lower)
-
-
-@dataclass
-class _Points:
-    """The verification points, produced in chunks: random, corners, extra (inside the box)."""
-
-    box: Box
-    random: int
-    corners: np.ndarray
-    extra: np.ndarray
-    seed: int
-
-    def chunks(self):
-        rng = np.random.default_rng(self.seed)
-        for start in range(0, self.random, CHUNK):
-            yield self.box.sample(min(CHUNK, self.random - start), rng)
-        for part in (self.corners, self.extra):
-            for start in range(0, len(part), CHUNK):
-                yield part[start:start + CHUNK]
-
-    @property
-    def total(self) -> int:
-        return self.random + len(self.corners) + len(self.extra)
-
-
-@dataclass
-class _UnionPoints:
-    """The verification points of each box of a union (:class:`~exactcomp.domains.union.Domain`), one after
-    the other: never points of the hull outside every box."""
-
-    parts: list
-
-    def chunks(self):
-        for part in self.parts:
-            yield from part.chunks()
-
-    random = property(lambda self: sum(p.random for p in self.parts))
-    corners = property(lambda self: np.vstack([p.corners for p in self.parts]))
-    extra = property(lambda self: np.vstack([p.extra for p in self.parts]))
-    total = property(lambda self: sum(p.total for p in self.parts))
-
-
-def domain_points(domain, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0):
-    """:func:`verification_points` of a union of boxes: the budget split over the boxes (at least 64
-    random points and 16 corners each), every extra point inside some box checked once."""
-    from exactcomp.domains.union import as_domain
-
-    domain = as_domain(domain)
-    if len(domain.parts) == 1:
-        return verification_points(domain.parts[0], random_points, corners, extra, seed)
-    n = len(domain.parts)
-    extra = np.empty((0, domain.size)) if extra is None else np.asarray(extra, float).reshape(-1, domain.size)
-    first = np.argmax([p.contains(extra) for p in domain.parts], axis=0) if len(extra) else np.zeros(0, int)
-    inside = domain.contains(extra) if len(extra) else np.zeros(0, bool)
-    return _UnionPoints([verification_points(part, max(64, random_points // n), max(16, corners // n),
-                                             extra[inside & (first == i)], seed + 7 * i)
-                         for i, part in enumerate(domain.parts)])
-
-
-def verification_points(box: Box, random_points: int = 1000, corners: int = 256, extra=None, seed: int = 0) -> _Points:
-    rng = np.random.default_rng(seed + 1)
-    extra = np.empty((0, box.size)) if extra is None else np.asarray(extra, float).reshape(-1, box.size)
-    return _Points(box, int(random_points), corner_points(box, corners, rng), extra[box.contains(extra)], seed)
+    check_session(session, provider)
+    return session
 
 
 def _run(session, input_name: str, shape, dtype, X: np.ndarray, batch_fixed: int | None):
@@ -207,8 +140,8 @@ class _Model:
     output_names: list
 
     @classmethod
-    def open(cls, model) -> "_Model":
-        s = _session(model)
+    def open(cls, model, provider: str = "cpu") -> "_Model":
+        s = _session(model, provider)
         inp = s.get_inputs()[0]
         shape = list(inp.shape[1:])
         dtype = _ORT_TYPES.get(inp.type)
@@ -269,16 +202,17 @@ def check_domain_evaluable(model, box: Box, points: int = 64, seed: int = 0) -> 
 
 def verify_models(original, compressed, box: Box, extra_points=None, random_points: int = 1000,
                   corners: int = 256, rtol: float | None = None, atol: float | None = None, seed: int = 0,
-                  dtype: str | None = None) -> VerificationResult:
+                  dtype: str | None = None, provider: str = "cpu") -> VerificationResult:
     """Compare two ONNX models (paths or ModelProtos) on points of ``box``; see module docstring.
 
     ``box`` may also be a :class:`~exactcomp.domains.union.Domain` (a union of boxes: points of each box).
+    ``provider``: where onnxruntime runs both models, ``cpu`` or ``cuda`` (:mod:`exactcomp.verify.providers`).
     ``rtol``/``atol`` default to :func:`default_tolerance` of ``dtype`` (the compute type; default:
     the original model's input type).
     """
     from exactcomp.domains.union import as_domain
 
-    a, b = _Model.open(original), _Model.open(compressed)
+    a, b = _Model.open(original, provider), _Model.open(compressed, provider)
     _check_compatible(a, b)
     for part in as_domain(box).parts:
         a.check_domain(part)
