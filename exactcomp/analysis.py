@@ -135,7 +135,9 @@ class AnalysisOptions:
     the strategy's own (:data:`exactcomp.provers.SCHEDULES`). ``resume``: an earlier run's results
     (:func:`exactcomp.io.resume.load_resume`) to start from. ``device``: where branch and bound runs its
     batched bounds (torch): ``cpu`` (default, float64) or ``cuda`` / ``cuda:N`` (float64 on the GPU,
-    larger batches); proofs are re-checked in float64 on the CPU either way.
+    larger batches); proofs are re-checked in float64 on the CPU either way. ``executor`` (``local``,
+    ``ray``, ``ray://HOST:PORT`` or an executor object, :mod:`exactcomp.executors`) and ``workers``: with more
+    than one worker, or Ray, the portfolio's candidates run as work units there (prover ``distributed``).
     """
 
     symbolic: bool = True
@@ -156,6 +158,8 @@ class AnalysisOptions:
     provers: tuple | None = None
     resume: object = None
     device: str = "cpu"
+    executor: object = "local"
+    workers: int = 1
 
 
 @dataclass
@@ -227,7 +231,7 @@ def _check_numbers(options: AnalysisOptions) -> None:
 
     for name, minimum, optional in (("random_points", 0, False), ("gradient_steps", 0, False),
                                     ("gradient_restarts", 0, False), ("seed", 0, False),
-                                    ("jobs", 1, True), ("threads", 1, True)):
+                                    ("jobs", 1, True), ("threads", 1, True), ("workers", 1, False)):
         value = getattr(options, name)
         if value is None and optional:
             continue
@@ -245,6 +249,9 @@ def _check_numbers(options: AnalysisOptions) -> None:
                               or not 0 < limit < float("inf")):
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
     check_device(options.device)
+    executor = options.executor
+    if isinstance(executor, str) and not (executor in ("local", "ray") or executor.startswith("ray://")):
+        raise ExactcompError(f"executor must be 'local', 'ray' or 'ray://HOST:PORT', got {executor!r}")
 
 
 def check_device(device) -> None:

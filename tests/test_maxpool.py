@@ -379,3 +379,12 @@ def test_neurons_are_addressed_by_node_channel_and_position(tmp_path):
         exactcomp.find_neuron(net, relus[0])
     with pytest.raises(exactcomp.ExactcompError, match="no layer ends"):
         exactcomp.find_neuron(net, "nope", 0, (0, 0))
+
+
+def test_networks_built_in_python_export_the_oldest_ir_version_their_opsets_allow():
+    """Not onnx's newest IR version, which an older onnxruntime refuses (seen: IR 14 vs onnxruntime 1.30)."""
+    import onnx
+
+    net = _raised_network(np.random.default_rng(0), dtype="float32")
+    model = to_onnx(lower_max_pools(net))
+    assert model.ir_version == onnx.helper.find_min_ir_version_for(list(model.opset_import)) <= 8

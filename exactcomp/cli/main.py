@@ -79,6 +79,12 @@ _seed = _number(int, 0, 2 ** 63 - 1)
 _tolerance = _number(float, 0.0)
 
 
+def _executor(text: str) -> str:
+    if text in ("local", "ray") or (text.startswith("ray://") and len(text) > len("ray://")):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}': choose local, ray or ray://HOST:PORT")
+
+
 def _parser() -> argparse.ArgumentParser:
     from exactcomp.analysis import DEFAULT_TIME_LIMIT, STRATEGIES
     from exactcomp.formulations import REGISTRY as FORMULATIONS
@@ -120,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
                         "a GPU; proofs are re-checked in float64 on the CPU either way)")
+    c.add_argument("--executor", default="local", type=_executor, metavar="WHERE",
+                   help="where the per-neuron proofs run: local (default: this process, or a process pool with "
+                        "--workers > 1), ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster; needs "
+                        "pip install 'exactcomp[ray]')")
+    c.add_argument("--workers", type=_number(int, 1, MAX_JOBS), default=1, metavar="N",
+                   help=f"proof work units run at once with --executor local, 1 to {MAX_JOBS} (default 1); "
+                        "Ray uses the cluster's CPUs")
     c.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
                    help="where onnxruntime runs the verification: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
     c.add_argument("--solver", default="highs", metavar="NAME",

@@ -130,7 +130,7 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
     for key in (*_COUNT_KEYS, "kept"):
         totals[key] = sum(e[key] for e in layers)
     before, after = result.original.parameter_count, result.compressed.parameter_count
-    order = ("import", "resume", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio",
+    order = ("import", "resume", "bounds", "witnesses", "input-split", "lp", "network-milp", "milp", "bab", "portfolio", "distributed",
              "per_neuron", "recheck",
              "rewrite", "export", "verify")
     times = {k: round(float(result.times[k]), 6) for k in sorted(result.times, key=lambda k: (order + (k,)).index(k))}

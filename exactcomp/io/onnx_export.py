@@ -223,12 +223,14 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         nodes = nodes + list(head.node)
         inits = inits + list(head.initializer)
         outputs = list(head.output)
-    ir_version = int(net.metadata.get("ir_version", onnx.IR_VERSION))
+    opsets = [helper.make_opsetid(domain, version) for domain, version in net.opsets]
+    # the original's IR version; for a network built in Python, the oldest that its opsets allow (the newest
+    # onnx writes may be newer than the installed onnxruntime reads)
+    ir_version = int(net.metadata.get("ir_version", helper.find_min_ir_version_for(opsets, ignore_unknown=True)))
     inputs = [_value_info(net.input)]
     if ir_version < 4:  # IR 3: every initializer is also a graph input
         inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
     graph = helper.make_graph(nodes, "exactcomp_compressed", inputs, outputs, initializer=inits)
-    opsets = [helper.make_opsetid(domain, version) for domain, version in net.opsets]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="exactcomp")
     model.ir_version = ir_version
     try:

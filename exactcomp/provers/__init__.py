@@ -28,6 +28,7 @@ PROVERS: dict[str, str] = {
     "milp": "exactcomp.provers.milp:PerNeuronMilp",
     "bab": "exactcomp.provers.bab:BabProver",
     "portfolio": "exactcomp.provers.portfolio:Portfolio",
+    "distributed": "exactcomp.provers.distributed:DistributedProver",
     "input-split": "exactcomp.provers.input_split:InputSplit",
     "region-walk": "exactcomp.provers.walk:RegionWalk",
     "resume": "exactcomp.provers.resumed:ResumedProofs",

@@ -28,6 +28,8 @@ def analyze_with_schedule(net, box, options, progress=None):
     from exactcomp.solvers import get_solver
 
     names = options.provers or SCHEDULES[options.strategy]
+    if options.provers is None and (options.executor != "local" or options.workers > 1):
+        names = ["distributed" if n == "portfolio" else n for n in names]   # the portfolio's race, on workers
     if not options.lp_tightening:
         names = [n for n in names if n != "lp"]
     if options.resume is not None:   # an earlier run's proofs, bounds and witnesses first

@@ -1,0 +1,124 @@
+"""Executors (in-process, local process pool, Ray) and the ``distributed`` prover: the same results as
+direct calls and as the in-process portfolio, cancellation on time-out, exact-oracle agreement, and clear
+errors for bad or unavailable executors. The Ray tests start a local Ray instance with 2 CPUs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from exactcomp.analysis import AnalysisOptions, Status, analyze
+from exactcomp.domain import Box
+from exactcomp.errors import ExactcompError
+from exactcomp.executors import ExecutorTimeout, InProcess, LocalPool, get_executor
+
+from .conftest import random_network
+from .faults import assert_one_line_error, cli
+from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle
+from .test_per_neuron import exact_ranges
+
+
+def square(x):
+    return x * x
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def _executors():
+    out = [("in-process", lambda: InProcess()), ("pool", lambda: LocalPool(2))]
+    try:
+        import ray  # noqa: F401
+        out.append(("ray", lambda: get_executor("ray", 2)))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("name,make", _executors(), ids=[n for n, _ in _executors()])
+def test_executors_return_every_result_once(name, make):
+    executor = make()
+    try:
+        got = dict(executor.map_unordered(square, list(range(12))))
+        assert got == {i: i * i for i in range(12)}
+        if name != "in-process":   # a unit that outlives the map's time-out is cancelled
+            t0 = time.monotonic()
+            with pytest.raises(ExecutorTimeout):
+                list(executor.map_unordered(nap, [30.0, 30.0], timeout=1.0))
+            assert time.monotonic() - t0 < 15
+            assert dict(executor.map_unordered(square, [3])) == {0: 9}   # still usable afterwards
+    finally:
+        executor.close()
+
+
+def test_bad_executors_are_clear_errors(monkeypatch, tmp_path):
+    with pytest.raises(ExactcompError, match="unknown executor"):
+        get_executor("spark")
+    with pytest.raises(ExactcompError, match="executor must be"):
+        analyze(random_network([2, 3, 1]), Box(-np.ones(2), np.ones(2)), AnalysisOptions(executor="dask"))
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ExactcompError, match=r"pip install 'exactcomp\[ray\]'"):
+        get_executor("ray", 2)
+
+
+def test_cli_rejects_a_malformed_executor(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    r = cli("compress", root / "digits_64x32x32.onnx", "--domain", root / "digits_64x32x32.box.json",
+            "-o", tmp_path / "s.onnx", "--executor", "spark")
+    assert_one_line_error(r, 2, "executor")
+    assert list(tmp_path.iterdir()) == []
+
+
+DISTRIBUTED = ("bounds", "witnesses", "distributed")
+
+
+@pytest.mark.parametrize("sizes,seed,shift", CASES)
+def test_distributed_prover_matches_exact_oracle(sizes, seed, shift):
+    net = random_network(sizes, seed=seed, bias_shift=shift)
+    box = Box(-np.ones(sizes[0]), np.linspace(0.5, 1.5, sizes[0]))
+    result = analyze(net, box, AnalysisOptions(provers=DISTRIBUTED, workers=2, **WEAK_SCREEN))
+    _check_against_oracle(result, *exact_ranges(net, box))
+    assert result.stats.get("certificates_rejected", 0) == 0
+
+
+def test_local_pool_and_ray_decide_exactly_as_in_process():
+    net = random_network([3, 12, 12, 10, 2], seed=11, bias_shift=-0.3, scale=0.8)
+    box = Box(-np.ones(3), np.ones(3))
+    runs = {"portfolio": analyze(net, box, AnalysisOptions(provers=("bounds", "witnesses", "portfolio"), **WEAK_SCREEN)),
+            "pool": analyze(net, box, AnalysisOptions(provers=DISTRIBUTED, workers=2, **WEAK_SCREEN))}
+    try:
+        import ray  # noqa: F401
+        runs["ray"] = analyze(net, box, AnalysisOptions(provers=DISTRIBUTED, executor="ray", workers=2, **WEAK_SCREEN))
+    except ImportError:
+        pass
+    assert runs["pool"].stats["distributed_units"] > 0
+    proofs = sum(int(np.isin(la.method, ["bab", "alpha", "milp"]).sum()) for la in runs["portfolio"].layers)
+    assert proofs > 0   # the case needs proofs beyond bounds
+    for name, run in runs.items():
+        for a, b in zip(run.layers, runs["portfolio"].layers):
+            assert np.array_equal(a.status, b.status), name
+        assert not any((la.status == Status.UNKNOWN).any() for la in run.layers)
+
+
+def test_ray_is_installed_where_ci_runs():
+    """CI runs the Ray path: the dev extra installs ray (skipping would hide a broken Ray path)."""
+    import importlib.util
+    import os
+
+    if os.environ.get("CI"):
+        assert importlib.util.find_spec("ray") is not None
