@@ -122,3 +122,19 @@ def test_ray_is_installed_where_ci_runs():
 
     if os.environ.get("CI"):
         assert importlib.util.find_spec("ray") is not None
+
+
+@pytest.mark.parametrize("name,make", _executors()[1:], ids=[n for n, _ in _executors()[1:]])
+def test_leaving_a_map_early_cancels_its_units(name, make):
+    """What Ctrl-C or a prover that stops early does: the generator is closed, the running units end."""
+    executor = make()
+    try:
+        t0 = time.monotonic()
+        results = executor.map_unordered(nap, [0.0, 30.0, 30.0])
+        first = next(results)
+        assert first == (0, 0.0)
+        results.close()                       # GeneratorExit inside the map: cancel the rest
+        assert dict(executor.map_unordered(square, [4])) == {0: 16}
+        assert time.monotonic() - t0 < 20     # the 30 s units did not hold it up
+    finally:
+        executor.close()
