@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 
 from exactcomp.analysis import Analysis, AnalysisOptions
 from exactcomp.analysis import analyze as _analyze
-from exactcomp.domain import Box, load_box, load_samples, make_box
+from exactcomp.domain import Box, load_samples, make_box
 from exactcomp.errors import DomainError
 from exactcomp.ir.network import Network
 from exactcomp.rewrite.rules import compress_network
 from exactcomp.verify.compare import VerificationResult, verify_models
+
+if TYPE_CHECKING:
+    from exactcomp.domains.union import Domain
 
 
 def load(path: str | Path) -> Network:

@@ -138,3 +138,61 @@ def test_leaving_a_map_early_cancels_its_units(name, make):
         assert time.monotonic() - t0 < 20     # the 30 s units did not hold it up
     finally:
         executor.close()
+
+
+def test_subtrees_of_one_branch_and_bound_merge_into_a_checked_certificate():
+    from exactcomp.bab.certificate import Certificate, check_certificate
+    from exactcomp.bab.engine import branch_and_bound
+    from exactcomp.bounds.crown import compute_bounds
+    from exactcomp.provers.subtrees import prove_by_subtrees
+
+    box = Box(-np.ones(3), np.ones(3))
+    proven = agreed = 0
+    pool = LocalPool(2)
+    try:
+        for seed, k, t, sign in ((seed, k, t, sign) for seed in (11, 12, 13) for k in (1, 2) for t in range(8)
+                                 for sign in (1.0, -1.0)):
+            net = random_network([3, 10, 10, 8, 1], seed=seed, bias_shift=-0.3, scale=0.8)
+            bounds = [(b.lower, b.upper) for b in compute_bounds(net, box)]
+            if proven < 3:
+                target = (k, t, sign)
+                whole = branch_and_bound(net, box, bounds, target, 1e-4, deadline=time.perf_counter() + 20)
+                if whole.status == "open":
+                    continue
+                executor = pool if proven == 0 else InProcess()
+                status, cert, points = prove_by_subtrees(executor, net, box, bounds, target, 1e-4, 2, 20.0)
+                assert status == whole.status or {status, whole.status} <= {"near_zero", "witness"}, target
+                agreed += 1
+                if status == "proven":
+                    assert check_certificate(net, box, cert)
+                    j, i, phase = cert.leaves[0].splits and next(
+                        (j, int(idx[0]), int(ph[0])) for j, (idx, ph) in enumerate(cert.leaves[0].splits) if len(idx))
+                    # the subtrees' leaves are needed together: without those of one subtree the box is not covered
+                    part = [leaf for leaf in cert.leaves if not any(
+                        jj == j and i in idx.tolist() and ph[idx.tolist().index(i)] == phase
+                        for jj, (idx, ph) in enumerate(leaf.splits))]
+                    assert not check_certificate(net, box, Certificate(cert.target, cert.bounds, cert.margin, part))
+                    proven += 1
+    finally:
+        pool.close()
+    assert proven >= 2 and agreed >= 6
+
+
+class _ManyWorkersHere(InProcess):
+    """In-process, but claiming many workers: the distributed prover then splits stubborn neurons into subtrees."""
+
+    workers = 16
+
+
+def test_distributed_prover_splits_stubborn_neurons_into_subtrees():
+    from exactcomp.provers.distributed import DistributedProver
+
+    net = random_network([3, 12, 12, 10, 2], seed=11, bias_shift=-0.3, scale=0.8)
+    box = Box(-np.ones(3), np.ones(3))
+    reference = analyze(net, box, AnalysisOptions(provers=("bounds", "witnesses", "portfolio"), **WEAK_SCREEN))
+    split = analyze(net, box, AnalysisOptions(provers=("bounds", "witnesses", DistributedProver(first_round_seconds=0.0)),
+                                              executor=_ManyWorkersHere(), time_limit=None, **WEAK_SCREEN))
+    assert split.stats.get("bab_subtree_units", 0) > 0          # the first round left them open: subtrees decided
+    assert split.stats.get("certificates_rejected", 0) == 0     # merged certificates re-checked in float64
+    for a, b in zip(split.layers, reference.layers):
+        assert np.array_equal(a.status, b.status)

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from exactcomp.analysis import AnalysisOptions, Status, analyze

@@ -124,12 +124,14 @@ def _initial_alpha(bounds, k):
 
 
 def branch_and_bound(net, box, bounds, target, margin: float, deadline: float = float("inf"),
-                     options: BabOptions | None = None, cancelled=None) -> BabResult:
+                     options: BabOptions | None = None, cancelled=None, root_splits=()) -> BabResult:
     """Decide ``σ g_{k,t} <= -margin`` on ``box`` for ``target = (k, t, σ)`` (see module doc).
 
     ``bounds``: pre-activation bounds ``[(l_j, u_j)]`` of (at least) the hidden layers ``< k``, valid
     on the whole box. Stops at ``deadline`` (``time.perf_counter()`` seconds) or when ``cancelled``
-    (an object with ``is_set()``) is set, returning ``open``.
+    (an object with ``is_set()``) is set, returning ``open``. ``root_splits`` (``(layer, neuron, ±1)``
+    triples) restrict the search to one subtree: its leaves all carry them, so the certificates of
+    subtrees that partition the phases of the same neurons together cover the box.
     """
     import torch
 
@@ -141,6 +143,8 @@ def branch_and_bound(net, box, bounds, target, margin: float, deadline: float = 
     engine = _Engine(net, box, bounds, target, options.device)
     dev = engine.device
     zeros = [torch.zeros((1, len(lo)), dtype=torch.int8, device=dev) for lo, _ in bounds[:k]]
+    for j, i, phase in root_splits:
+        zeros[j][0, i] = int(phase)
     alpha = [torch.as_tensor(a[None], device=dev) for a in _initial_alpha(bounds, k)]
     beta = [torch.zeros((1, len(lo)), dtype=torch.float64, device=dev) for lo, _ in bounds[:k]]
     run = _Run(net, box, bounds, target, margin, engine, options, deadline, cancelled, t0)

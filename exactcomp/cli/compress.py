@@ -24,7 +24,7 @@ MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
 
 def _plan_outputs(args):
     from exactcomp.io.files import OutputSet
-    from exactcomp.io.onnx_import import external_data_files
+    from exactcomp.io.onnx_meta import external_data_files
     from exactcomp.io.witness_file import stored_witnesses_path
 
     if args.output.is_dir() or not args.output.name:

@@ -23,7 +23,7 @@ from exactcomp.errors import ExactcompError
 
 def model_sha256(path: str | Path) -> str:
     """SHA-256 over the ONNX file and, in order, the external-data files it refers to."""
-    from exactcomp.io.onnx_import import external_data_files
+    from exactcomp.io.onnx_meta import external_data_files
 
     digest = hashlib.sha256(Path(path).read_bytes())
     for extra in external_data_files(path):

@@ -30,7 +30,7 @@ def stored_witnesses(model_path: str | Path) -> tuple[Path | None, str | None]:
     model's metadata (:data:`WITNESSES_KEY`), ``(None, note)`` when a file exists but does not belong
     to this model (stale, or the model records none), and ``(None, None)`` when there is no file.
     """
-    from exactcomp.io.onnx_import import model_metadata
+    from exactcomp.io.onnx_meta import model_metadata
 
     path = stored_witnesses_path(model_path)
     if not path.is_file():

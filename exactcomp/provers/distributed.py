@@ -9,8 +9,9 @@ the unit alone and runs :func:`exactcomp.provers.portfolio._race` there; its out
 certificates, bounds, witness points) come back and are applied by the schedule like any prover's: the
 first decision on a neuron wins, points go through the float64 witness tracker (a witness found twice
 counts once), and every certificate is re-checked in float64 at the end. Candidates that ran out of their
-share get the time that early finishers left in one more round. The time budget and Ctrl-C cancel the
-units still running.
+share get the time that early finishers left in one more round; when the workers outnumber them at least
+twice, each one's branch and bound is split into subtrees that run on all workers instead
+(:mod:`exactcomp.provers.subtrees`). The time budget and Ctrl-C cancel the units still running.
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def prove_unit(unit: NeuronUnit) -> list:
 
 
 class DistributedProver:
+    """``first_round_seconds`` caps each unit's share in the first round (None: the fair share)."""
+
     name = "distributed"
+
+    def __init__(self, first_round_seconds: float | None = None):
+        self.first_round_seconds = first_round_seconds
 
     def run(self, state, progress=None):
         from exactcomp.executors import ExecutorTimeout, get_executor
@@ -99,7 +105,10 @@ class DistributedProver:
                     deferred += yield from self._layer(state, executor, todo, progress, f"layer {k + 1}")
             todo = [c for c in deferred if state.is_open(c)]
             left = state.remaining()
-            if todo and left is not None and left >= 1.0:
+            if todo and (left is None or left >= 1.0) and executor.workers >= 2 * len(todo):
+                yield from self._subtrees(state, executor, todo)   # more workers than stubborn neurons
+                deferred = [c for c in todo if state.is_open(c)]
+            elif todo and left is not None and left >= 1.0:
                 deferred = yield from self._layer(state, executor, todo, progress, "round 2", share_all=True)
             for c in deferred:
                 if state.is_open(c):
@@ -109,6 +118,33 @@ class DistributedProver:
         finally:
             executor.close()
 
+    def _subtrees(self, state, executor, todo):
+        """Each stubborn candidate in turn, its branch and bound split into subtrees over all workers
+        (:mod:`exactcomp.provers.subtrees`); yields the merged proofs, witnesses and unknown reasons."""
+        import math
+
+        from exactcomp.provers.bab import torch_available
+        from exactcomp.provers.milp import proven_edge
+        from exactcomp.provers.subtrees import prove_by_subtrees
+
+        if not torch_available():
+            return
+        depth = min(4, max(1, math.floor(math.log2(executor.workers))))
+        for n, c in enumerate(todo):
+            left = state.remaining()
+            share = None if left is None else left / (len(todo) - n)
+            status, certificate, points = prove_by_subtrees(
+                executor, state.net, state.box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
+                depth, share, timeout=None if share is None else share + GRACE, device=state.options.device)
+            out = Outcome(points=points if len(points) else None, stats={"bab_subtree_units": 2 ** depth})
+            if status == "proven":
+                out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE),
+                                              "bab", certificate))
+                out.bounds.append(proven_edge(c, state.margin))
+            elif status == "near_zero":
+                out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+            yield out
+
     def _layer(self, state, executor, todo, progress, label, share_all=False):
         """Map ``todo`` on the executor; yields their outcomes; returns those left open."""
         left = state.remaining()
@@ -116,6 +152,8 @@ class DistributedProver:
         share = None if left is None else left * executor.workers / (len(todo) + later)
         if share is not None:
             share = min(share, left)
+        if not share_all and self.first_round_seconds is not None:
+            share = self.first_round_seconds if share is None else min(share, self.first_round_seconds)
         units = [NeuronUnit.of(state, c, share) for c in todo]
         report = progress.phase(f"distributed ({executor.name}, {executor.workers} workers), {label}", len(units)) \
             if progress else None

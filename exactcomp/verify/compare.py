@@ -3,7 +3,7 @@
 Both models run on the same points: uniform random points of the box, box corners (all of them
 when the input has at most 12 entries, otherwise random corners), and any witnesses/extra points
 supplied (points outside the box are dropped: the models need only agree on the box). Points are
-generated and evaluated in batches of :data:`CHUNK`, so any number of random points runs in bounded
+generated and evaluated in batches of :data:`exactcomp.verify.points.CHUNK`, so any number of random points runs in bounded
 memory; a model with a fixed batch size ``k`` runs them ``k`` at a time (the last chunk padded, the
 padding's outputs dropped). Every floating-point output must satisfy, elementwise,
 
@@ -26,7 +26,6 @@ import numpy as np
 
 from exactcomp.domain import Box
 from exactcomp.errors import DomainError, ExactcompError, ModelError
-from exactcomp.verify import points as _points
 from exactcomp.verify.points import corner_points, domain_points, verification_points  # noqa: F401 (public names)
 
 #: Default ``(atol, rtol)`` per compute type: about 80 and 800 units in the last place (eps) for
