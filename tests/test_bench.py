@@ -35,3 +35,14 @@ def test_bench_rejects_unknown_names_before_running(tmp_path, capsys):
     code = main(["bench", str(MODELS / "digits_64x32x32.onnx"), "--formulation", "nope", "--out", str(tmp_path)])
     assert code == 2 and "unknown formulation 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_bench_grid_cells_on_a_process_pool_match_in_process(tmp_path, capsys):
+    """Grid cells are work units: on two worker processes, the same records in the same (grid) order."""
+    args = ["bench", str(MODELS / "digits_64x32x32.onnx"), str(MODELS / "mnist_784x100x100.onnx"), "--strategy",
+            "auto,bounds", "--time-limit", "60", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "pool"), "--workers", "2"]) == 0
+    one, pool = (json.loads((tmp_path / d / "results.json").read_text())["records"] for d in ("one", "pool"))
+    keys = ("model", "strategy", "stably_active", "stably_inactive", "unstable", "unknown")
+    assert [tuple(r[k] for k in keys) for r in pool] == [tuple(r[k] for k in keys) for r in one]

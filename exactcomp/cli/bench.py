@@ -70,17 +70,32 @@ def _l1_of(model: Path):
 
 
 def run_grid(models, strategies, solvers, formulations, out: Path, domain=None, time_limit=None, jobs=None,
-             echo=print) -> list[dict]:
-    """Run the grid, rewriting ``out``/results.json and results.csv after every run; returns the records."""
+             echo=print, executor="local", workers: int = 1) -> list[dict]:
+    """Run the grid, rewriting ``out``/results.json and results.csv after every run; returns the records
+    (in grid order). Each cell is a work unit on ``executor`` (:mod:`exactcomp.executors`; ``workers`` at once)."""
+    from exactcomp.executors import get_executor
+
     out.mkdir(parents=True, exist_ok=True)
     doc = {"machine": machine_info(), "command": " ".join(sys.argv), "records": []}
-    for model, strategy, solver, formulation in itertools.product(models, strategies, solvers, formulations):
-        box = domain if domain is not None else model.with_suffix(".box.json")
-        record = run_one(model, box, strategy, solver, formulation, time_limit, jobs)
-        doc["records"].append(record)
-        _write(doc, out)
-        echo(_line(record))
+    cells = [(model, domain if domain is not None else model.with_suffix(".box.json"), strategy, solver, formulation,
+              time_limit, jobs)
+             for model, strategy, solver, formulation in itertools.product(models, strategies, solvers, formulations)]
+    done: dict[int, dict] = {}
+    runner = get_executor(executor, workers)
+    try:
+        for i, record in runner.map_unordered(_run_cell, cells):
+            done[i] = record
+            doc["records"] = [done[j] for j in sorted(done)]
+            _write(doc, out)
+            echo(_line(record))
+    finally:
+        runner.close()
     return doc["records"]
+
+
+def _run_cell(cell) -> dict:
+    """One grid cell (a work unit): :func:`run_one` on its arguments."""
+    return run_one(*cell)
 
 
 def _line(r: dict) -> str:

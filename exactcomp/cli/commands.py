@@ -156,7 +156,8 @@ def cmd_bench(args) -> int:
         if not model.exists() or not box.exists():
             raise ExactcompError(f"{model if not model.exists() else box}: no such file")
     records = run_grid(args.models, strategies, solvers, formulations, args.out, domain=args.domain,
-                       time_limit=args.time_limit, jobs=args.jobs, echo=lambda line: print(line, flush=True))
+                       time_limit=args.time_limit, jobs=args.jobs, echo=lambda line: print(line, flush=True),
+                       executor=args.executor, workers=args.workers)
     files = [] if args.no_plots else plot(records, args.out)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'results.csv'}"
           + "".join(f", {f}" for f in files))

@@ -194,6 +194,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
                    help=f"per run, for the proof phases (default {DEFAULT_TIME_LIMIT:g}; 'none': no limit)")
     b.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
+    b.add_argument("--executor", default="local", type=_executor, metavar="WHERE",
+                   help="where the grid cells run: local (default; a process pool with --workers > 1), ray or "
+                        "ray://HOST:PORT")
+    b.add_argument("--workers", type=_number(int, 1, MAX_JOBS), default=1, metavar="N",
+                   help="grid cells run at once with --executor local (default 1)")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     from exactcomp.cli import domain_cmd
