@@ -1,13 +1,17 @@
 """Branch and bound on the 28 hard neurons of ../shared/notes/hard-neurons.md, one run, one core.
 
     python benchmarks/hard_neurons.py [--limit 60] [--out benchmarks/results/hard_neurons.json] [--device cuda]
+    python benchmarks/hard_neurons.py --subtrees 1 --workers 2 [--executor ray]   # subtrees on workers
 
 For each network (2x200_l1-0.0001_s0, 3x100_l1-0.0002_s0, 5x100_l1-0.0002_s0): the ``bounds``,
 ``witnesses`` and ``lp`` provers of the default schedule (so the bounds are exactcomp's LP-tightened
 ones, as in the note), then every candidate left, each by :func:`exactcomp.bab.engine.branch_and_bound` with
 ``--limit`` seconds and torch on one thread. Every proof's certificate is re-checked in float64
 (:func:`exactcomp.bab.engine.check_certificate`) and compared with sampling (200,000 uniform points of the
-box plus every witness found: no input may show the opposite sign).
+box plus every witness found: no input may show the opposite sign). With ``--subtrees D``, each neuron's
+branch and bound is split at the root into ``2^D`` subtrees run on ``--workers`` worker processes (or Ray)
+and merged (:mod:`exactcomp.provers.subtrees`); ``seconds`` is then wall-clock time and ``subdomains`` the
+sum over the subtrees.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "hard_neurons.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--batch", type=int, help="children per iteration (default: 1024 on cpu, 8192 on cuda)")
+    ap.add_argument("--subtrees", type=int, default=0, metavar="D", help="split each tree into 2^D subtrees")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes for --subtrees (default 2)")
+    ap.add_argument("--executor", default="local", help="local (default) or ray, for --subtrees")
     args = ap.parse_args(argv)
     if args.summarize:
         print(summarize([json.loads(p.read_text()) for p in args.summarize]))
@@ -71,6 +78,12 @@ def main(argv=None) -> int:
     rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"limit": args.limit, "device": args.device, "batch": batch, "machine": machine_info(), "rows": rows}
+    executor = None
+    if args.subtrees:
+        from exactcomp.executors import get_executor
+
+        executor = get_executor(args.executor, args.workers)
+        doc.update(subtrees=args.subtrees, workers=args.workers, executor=args.executor)
     if args.device.startswith("cuda"):
         doc["gpu"] = torch.cuda.get_device_name(0)
     for name in NETWORKS:
@@ -80,8 +93,11 @@ def main(argv=None) -> int:
         print(f"{name}: bounds + witnesses + LP {prep:.1f} s, {state.candidate_count()} candidates", flush=True)
         for c in state.open_candidates():
             lp_bound = state.upper[c.layer][c.neuron] if c.sign > 0 else -state.lower[c.layer][c.neuron]
-            r = branch_and_bound(net, box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
-                                 deadline=time.perf_counter() + args.limit, options=options)
+            if executor is not None:
+                r = _by_subtrees(executor, net, box, state, c, args)
+            else:
+                r = branch_and_bound(net, box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
+                                     deadline=time.perf_counter() + args.limit, options=options)
             checked = check_certificate(net, box, r.certificate) if r.status == "proven" else None
             walk = None
             if r.status in ("near_zero", "open") and len(r.points):   # what the portfolio does next
@@ -99,6 +115,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def _by_subtrees(executor, net, box, state, c, args):
+    """The subtrees of one neuron on the executor, merged: a BabResult-like record (wall-clock seconds)."""
+    from types import SimpleNamespace
+
+    from exactcomp.provers.subtrees import merge_subtrees, prove_subtree, subtree_units
+
+    t0 = time.perf_counter()
+    bounds, target = state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign)
+    units = subtree_units(net, box, bounds, target, state.margin, args.subtrees, args.limit, args.device)
+    results = dict(executor.map_unordered(prove_subtree, units))
+    results = [results[i] for i in range(len(units))]
+    status, certificate, points = merge_subtrees(target, bounds, state.margin, results)
+    best = max(r.best_value for r in results)
+    return SimpleNamespace(status=status, certificate=certificate, points=points if len(points) else np.empty((0, box.size)),
+                           seconds=time.perf_counter() - t0, subdomains=sum(r.subdomains for r in results), best_value=best)
+
+
 def summarize(docs: list[dict]) -> str:
     """One row per neuron, one column per result file: status, seconds, subdomains; the region walk's
     best value where branch and bound left the neuron near zero or open."""
@@ -110,7 +143,8 @@ def summarize(docs: list[dict]) -> str:
             text += f"; walk {r['region_walk']:+.1e}" + (" = witness" if r["region_walk"] > 0 else "")
         return text
 
-    heads = [f"{d['device']}{' ' + d.get('gpu', '') if d['device'] != 'cpu' else ''}, {d['limit']:g} s" for d in docs]
+    heads = [f"{d['device']}{' ' + d.get('gpu', '') if d['device'] != 'cpu' else ''}, {d['limit']:g} s"
+             + (f", {2 ** d['subtrees']} subtrees on {d['workers']} workers" if d.get("subtrees") else "") for d in docs]
     keyed = [{(r["network"], r["neuron"]): r for r in d["rows"]} for d in docs]
     lines = ["| network | neuron | LP bound | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * len(docs)]
     for key in dict.fromkeys(k for rows in keyed for k in rows):

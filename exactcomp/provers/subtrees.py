@@ -69,7 +69,7 @@ def merge_subtrees(target, bounds, margin, results):
     """``(status, certificate, points)`` of a target from its subtrees' results (see module doc)."""
     from exactcomp.bab.certificate import Certificate
 
-    points = [r.points for r in results if len(r.points)]
+    points = [r.points for r in sorted(results, key=lambda r: -r.best_value) if len(r.points)]   # best first
     points = np.vstack(points) if points else np.empty((0, 0))
     statuses = {r.status for r in results}
     for status in ("witness", "near_zero", "open"):
