@@ -119,13 +119,12 @@ def _by_subtrees(executor, net, box, state, c, args):
     """The subtrees of one neuron on the executor, merged: a BabResult-like record (wall-clock seconds)."""
     from types import SimpleNamespace
 
-    from exactcomp.provers.subtrees import merge_subtrees, prove_subtree, subtree_units
+    from exactcomp.provers.subtrees import merge_subtrees, run_subtrees, subtree_units
 
     t0 = time.perf_counter()
     bounds, target = state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign)
     units = subtree_units(net, box, bounds, target, state.margin, args.subtrees, args.limit, args.device)
-    results = dict(executor.map_unordered(prove_subtree, units))
-    results = [results[i] for i in range(len(units))]
+    results = run_subtrees(executor, units)
     status, certificate, points = merge_subtrees(target, bounds, state.margin, results)
     best = max(r.best_value for r in results)
     return SimpleNamespace(status=status, certificate=certificate, points=points if len(points) else np.empty((0, box.size)),

@@ -376,3 +376,33 @@ def test_torch_engine_through_a_pooled_layer_equals_the_float64_bound(tmp_path):
     torch.manual_seed(6)
     net = import_model(export_torch(_PooledHead(False, False), tmp_path / "p.onnx", dynamo=False))
     assert_engine_matches_split_bound(net, Box(np.zeros(64), np.ones(64)), [(2, 0, 1), (2, 1, -1)], seed=1)
+
+
+@pytest.mark.parametrize("reader", ["dense", "conv", "padded_conv"])
+def test_constant_channels_fold_into_the_next_layer_where_exact(reader):
+    """Channels with a zero kernel are the constant relu(bias): folded into a dense or unpadded convolution
+    reader's bias and removed; kept before a padded convolution (border windows see fewer taps)."""
+    rng = np.random.default_rng(2)
+    C, H, W = 4, 6, 6
+    kernel = rng.normal(size=(C, 1, 3, 3))
+    kernel[[1, 3]] = 0.0
+    bias = rng.normal(size=C)
+    bias[[1, 3]] = [0.7, 1.3]
+    conv = Conv(kernel, bias, (1, H, W), 1, np.arange(C * H * W), pads=(1, 1, 1, 1))
+    if reader == "dense":
+        nxt = Dense(rng.normal(size=(5, conv.width)), rng.normal(size=5), 2, np.arange(5))
+    else:
+        pads = (1, 1, 1, 1) if reader == "padded_conv" else (0, 0, 0, 0)
+        size = H if reader == "padded_conv" else H - 2
+        nxt = Conv(rng.normal(size=(3, C, 3, 3)), rng.normal(size=3), (C, H, W), 2, np.arange(3 * size * size), pads=pads)
+    out = Dense(rng.normal(size=(2, nxt.width)), rng.normal(size=2), 3, np.arange(2))
+    net = Network((conv, nxt, out), TensorInfo("x", (1, H, W), "float64"), TensorInfo("y", (2,), "float64"),
+                  (TensorInfo("y", (2,), "float64"),), compute_dtype="float64")
+    box = Box(np.zeros(net.input_size), np.ones(net.input_size))
+    small = compress_network(net, analyze(net, box))
+    x = box.sample(2000, rng)
+    np.testing.assert_allclose(small.forward(x), net.forward(x), atol=1e-9)
+    dead = (net.forward(x, return_preactivations=True)[1][0].reshape(-1, C, H * W) <= 0).all(axis=(0, 2))
+    assert not dead[[1, 3]].any()
+    expected = C - dead.sum() - (0 if reader == "padded_conv" else 2)
+    assert small.layers[0].channels == expected

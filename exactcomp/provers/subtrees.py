@@ -5,7 +5,7 @@ the ``2^d`` phase combinations is a :class:`SubtreeUnit` (the network, box, boun
 splits) run on an executor (:mod:`exactcomp.executors`) with ``branch_and_bound(..., root_splits=...)``.
 The neuron is proven when every subtree is: the merged certificate (all subtrees' leaves, each carrying
 its root splits) covers the box and is re-checked in float64 like any other. A witness or a near-zero
-value in any subtree holds for the neuron; otherwise it stays open.
+value in any subtree holds for the neuron, and stops the other subtrees; otherwise it stays open.
 """
 
 from __future__ import annotations
@@ -79,8 +79,22 @@ def merge_subtrees(target, bounds, margin, results):
     return "proven", Certificate(target, [tuple(map(np.asarray, b)) for b in bounds[:target[0]]], margin, leaves), points
 
 
+def run_subtrees(executor, units, timeout=None) -> list:
+    """The subtrees' results; once one is not proven (a witness, a near-zero value, out of time) the neuron
+    cannot be proven, so the others are cancelled and only the results so far are returned."""
+    results = []
+    runs = executor.map_unordered(prove_subtree, units, timeout=timeout)
+    try:
+        for _, result in runs:
+            results.append(result)
+            if result.status != "proven":
+                break
+    finally:
+        runs.close()   # cancels the subtrees still running
+    return results
+
+
 def prove_by_subtrees(executor, net, box, bounds, target, margin, depth: int, seconds, timeout=None, device="cpu"):
     """Split ``target``'s branch and bound into subtrees, run them on ``executor``, merge the results."""
     units = subtree_units(net, box, bounds, target, margin, depth, seconds, device)
-    results = dict(executor.map_unordered(prove_subtree, units, timeout=timeout))
-    return merge_subtrees(target, bounds, margin, [results[i] for i in range(len(units))])
+    return merge_subtrees(target, bounds, margin, run_subtrees(executor, units, timeout))

@@ -19,12 +19,7 @@ stability holds.
 * :func:`merge_linear_layer` — every neuron of layer ``l`` is stably active (``h_l = g_l``):
   ``g_{l+1} = (W_{l+1} W_l) h_{l-1} + (W_{l+1} b_l + b_{l+1})``; applied only when it does not increase
   the parameter count.
-* :func:`remove_dead_channels` — a convolution's output channel ``o`` stably inactive at every
-  position: ``h[o, :, :] = 0``, so delete its filter and bias entry, and what reads it: the matching
-  input channel of a following convolution, or the ``H·W`` columns of a following dense layer.
-  (Dense rules do not apply inside a convolution: removing single positions would break the structure.)
-  A max pooling of the convolution (:class:`~exactcomp.ir.maxpool.MaxPoolLayer`) pools a dead channel to
-  zero: the channel goes from the pooling and from what reads the pooling alike.
+* channel rules of convolutions: :mod:`exactcomp.rewrite.channels`.
 * :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
   constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``
   (and reads the whole input: a constant needs no selection).
@@ -42,21 +37,12 @@ from exactcomp.ir.lowering import lower_max_pools, raise_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled
-from exactcomp.rewrite.skips import crossed, evaluate_from, thinned_skips, touches_skip
+from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
+from exactcomp.rewrite.channels import fold_constant_channels, remove_dead_channels
+from exactcomp.rewrite.skips import crossed, thinned_skips, touches_skip
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
 RANK_TOLERANCE = 1e-10
-
-
-def _replace(net: Network, pos: int, layer, nxt, skips=None) -> Network:
-    layers = list(net.layers)
-    layers[pos], layers[pos + 1] = layer, nxt
-    return net.with_layers(layers, skips)
-
-
-def _check_hidden(net: Network, pos: int) -> None:
-    if not 0 <= pos < len(net.layers) - 1:
-        raise ValueError(f"layer position {pos} is not a hidden layer")
 
 
 def fold_fixed_inputs(net: Network, box) -> Network:
@@ -109,70 +95,6 @@ def fold_constant_neurons(net: Network, pos: int) -> Network:
         return net
     b_next = nxt.b + nxt.W[:, constant] @ np.maximum(layer.b[constant], 0.0)
     return _fold_into_next(net, pos, constant, nxt.W, b_next)
-
-
-def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Network:
-    """Delete the output channels of convolution ``pos`` whose every neuron is in ``inactive`` (see module doc).
-
-    A grouped convolution, or one followed by a grouped convolution, is left as it is.
-    """
-    _check_hidden(net, pos)
-    layer, nxt = net.layers[pos], net.layers[pos + 1]
-    if not isinstance(layer, Conv) or layer.groups != 1 or (isinstance(nxt, Conv) and nxt.groups != 1):
-        return net
-    dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
-    if dead.all() and crossed(net, pos):
-        dead = dead.copy()
-        dead[0] = False  # a shortcut jumps over the layer: keep one (dead) channel, the network is not constant
-    keep = ~dead
-    skips = thinned_skips(net, pos, np.repeat(keep, layer.positions), keep)
-    if not dead.any() or skips is None:
-        return net
-    if dead.all():
-        return remove_all_channels(net, pos)
-    if isinstance(nxt, MaxPoolLayer):
-        return _remove_channels_through_pool(net, pos, keep, skips)
-    nxt = _keep_input_channels(nxt, keep, layer.positions)
-    return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
-
-
-def _keep_input_channels(op, keep: np.ndarray, positions: int):
-    """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel)."""
-    if isinstance(op, (Conv, Pooled)):
-        return op.keep_input_channels(keep)
-    return Dense(op.W[:, np.repeat(keep, positions)], op.b, op.layer_id, op.neuron_ids)
-
-
-def _remove_channels_through_pool(net: Network, pos: int, keep: np.ndarray, skips) -> Network:
-    """Dead channels of convolution ``pos`` read by a max pooling: a pooled dead channel is zero, so the channel
-    goes from the convolution, the pooling and the pooling's readers (``skips``: already thinned at ``pos``)."""
-    layer, pool, reader = net.layers[pos], net.layers[pos + 1], net.layers[pos + 2]
-    positions = pool.pool.positions
-    if isinstance(reader, Conv) and reader.groups != 1:
-        return net
-    skips = thinned_skips(net, pos + 1, np.repeat(keep, positions), keep, skips=skips)
-    if skips is None:
-        return net
-    layers = list(net.layers)
-    layers[pos:pos + 3] = [layer.keep_output_channels(keep), pool.keep_channels(keep),
-                           _keep_input_channels(reader, keep, positions)]
-    return net.with_layers(layers, skips)
-
-
-def remove_all_channels(net: Network, pos: int) -> Network:
-    """Convolution ``pos`` is stably inactive everywhere: the network is constant from there on."""
-    return _constant_after(net, pos)
-
-
-def _constant_after(net: Network, pos: int) -> Network:
-    """The constant network when hidden layer ``pos`` outputs ``h = 0``: the layers after it evaluated
-    on zero; one layer with ``W = 0`` reading the whole input (a constant needs no selection)."""
-    if crossed(net, pos):
-        raise ValueError(f"a skip connection jumps over layer {pos}: the network is not constant")
-    y = evaluate_from(net, pos, np.zeros((1, net.layers[pos].width)))
-    last = net.layers[-1]
-    constant = Dense(np.zeros((last.width, net.input_size)), y[0], last.layer_id, last.neuron_ids)
-    return replace(net, layers=(constant,), input_indices=None, skips=())
 
 
 def independent_rows(A: np.ndarray, tol: float = RANK_TOLERANCE):
@@ -238,7 +160,7 @@ def merge_linear_layer(net: Network, pos: int, only_if_smaller: bool = True) -> 
 def collapse_constant_network(net: Network) -> Network:
     """If a hidden layer has no neurons, the output is constant: replace the trunk by it."""
     empty = [i for i, layer in enumerate(net.hidden) if layer.width == 0]
-    return _constant_after(net, empty[-1]) if empty else net
+    return constant_after(net, empty[-1]) if empty else net
 
 
 def compress_network(net: Network, analysis) -> Network:
@@ -271,6 +193,7 @@ def _compress_raised(net: Network, analysis) -> Network:
             net = remove_dead_channels(net, pos, inactive)
             if len(net.layers) == 1:            # every channel dead: the network became constant
                 return net
+            net = fold_constant_channels(net, pos)
             pos += 1
             continue
         net = remove_neurons(net, pos, inactive)   # (unchanged where the next layer or a skip cannot follow)
