@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Analysis": "analysis", "AnalysisOptions": "analysis", "LayerAnalysis": "analysis", "Status": "analysis",
     "CompressionResult": "api", "analyze": "api", "compress": "api", "domain": "api", "load": "api",
-    "samples": "api", "verify": "api",
+    "samples": "api", "verify": "api", "load_domain": "api", "Domain": "domains.union",
     "Box": "domain",
     "DomainError": "errors", "ExactcompError": "errors", "ModelError": "errors", "UnsupportedOpError": "errors",
     "VerificationError": "errors",

@@ -177,7 +177,10 @@ def test_domain_cli_builds_shows_and_feeds_compress(tmp_path, capsys):
     assert rep["verification"]["passed"]
     assert main(["verify", str(model), str(out), "--domain", str(balls_file), "--domain", str(data_file)]) == 0
     # the compressed model agrees with the original on points of every box (onnxruntime)
-    domain = load_domain(__import__("exactcomp").load(model), balls_file, data_file)
+    import exactcomp
+
+    domain = exactcomp.load_domain(exactcomp.load(model), balls_file, data_file)   # the top-level API name
+    assert isinstance(domain, exactcomp.Domain)
     rng = np.random.default_rng(2)
     x = np.vstack([p.sample(200, rng) for p in domain.parts])
     np.testing.assert_allclose(run_onnx(str(out), x)[0], run_onnx(str(model), x)[0], rtol=1e-5, atol=1e-5)
