@@ -197,3 +197,19 @@ def test_written_vnnlib_reads_back_as_the_same_boxes(tmp_path):
     assert len(boxes) == len(parts) == 2
     for (lo, hi), part in zip(boxes, parts):
         assert lo.tolist() == part["lower"] and hi.tolist() == part["upper"]   # repr round-trips float64 exactly
+
+
+@pytest.mark.parametrize("array,words", [
+    (np.zeros((0, 4)), "holds no inputs"),
+    (np.full((2, 4), np.nan), "NaN"),
+    (np.array(["a", "b"]), "real numbers"),
+])
+def test_domain_cli_refuses_bad_arrays_in_one_line(tmp_path, array, words):
+    from .faults import assert_one_line_error, cli
+
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    for action in (["from-data", str(path)], ["ball", str(path), "--eps", "0.1"]):
+        r = cli("domain", *action, "-o", tmp_path / "out.json")
+        assert_one_line_error(r, 2, words)
+        assert not (tmp_path / "out.json").exists()

@@ -60,6 +60,8 @@ def _rows(path: Path, shape) -> np.ndarray:
         raise DomainError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
         raise DomainError(f"{path}: expected a .npy array of real numbers")
+    if arr.size == 0:
+        raise DomainError(f"{path}: holds no inputs (shape {list(arr.shape)})")
     if shape is not None:
         size = int(np.prod(shape))
         if arr.size % size or (arr.ndim > 1 and arr.shape[1:] not in (tuple(shape), (size,)) and arr.shape != tuple(shape)):
