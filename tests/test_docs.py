@@ -30,7 +30,7 @@ def test_extending_examples_run(capsys):
 
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
@@ -58,6 +58,11 @@ def test_extending_examples_run(capsys):
     assert sum(layer.methods().get("crown", 0) for layer in crown.layers) > 0
     assert crown.stats["certificates_checked"] >= sum(layer.methods().get("crown", 0) for layer in crown.layers)
     assert crown.stats.get("certificates_rejected", 0) == 0
+    # the example executor: its units ran, and the analysis decides as the default one
+    threads = scope["threads_analysis"]
+    assert threads.stats.get("distributed_units", 0) > 0
+    for mine, ref in zip(threads.layers, small_default.layers):
+        np.testing.assert_array_equal(mine.status, ref.status, err_msg="threads executor")
 
 
 def test_readme_python_snippet_runs(tmp_path):
