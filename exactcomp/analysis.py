@@ -52,7 +52,8 @@ class Status(enum.IntEnum):
 
 @dataclass(frozen=True, eq=False)
 class LayerAnalysis:
-    """Per-neuron results for one hidden layer (arrays indexed by original neuron index).
+    """Per-neuron results for one hidden layer, arrays in the analysed layer's order (for an imported network
+    that is the original neuron index; :meth:`Analysis.status_of` maps original ids in general).
 
     ``witness_pos/neg`` index rows of :attr:`Analysis.witnesses` (``-1`` when none).
     """
@@ -104,7 +105,24 @@ class Analysis:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
 
     def layer(self, layer_id: int) -> LayerAnalysis:
-        return self.layers[layer_id - 1]
+        """The results of hidden layer ``layer_id`` (ids need not be consecutive: rewriting removes layers)."""
+        for la in self.layers:
+            if la.layer_id == layer_id:
+                return la
+        raise KeyError(f"no hidden layer {layer_id} in this analysis")
+
+    def status_of(self, layer_id: int, neuron_ids) -> np.ndarray:
+        """Statuses of the neurons with original ids ``neuron_ids`` of layer ``layer_id``. The result arrays
+        follow the analysed network's positions, which are the original ids only for an imported network:
+        a network that was already compressed keeps original ids on fewer positions."""
+        la = self.layer(layer_id)
+        ids = next(np.asarray(x.neuron_ids) for x in self.network.hidden if x.layer_id == layer_id)
+        lookup = np.full(int(max(ids.max(initial=-1), np.max(neuron_ids, initial=-1))) + 1, -1, dtype=np.int64)
+        lookup[ids] = np.arange(ids.size)
+        where = lookup[np.asarray(neuron_ids, dtype=np.int64)]
+        if np.any(where < 0):
+            raise KeyError(f"layer {layer_id}: neurons {np.asarray(neuron_ids)[where < 0][:5].tolist()} were not analysed")
+        return la.status[where]
 
 
 #: Safety margin τ of every LP/MILP proof: stably inactive means ``max g <= -τ`` was shown (stably

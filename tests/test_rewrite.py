@@ -159,3 +159,15 @@ def test_compress_random_networks_exact(seed):
     Ws, bs = [l.W for l in net.layers], [l.b for l in net.layers]
     np.testing.assert_allclose(small.forward(X), brute_forward(Ws, bs, X), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(run_onnx(to_onnx(small), X)[0], brute_forward(Ws, bs, X), rtol=1e-4, atol=1e-4)
+
+
+def test_compressing_a_compressed_network_again_is_exact():
+    """An analysis of a compressed network follows its (fewer) positions while its neurons keep their
+    original ids: the rewrite must map one to the other (it used to index statuses by original id)."""
+    net = random_network([4, 30, 30, 20, 3], seed=5, bias_shift=-0.8)
+    box = Box(np.zeros(4), np.ones(4))
+    once = compress_network(net, analyze(net, box))
+    assert any(layer.width < 30 for layer in once.hidden[:2])      # neurons went, ids now have gaps
+    twice = compress_network(once, analyze(once, box))
+    x = box.sample(5000, np.random.default_rng(0))
+    np.testing.assert_allclose(twice.forward(x), net.forward(x), atol=1e-9)

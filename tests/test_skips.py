@@ -287,9 +287,10 @@ def test_branches_combined_by_sub_concat_and_slice_import_exactly(tmp_path):
     np.testing.assert_allclose(run_onnx(to_onnx(net), X)[0], reference, rtol=1e-5, atol=1e-5)
 
 
-def test_dead_residual_branch_keeps_one_channel_and_the_shortcut(tmp_path):
+def test_dead_residual_branch_collapses_to_the_shortcut(tmp_path):
     """The first block's inner layer never fires: its output is 0, the block is relu(shortcut + bias).
-    All but one channel go (a layer a shortcut jumps over is not emptied); the function is unchanged."""
+    The inner layer goes and the block's layer reads the stem through the shortcut plus the bias (Shift);
+    the function is unchanged (float64 forward passes, and the exported model under onnxruntime)."""
     torch.manual_seed(4)
     module = _ResNet()
     with torch.no_grad():
@@ -300,9 +301,22 @@ def test_dead_residual_branch_keeps_one_channel_and_the_shortcut(tmp_path):
     result = analyze(net, box, AnalysisOptions(time_limit=5))
     assert np.all(result.layers[1].status == Status.INACTIVE)
     small = compress_network(net, result)
-    assert small.layers[1].channels == 1 and [(s.target, s.source) for s in small.skips] == [(2, 0), (4, 2)]
+    assert [type(layer).__name__ for layer in small.layers][:2] == ["Conv", "Shift"]
+    assert len(small.layers) == len(net.layers) - 1 and [(s.target, s.source) for s in small.skips] == [(3, 1)]
     X = box.sample(5_000, RNG)
     np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-9, atol=1e-9)
+    model = to_onnx(small)
+    np.testing.assert_allclose(run_onnx(model, X[:200])[0], run_onnx(str(path), X[:200])[0], rtol=1e-4, atol=1e-4)
+    # the new op works through the whole pipeline: torch engine = float64 bound, and a re-analysis
+    assert_engine_matches_split_bound(small, box, [(len(small.hidden) - 1, 0, 1.0), (2, 3, -1.0)])
+    again = analyze(small, box, AnalysisOptions(time_limit=5))
+    assert [la.layer_id for la in again.layers] == [layer.layer_id for layer in small.hidden] == [1, 3, 4, 5]
+    assert again.layer(4) is again.layers[2]          # looked up by id, not by position (ids have a gap now)
+    smaller = compress_network(small, again)          # compressing the compressed network stays exact
+    np.testing.assert_allclose(smaller.forward(X), net.forward(X), rtol=1e-9, atol=1e-9)
+    # both convolutions of the dead block are gone: the inner one, and the outer one (now its bias alone)
+    assert [n.op_type for n in model.graph.node].count("Conv") == sum(n.op_type == "Conv" for n in
+                                                                      onnx.load(str(path)).graph.node) - 2
 
 
 def test_resnet_with_a_global_average_pooling_head(tmp_path):

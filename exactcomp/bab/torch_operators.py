@@ -88,6 +88,16 @@ class TorchPooled:
         return self.window.apply_transpose(self.inner.apply_transpose(lam) * self.scale)
 
 
+class TorchShift(TorchEmbed):
+    """A shortcut plus a bias as a layer's main op (:class:`exactcomp.ir.skip.Shift`)."""
+
+    def __init__(self, op, device):
+        import torch
+
+        super().__init__(op.embed, device)
+        self.b = torch.as_tensor(np.array(op.bias, dtype=np.float64), device=device)
+
+
 class TorchSparse:
     """A ``scipy.sparse`` map ``M`` (max-pooling comparisons :class:`exactcomp.ir.maxpool.PoolLevel`):
     ``λ ↦ λ M`` scatters ``M``'s entries, ``out[..., j] += M[i, j] λ[..., i]``."""
@@ -126,7 +136,8 @@ class TorchPoolCarry:
 
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
 TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled,
-                   "PoolLevel": _torch_pool_level, "PoolCarry": TorchPoolCarry}
+                   "PoolLevel": _torch_pool_level, "PoolCarry": TorchPoolCarry,
+                   "Shift": TorchShift}
 
 
 def torch_operator(layer, device):

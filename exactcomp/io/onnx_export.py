@@ -34,7 +34,7 @@ from exactcomp.ir.network import Dense, Network, TensorInfo
 from exactcomp.ir.lowering import raise_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.pool import Pooled
-from exactcomp.ir.skip import Embed
+from exactcomp.ir.skip import Embed, Shift
 
 _PREFIX = "exactcomp"
 #: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
@@ -126,6 +126,14 @@ def _max_pool_node(pool, h: str, image, b: _GraphBuilder, tag: str) -> str:
                   pads=list(pool.pads), **extra)
 
 
+def _shift_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str):
+    """A shortcut plus a bias (:class:`~exactcomp.ir.skip.Shift`): ``Add`` of the (gathered) input and the bias;
+    an identity shortcut keeps the image layout. Returns ``(name, image shape or None)``."""
+    term, term_image = _skip_node(layer.embed, (h, image), b, f"{tag}/shortcut")
+    bias = layer.bias.reshape(1, *term_image) if term_image is not None else layer.bias[None, :]
+    return b.node("Add", [term, b.const(f"{tag}/bias", bias)], name), term_image
+
+
 def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
     return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
 
@@ -182,8 +190,9 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
             posts[i] = (h, image)
             continue
         convolution = isinstance(layer, Conv) and not layer.is_constant
+        shift = isinstance(layer, Shift)
         keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
-            isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image)
+            isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image) or shift
         if image is not None and not keeps_image:
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
         skips = net.skips_into(i)
@@ -195,13 +204,16 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
             h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
         elif isinstance(layer, Pooled):
             h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name), None
+        elif shift:
+            h, image = _shift_nodes(layer, h, image, b, f"layer{i + 1}", name)
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
-        h = _add_skips(net, i, h, image if convolution else None, posts, b) if skips else h
+        spatial = convolution or (shift and image is not None)
+        h = _add_skips(net, i, h, image if spatial else None, posts, b) if skips else h
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
-            posts[i] = (h, image if convolution else None)
+            posts[i] = (h, image if spatial else None)
         elif not direct:
             target = b.const("output_shape", [-1, *out_shape], np.int64)
             b.node("Reshape", [h, target], net.trunk_output.name)

@@ -112,3 +112,55 @@ class Skip:
     target: int
     source: int
     op: object
+
+
+@dataclass(frozen=True, eq=False)
+class Shift:
+    """``g = E h + b`` as a layer's main op: an identity shortcut (possibly thinned, :class:`Embed`) plus a bias.
+
+    What a residual block ``y = relu(x + B(x))`` becomes when its branch is constant on the domain (its
+    inner layer never fires, so ``B(x)`` is the last op's bias): the block's inner layer goes and ``y``
+    reads ``x`` through the shortcut (:func:`exactcomp.rewrite.channels.collapse_dead_layer`).
+    """
+
+    embed: Embed
+    bias: np.ndarray
+    layer_id: int
+    neuron_ids: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "bias", _frozen(self.bias))
+        object.__setattr__(self, "neuron_ids", _frozen(self.neuron_ids, np.int64))
+        if self.bias.shape != (self.embed.width,) or self.neuron_ids.shape != self.bias.shape:
+            raise ValueError("Shift needs one bias and one neuron id per output")
+
+    width = property(lambda self: self.embed.width)
+    fan_in = property(lambda self: self.embed.fan_in)
+    b = property(lambda self: self.bias)
+    is_constant = property(lambda self: self.embed.is_constant)
+    parameter_count = property(lambda self: self.bias.size)
+
+    def apply(self, h):
+        return self.embed.apply(h) + self.bias
+
+    def apply_transpose(self, lam):
+        return self.embed.apply_transpose(lam)
+
+    def apply_abs(self, r):
+        return self.embed.apply_abs(r)
+
+    def apply_abs_transpose(self, m):
+        return self.embed.apply_abs_transpose(m)
+
+    def rows(self, neurons):
+        return self.embed.rows(neurons)
+
+    def matrix(self):
+        return self.embed.matrix()
+
+    def keep_outputs(self, keep) -> "Shift":
+        keep = np.asarray(keep, dtype=bool)
+        return Shift(self.embed.keep_outputs(keep), self.bias[keep], self.layer_id, self.neuron_ids[keep])
+
+    def keep_inputs(self, keep) -> "Shift":
+        return Shift(self.embed.keep_inputs(keep), self.bias, self.layer_id, self.neuron_ids)

@@ -12,6 +12,9 @@ Notation as in :mod:`exactcomp.rewrite.rules`; ``pos`` is a convolution's positi
   without padding (``Σ_{i,j} K_{l+1}[o, c, i, j] relu(bias_c)`` for output channel ``o``: every window lies
   inside the image). With zero padding the border windows see fewer taps, so the channel is kept.
 
+A layer that never fires and that one identity shortcut jumps over (a residual branch that is constant
+on the domain) collapses: :func:`collapse_dead_layer`.
+
 A max pooling of the convolution (:class:`~exactcomp.ir.maxpool.MaxPoolLayer`) pools a dead channel to
 zero: the channel goes from the pooling and from what reads the pooling alike.
 """
@@ -39,6 +42,9 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
         return net
     dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
     if dead.all() and crossed(net, pos):
+        collapsed = collapse_dead_layer(net, pos)
+        if collapsed is not net:
+            return collapsed
         dead = dead.copy()
         dead[0] = False  # a shortcut jumps over the layer: keep one (dead) channel, the network is not constant
     keep = ~dead
@@ -55,8 +61,12 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
 
 def _keep_input_channels(op, keep: np.ndarray, positions: int):
     """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel)."""
+    from exactcomp.ir.skip import Shift
+
     if isinstance(op, (Conv, Pooled)):
         return op.keep_input_channels(keep)
+    if isinstance(op, Shift):
+        return op.keep_inputs(np.repeat(keep, positions))
     return Dense(op.W[:, np.repeat(keep, positions)], op.b, op.layer_id, op.neuron_ids)
 
 
@@ -97,6 +107,30 @@ def fold_constant_channels(net: Network, pos: int) -> Network:
     else:
         return net   # zero padding: the channel's contribution differs at the borders, so it stays
     return _replace(net, pos, layer.keep_output_channels(~constant), nxt)
+
+
+def collapse_dead_layer(net: Network, pos: int) -> Network:
+    """Hidden layer ``pos`` never fires and one identity-like shortcut jumps over it, from layer ``pos - 1`` into
+    ``pos + 1``: the residual branch is constant, ``g_{pos+1} = A·0 + b + E h_{pos-1} = E h_{pos-1} + b``. The
+    layer goes, layer ``pos + 1`` reads layer ``pos - 1`` through :class:`~exactcomp.ir.skip.Shift` (the
+    shortcut plus the bias), the skips into and out of the dead layer go (they add to, or read, nothing that
+    matters), later positions shift by one. Unchanged when the shortcut is not an ``Embed`` or anything else
+    crosses the layer."""
+    from exactcomp.ir.skip import Embed, Shift, Skip
+
+    crossing = [s for s in net.skips if s.source < pos < s.target]
+    if pos < 1 or len(crossing) != 1:
+        return net
+    shortcut = crossing[0]
+    nxt = net.layers[pos + 1]
+    if shortcut.source != pos - 1 or shortcut.target != pos + 1 or not isinstance(shortcut.op, Embed):
+        return net
+    main = Shift(shortcut.op, nxt.b, nxt.layer_id, nxt.neuron_ids)
+    skips = [Skip(s.target - (s.target > pos), s.source - (s.source > pos), s.op) for s in net.skips
+             if s is not shortcut and pos not in (s.source, s.target)]
+    layers = list(net.layers)
+    layers[pos:pos + 2] = [main]
+    return net.with_layers(layers, skips)
 
 
 def remove_all_channels(net: Network, pos: int) -> Network:

@@ -181,7 +181,7 @@ def _compress_raised(net: Network, analysis) -> Network:
 
     def status(net: Network, pos: int) -> np.ndarray:
         layer = net.layers[pos]
-        return analysis.layer(layer.layer_id).status[layer.neuron_ids]
+        return analysis.status_of(layer.layer_id, layer.neuron_ids)
 
     pos = 0
     while pos < len(net.layers) - 1:
