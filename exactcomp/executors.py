@@ -39,6 +39,26 @@ def _single_thread_worker():
         pass
 
 
+def _completions(handles: dict, next_done, cancel, timeout):
+    """``(index, result)`` as the submitted ``handles`` (handle -> unit index) finish: ``next_done(pending,
+    seconds_left)`` waits for some and returns ``([(handle, result)], still_pending)``; past ``timeout``
+    :class:`ExecutorTimeout`; on any exit before the end (time-out, Ctrl-C, the caller closing the
+    generator) ``cancel()`` stops what still runs."""
+    end = None if timeout is None else time.monotonic() + timeout
+    try:
+        pending = set(handles)
+        while pending:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise ExecutorTimeout
+            done, pending = next_done(pending, left)
+            for handle, result in done:
+                yield handles[handle], result
+    except BaseException:
+        cancel()
+        raise
+
+
 class InProcess:
     """Runs the units one after the other in this process (``--workers 1``)."""
 
@@ -70,21 +90,17 @@ class LocalPool:
 
     def map_unordered(self, fn, units, timeout=None):
         futures = {self.pool.submit(fn, unit): i for i, unit in enumerate(units)}
-        end = None if timeout is None else time.monotonic() + timeout
-        try:
-            pending = set(futures)
-            while pending:
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise ExecutorTimeout
-                done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield futures[future], future.result()
-        except BaseException:
+
+        def next_done(pending, left):
+            done, rest = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+            return [(f, f.result()) for f in done], rest
+
+        def cancel():
             for future in futures:
                 future.cancel()
             self._stop_running()
-            raise
+
+        return _completions(futures, next_done, cancel, timeout)
 
     def _stop_running(self):
         """A process pool cannot cancel a running call: end its processes (a fresh pool replaces it)."""
@@ -136,23 +152,19 @@ class RayExecutor:
         if fn not in self._remote:
             self._remote[fn] = ray.remote(num_cpus=1, max_retries=0)(fn)
         refs = {self._remote[fn].remote(unit): i for i, unit in enumerate(units)}
-        end = None if timeout is None else time.monotonic() + timeout
-        try:
-            pending = list(refs)
-            while pending:
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise ExecutorTimeout
-                done, pending = ray.wait(pending, num_returns=1, timeout=left)
-                for ref in done:
-                    yield refs[ref], ray.get(ref)
-        except BaseException:
+
+        def next_done(pending, left):
+            done, rest = ray.wait(list(pending), num_returns=1, timeout=left)
+            return [(r, ray.get(r)) for r in done], rest
+
+        def cancel():
             for ref in refs:
                 try:
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001 - finished or already cancelled
                     pass
-            raise
+
+        return _completions(refs, next_done, cancel, timeout)
 
     def close(self):
         if self.started:
