@@ -134,10 +134,27 @@ class TorchPoolCarry:
         return self.select.apply_transpose(self.inner.apply_transpose(lam))
 
 
+class TorchSelected:
+    """A selection then an op ``X`` (:class:`exactcomp.ir.select.Selected`): ``λ ↦ (λ X) S``, ``X``'s operator then
+    a scatter-add of its columns to the selected entries."""
+
+    def __init__(self, op, device):
+        import torch
+
+        self.inner = torch_operator(op.inner, device)
+        self.index = torch.as_tensor(np.array(op.index, dtype=np.int64), device=device)
+        self.fan_in = op.fan_in
+        self.b = self.inner.b
+
+    def apply_transpose(self, lam):
+        mu = self.inner.apply_transpose(lam)
+        return mu.new_zeros((*mu.shape[:-1], self.fan_in)).index_add(-1, self.index, mu)
+
+
 #: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
 TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled,
                    "PoolLevel": _torch_pool_level, "PoolCarry": TorchPoolCarry,
-                   "Shift": TorchShift}
+                   "Shift": TorchShift, "Selected": TorchSelected}
 
 
 def torch_operator(layer, device):

@@ -76,6 +76,7 @@ def _layer_info(layer, output: bool) -> dict:
     from exactcomp.ir.pool import Pooled
 
     from exactcomp.ir.maxpool import PoolLevel
+    from exactcomp.ir.select import Selected
 
     op = "dense"
     if isinstance(layer, PoolLevel):
@@ -93,6 +94,9 @@ def _layer_info(layer, output: bool) -> dict:
               f"kernel {kh}x{kw} stride {layer.stride[0]}x{layer.stride[1]} pads {list(layer.pads)}"
               + (f" groups {layer.groups}" if layer.groups > 1 else "")
               + (" (input channels-last)" if layer.channels_last else "") + ":")
+    if isinstance(layer, Selected):
+        inner = _layer_info(layer.inner, output)
+        op = f"select {layer.index.size} of {layer.fan_in} entries, then {inner['op']}"
     return {"layer": layer.layer_id, "kind": "output" if output else "relu", "op": op, "in": layer.fan_in,
             "out": layer.width, "parameters": layer.parameter_count}
 

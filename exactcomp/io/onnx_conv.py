@@ -215,3 +215,20 @@ def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
     if ones.all() and np.unique(coo.row).size == coo.nnz and np.unique(coo.col).size == coo.nnz:
         return Embed(A.shape[1], A.shape[0], coo.col, coo.row)
     return layer_from_affine(tracer, A, np.zeros(A.shape[0]), None, 0, what)
+
+
+def zero_columns_as_selections(layers: list) -> list:
+    """A dense layer reading a convolution with all-zero weight columns reads only the other entries
+    (:class:`~exactcomp.ir.select.Selected`: what exactcomp writes as ``Gather → Gemm``), so that a compressed
+    model read back has the structure, and the parameter count, it was written with."""
+    from exactcomp.ir.select import Selected
+
+    out = list(layers)
+    for i in range(1, len(out)):
+        layer = out[i]
+        if isinstance(layer, Dense) and isinstance(out[i - 1], Conv):
+            read = layer.W.any(axis=0)
+            if read.any() and not read.all():
+                inner = Dense(layer.W[:, read], layer.b, layer.layer_id, layer.neuron_ids)
+                out[i] = Selected(np.flatnonzero(read), inner, layer.fan_in)
+    return out

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from exactcomp.errors import ModelError
 from exactcomp.io.files import write_atomic
@@ -34,9 +34,11 @@ from exactcomp.ir.network import Dense, Network, TensorInfo
 from exactcomp.ir.lowering import raise_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.pool import Pooled
-from exactcomp.ir.skip import Embed, Shift
+from exactcomp.ir.select import Selected
+from exactcomp.ir.skip import Shift
+from exactcomp.io.onnx_nodes import (_PREFIX, _GraphBuilder, _conv_node, _flat, _max_pool_node, _pooled_nodes,
+                                     _selected_nodes, _shift_nodes, _skip_node)
 
-_PREFIX = "exactcomp"
 #: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
 MIN_OPSET = 7
 
@@ -51,24 +53,6 @@ def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
     dims = [info.batch, *info.shape]
     dims = [None if d == "?" else d for d in dims]
     return helper.make_tensor_value_info(info.name, _elem_type(info.dtype), dims)
-
-
-class _GraphBuilder:
-    def __init__(self, dtype: str):
-        self.dtype = np.dtype(dtype)
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-
-    def const(self, name: str, value, dtype=None) -> str:
-        name = f"{_PREFIX}/{name}"
-        if any(t.name == name for t in self.initializers):  # shared constants (e.g. index 0) are stored once
-            return name
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype or self.dtype), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
 
 
 def _opset(net: Network) -> int:
@@ -86,77 +70,6 @@ def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: i
         return b.node("Expand", [b.const(f"layer{i}/bias", layer.b), target], name)
     repeats = b.node("Concat", [batch, b.const("one", [1], np.int64)], f"{_PREFIX}/layer{i}/repeats", axis=0)
     return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
-
-
-def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, tag: str, name: str) -> str:
-    """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
-    if not image and layer.channels_last:
-        c, height, width = layer.in_shape
-        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, height, width, c], np.int64)],
-                   f"{_PREFIX}/{tag}/image_hwc")
-        h = b.node("Transpose", [h], f"{_PREFIX}/{tag}/image", perm=[0, 3, 1, 2])
-    elif not image:
-        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *layer.in_shape], np.int64)],
-                   f"{_PREFIX}/{tag}/image")
-    _, _, kh, kw = layer.kernel.shape
-    return b.node("Conv", [h, b.const(f"{tag}/kernel", layer.kernel), b.const(f"{tag}/bias", layer.bias)], name,
-                  kernel_shape=[kh, kw], strides=list(layer.stride), pads=list(layer.pads),
-                  dilations=list(layer.dilation), group=layer.groups)
-
-
-def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str) -> str:
-    """``AveragePool`` (on the image, reshaped from flat if needed) ``→ Flatten → Gemm`` of a pooled dense layer."""
-    pool = layer.pool
-    if image is None:
-        h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *pool.in_shape], np.int64)], f"{_PREFIX}/{tag}/image")
-    h = b.node("AveragePool", [h], f"{_PREFIX}/{tag}/pool", kernel_shape=list(pool.kernel), strides=list(pool.stride),
-               pads=list(pool.pads), count_include_pad=int(pool.count_include_pad))
-    h = b.node("Flatten", [h], f"{_PREFIX}/{tag}/pooled", axis=1)
-    inner = layer.inner
-    return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1)
-
-
-def _max_pool_node(pool, h: str, image, b: _GraphBuilder, tag: str) -> str:
-    """``MaxPool`` on the image ``h`` (reshaped from flat if needed)."""
-    if image != tuple(pool.in_shape):
-        h = b.node("Reshape", [_flat(h, image, b, tag), b.const(f"{tag}/input_shape", [-1, *pool.in_shape], np.int64)],
-                   f"{_PREFIX}/{tag}/image")
-    extra = {"dilations": list(pool.dilation)} if pool.dilation != (1, 1) else {}
-    return b.node("MaxPool", [h], f"{_PREFIX}/{tag}/maxpool", kernel_shape=list(pool.kernel), strides=list(pool.stride),
-                  pads=list(pool.pads), **extra)
-
-
-def _shift_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str):
-    """A shortcut plus a bias (:class:`~exactcomp.ir.skip.Shift`): ``Add`` of the (gathered) input and the bias;
-    an identity shortcut keeps the image layout. Returns ``(name, image shape or None)``."""
-    term, term_image = _skip_node(layer.embed, (h, image), b, f"{tag}/shortcut")
-    bias = layer.bias.reshape(1, *term_image) if term_image is not None else layer.bias[None, :]
-    return b.node("Add", [term, b.const(f"{tag}/bias", bias)], name), term_image
-
-
-def _flat(h: str, image, b: _GraphBuilder, tag: str) -> str:
-    return b.node("Flatten", [h], f"{_PREFIX}/{tag}/flatten", axis=1) if image is not None else h
-
-
-def _skip_node(op, source: tuple, b: _GraphBuilder, tag: str) -> tuple:
-    """``op(h_source)`` of a skip connection: ``(name, image shape or None)``. An identity shortcut adds
-    no node; a thinned one is a ``Gather`` from the source with one zero column appended."""
-    h, image = source
-    if isinstance(op, Embed):
-        if op.is_identity:
-            return h, image
-        flat = _flat(h, image, b, tag)
-        zero = b.node("Mul", [b.node("Gather", [flat, b.const("zero_index_1", [0], np.int64)], f"{_PREFIX}/{tag}/first",
-                                     axis=1), b.const("zero", 0.0)], f"{_PREFIX}/{tag}/zero")
-        padded = b.node("Concat", [flat, zero], f"{_PREFIX}/{tag}/padded", axis=1)
-        index = np.full(op.width, op.fan_in, dtype=np.int64)
-        index[op.out_index] = op.in_index
-        return b.node("Gather", [padded, b.const(f"{tag}/index", index, np.int64)], f"{_PREFIX}/{tag}/embed", axis=1), None
-    if isinstance(op, Conv):
-        return _conv_node(op, h, image is not None, b, tag, f"{_PREFIX}/{tag}/conv"), tuple(op.out_shape)
-    flat = _flat(h, image, b, tag)
-    return b.node("Gemm", [flat, b.const(f"{tag}/weight", op.W), b.const(f"{tag}/bias", op.b)], f"{_PREFIX}/{tag}/gemm",
-                  transB=1), None
 
 
 def _add_skips(net: Network, i: int, h: str, image, posts: dict, b: _GraphBuilder) -> str:
@@ -191,12 +104,14 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
             continue
         convolution = isinstance(layer, Conv) and not layer.is_constant
         shift = isinstance(layer, Shift)
+        selected = isinstance(layer, Selected) and not layer.is_constant
         keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
             isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image) or shift
-        if image is not None and not keeps_image:
+        if image is not None and not keeps_image and not selected:
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
         skips = net.skips_into(i)
-        direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
+        direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,))) and not (
+            selected and isinstance(layer.inner, Conv))
         name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
         if layer.is_constant:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
@@ -206,10 +121,12 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
             h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name), None
         elif shift:
             h, image = _shift_nodes(layer, h, image, b, f"layer{i + 1}", name)
+        elif selected:
+            h, image = _selected_nodes(layer, h, image, b, f"layer{i + 1}", name)
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
-        spatial = convolution or (shift and image is not None)
+        spatial = convolution or ((shift or selected) and image is not None)
         h = _add_skips(net, i, h, image if spatial else None, posts, b) if skips else h
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")

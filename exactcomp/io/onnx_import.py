@@ -294,7 +294,8 @@ def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
         for j in sorted(b for b in value.terms if b != i):
             op = onnx_conv.skip_op_from_affine(tracer, value.terms[j], value.convs.get(j), f"the skip connection into {what}")
             skips.append(Skip(i, j - 1, op))
-    return layers, skips, ids
+    return onnx_conv.zero_columns_as_selections(layers), skips, ids
+
 
 
 def layers_of(value) -> int:

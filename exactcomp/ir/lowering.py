@@ -20,6 +20,27 @@ from exactcomp.ir.maxpool import MaxPool, MaxPoolLayer, PoolCarry, PoolLevel
 from exactcomp.ir.skip import Skip
 
 
+def _play(pool: MaxPool, initial, match):
+    """Play the tournament of every window of one channel: ``initial(tap)`` is a tap's value, ``match(t, j, u, v)``
+    the value of comparison neuron ``j`` of level ``t`` (between values ``u`` and ``v``; an odd value waits a
+    level). Returns ``(counts, finals)``: neurons per level (``counts[0]`` the ``H·W`` entries) and each window's
+    final value. The pairing is the lowering's: every caller sees the same comparison neurons."""
+    depth = pool.depth
+    counts = [pool.in_shape[1] * pool.in_shape[2]] + [0] * depth
+    finals = []
+    for taps in pool.windows:
+        values = [initial(int(i)) for i in taps]
+        for t in range(1, depth + 1):
+            winners = []
+            for a in range(0, len(values) - 1, 2):
+                winners.append(match(t, counts[t], values[a], values[a + 1]))
+                counts[t] += 1
+            values = winners + ([values[-1]] if len(values) % 2 else [])
+        assert len(values) == 1, "tournament levels are uneven"
+        finals.append(values[0])
+    return counts, finals
+
+
 def tournament(pool: MaxPool):
     """The comparisons of one channel's windows (every channel has the same).
 
@@ -29,29 +50,44 @@ def tournament(pool: MaxPool):
     the entries of level ``s`` summed into each window's value besides its last comparison neuron.
     The last level has one neuron per window, in window order.
     """
-    depth = pool.depth
-    counts = [pool.in_shape[1] * pool.in_shape[2]] + [0] * depth
     triplets: dict = {}
+
+    def match(t, j, u, v):          # each value: terms (level, index), coefficients +1
+        for terms, sign in ((u, 1.0), (v, -1.0)):
+            for s, i in terms:
+                triplets.setdefault((t, s), []).append((j, i, sign))
+        return [(t, j), *v]
+
+    counts, finals = _play(pool, lambda i: [(0, i)], match)
     carried: dict = {}
-    for w, taps in enumerate(pool.windows):
-        values = [[(0, int(i))] for i in taps]    # each value: terms (level, index), coefficients +1
-        for t in range(1, depth + 1):
-            winners = []
-            for a in range(0, len(values) - 1, 2):
-                u, v = values[a], values[a + 1]
-                j = counts[t]
-                counts[t] += 1
-                for terms, sign in ((u, 1.0), (v, -1.0)):
-                    for s, i in terms:
-                        triplets.setdefault((t, s), []).append((j, i, sign))
-                winners.append([(t, j), *v])
-            values = winners + ([values[-1]] if len(values) % 2 else [])
-        last, *rest = values[0]
-        assert len(values) == 1 and last == (depth, w), "tournament levels are uneven"
+    for w, (last, *rest) in enumerate(finals):
+        assert last == (pool.depth, w), "tournament levels are uneven"
         for s, i in rest:
             carried.setdefault(s, []).append((w, i))
     entries = {key: tuple(np.array(col) for col in zip(*rows)) for key, rows in triplets.items()}
     return counts, entries, {s: tuple(np.array(col) for col in zip(*rows)) for s, rows in carried.items()}
+
+
+def fixed_winners(pool: MaxPool, level_active: list, level_inactive: list) -> np.ndarray:
+    """Per pooled output (channel-major), the flat index into the pooled input of the entry that is the window's
+    maximum on the whole domain, or ``-1`` where that is not proven.
+
+    ``level_active[t - 1]`` / ``level_inactive[t - 1]``: masks of level ``t``'s comparison neurons
+    ``relu(u - v)`` proven stably active (``u >= v``: ``max(u, v) = u``) or inactive (``u <= v``: ``= v``), in
+    the lowering's order (channel-major, ``counts[t]`` per channel). Ties are harmless: either argument is the
+    maximum. Never taken from sample points."""
+    channels, area = pool.in_shape[0], pool.in_shape[1] * pool.in_shape[2]
+    active = [np.asarray(a, dtype=bool).reshape(channels, -1) for a in level_active]
+    inactive = [np.asarray(a, dtype=bool).reshape(channels, -1) for a in level_inactive]
+
+    def match(t, j, u, v):
+        won = np.where(active[t - 1][:, j], u, np.where(inactive[t - 1][:, j], v, -1))
+        return np.where((u < 0) | (v < 0), -1, won)
+
+    _, finals = _play(pool, lambda i: np.full(channels, i), match)
+    taps = np.stack(finals, axis=1)                           # (channels, positions): in-channel tap or -1
+    flat = taps + area * np.arange(channels)[:, None]
+    return np.where(taps < 0, -1, flat).ravel()
 
 
 def _per_channel(block_rows, block_cols, rows, cols, data, channels: int):

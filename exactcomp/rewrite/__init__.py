@@ -4,8 +4,9 @@
 from exactcomp.rewrite.rules import (collapse_constant_network, compress_network, fold_active_neurons,
                                      fold_constant_neurons, fold_fixed_inputs, independent_rows, merge_linear_layer,
                                      remove_neurons)
-from exactcomp.rewrite.channels import fold_constant_channels, remove_all_channels, remove_dead_channels
+from exactcomp.rewrite.channels import remove_all_channels, remove_dead_channels
+from exactcomp.rewrite.constants import constant_entries, fold_constant_channels
 
 __all__ = ["collapse_constant_network", "compress_network", "fold_active_neurons", "fold_constant_neurons",
-           "fold_constant_channels", "fold_fixed_inputs", "independent_rows", "merge_linear_layer", "remove_all_channels", "remove_dead_channels",
+           "constant_entries", "fold_constant_channels", "fold_fixed_inputs", "independent_rows", "merge_linear_layer", "remove_all_channels", "remove_dead_channels",
            "remove_neurons"]

@@ -6,11 +6,8 @@ Notation as in :mod:`exactcomp.rewrite.rules`; ``pos`` is a convolution's positi
   position: ``h[o, :, :] = 0``, so delete its filter and bias entry, and what reads it: the matching
   input channel of a following convolution, or the ``H·W`` columns of a following dense layer.
   (Dense rules do not apply inside a convolution: removing single positions would break the structure.)
-* :func:`fold_constant_channels` — a convolution's output channel ``c`` with an all-zero kernel is the
-  constant ``relu(bias_c)`` at every position: add its contribution to the next layer's bias and delete it,
-  where that is exact: a dense next layer (``W_{l+1}[:, cols(c)] relu(bias_c)``), or a next convolution
-  without padding (``Σ_{i,j} K_{l+1}[o, c, i, j] relu(bias_c)`` for output channel ``o``: every window lies
-  inside the image). With zero padding the border windows see fewer taps, so the channel is kept.
+* constant channels (stably inactive or reading only constants at every position): folded into the
+  reader by :func:`exactcomp.rewrite.constants.fold_constant_channels`.
 
 A layer that never fires and that one identity shortcut jumps over (a residual branch that is constant
 on the domain) collapses: :func:`collapse_dead_layer`.
@@ -28,7 +25,7 @@ from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled
 from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
-from exactcomp.rewrite.skips import crossed, thinned_skips, touches_skip
+from exactcomp.rewrite.skips import crossed, thinned_skips
 
 
 def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Network:
@@ -56,16 +53,20 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
     if isinstance(nxt, MaxPoolLayer):
         return _remove_channels_through_pool(net, pos, keep, skips)
     nxt = _keep_input_channels(nxt, keep, layer.positions)
+    if nxt is None:
+        return net
     return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
 
 
 def _keep_input_channels(op, keep: np.ndarray, positions: int):
-    """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel)."""
+    """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel); None
+    where it cannot (a selection feeding a convolution)."""
+    from exactcomp.ir.select import Selected
     from exactcomp.ir.skip import Shift
 
     if isinstance(op, (Conv, Pooled)):
         return op.keep_input_channels(keep)
-    if isinstance(op, Shift):
+    if isinstance(op, (Shift, Selected)):
         return op.keep_inputs(np.repeat(keep, positions))
     return Dense(op.W[:, np.repeat(keep, positions)], op.b, op.layer_id, op.neuron_ids)
 
@@ -78,35 +79,12 @@ def _remove_channels_through_pool(net: Network, pos: int, keep: np.ndarray, skip
     if isinstance(reader, Conv) and reader.groups != 1:
         return net
     skips = thinned_skips(net, pos + 1, np.repeat(keep, positions), keep, skips=skips)
-    if skips is None:
+    reader = _keep_input_channels(reader, keep, positions)
+    if skips is None or reader is None:
         return net
     layers = list(net.layers)
-    layers[pos:pos + 3] = [layer.keep_output_channels(keep), pool.keep_channels(keep),
-                           _keep_input_channels(reader, keep, positions)]
+    layers[pos:pos + 3] = [layer.keep_output_channels(keep), pool.keep_channels(keep), reader]
     return net.with_layers(layers, skips)
-
-
-def fold_constant_channels(net: Network, pos: int) -> Network:
-    """Fold the output channels of convolution ``pos`` with an all-zero kernel (see module doc)."""
-    _check_hidden(net, pos)
-    layer, nxt = net.layers[pos], net.layers[pos + 1]
-    if not isinstance(layer, Conv) or layer.groups != 1 or touches_skip(net, pos):
-        return net
-    constant = ~layer.kernel.reshape(layer.channels, -1).any(axis=1)
-    if not constant.any() or constant.all():
-        return net
-    value = np.maximum(layer.bias[constant], 0.0)          # h = relu(bias) at every position
-    if isinstance(nxt, Dense):
-        columns = np.repeat(constant, layer.positions)
-        nxt = Dense(nxt.W[:, ~columns], nxt.b + nxt.W[:, columns] @ np.repeat(value, layer.positions),
-                    nxt.layer_id, nxt.neuron_ids)
-    elif isinstance(nxt, Conv) and nxt.groups == 1 and not any(nxt.pads) and not nxt.channels_last:
-        shift = nxt.kernel[:, constant].sum(axis=(2, 3)) @ value   # every tap of every window is inside
-        nxt = Conv(nxt.kernel[:, ~constant], nxt.bias + shift, (int((~constant).sum()), *nxt.in_shape[1:]),
-                   nxt.layer_id, nxt.neuron_ids, nxt.stride, nxt.pads, nxt.dilation, nxt.groups)
-    else:
-        return net   # zero padding: the channel's contribution differs at the borders, so it stays
-    return _replace(net, pos, layer.keep_output_channels(~constant), nxt)
 
 
 def collapse_dead_layer(net: Network, pos: int) -> Network:

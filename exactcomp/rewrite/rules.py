@@ -10,8 +10,9 @@ stability holds.
   the first layer read only the free entries ``R`` (``Network.input_indices``).
 * :func:`remove_neurons` — neuron ``i`` stably inactive: ``h_i = 0``, so delete row ``i`` of
   ``W_l, b_l`` and column ``i`` of ``W_{l+1}``.
-* :func:`fold_constant_neurons` — ``W_l[i] = 0``: ``h_i = relu(b_i)`` is constant; add
-  ``W_{l+1}[:, i] relu(b_i)`` to ``b_{l+1}`` and delete the neuron.
+* :func:`fold_constant_neurons` — ``h_i = v_i`` is constant on the box (``W_l[i] = 0``: ``v_i = relu(b_i)``;
+  or it reads only constant entries, :func:`exactcomp.rewrite.constants.constant_entries`); add
+  ``W_{l+1}[:, i] v_i`` to ``b_{l+1}`` and delete the neuron.
 * :func:`fold_active_neurons` — stably active neurons have ``h_A = W_A h_{l-1} + b_A``. Choose a basis
   ``B`` of the rows of ``W_A`` (rank-revealing QR). Every other active row is ``W_i = c_i W_B``, so
   ``h_i = c_i h_B + (b_i - c_i b_B)``: add ``W_{l+1}[:, i] c_i`` to the basis columns, add
@@ -20,6 +21,8 @@ stability holds.
   ``g_{l+1} = (W_{l+1} W_l) h_{l-1} + (W_{l+1} b_l + b_{l+1})``; applied only when it does not increase
   the parameter count.
 * channel rules of convolutions: :mod:`exactcomp.rewrite.channels`.
+* readers that select entries (a max pooling with fixed winners, a dense reader of a convolution with constant
+  entries): :mod:`exactcomp.rewrite.selection`, applied last.
 * :func:`collapse_constant_network` — some hidden layer has no neurons left: the output is the
   constant obtained by evaluating the rest of the network; the result has one layer with ``W = 0``
   (and reads the whole input: a constant needs no selection).
@@ -38,7 +41,9 @@ from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled
 from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
-from exactcomp.rewrite.channels import fold_constant_channels, remove_dead_channels
+from exactcomp.rewrite.channels import remove_dead_channels
+from exactcomp.rewrite.constants import constant_entries, fold_constant_channels
+from exactcomp.rewrite.selection import select_everywhere
 from exactcomp.rewrite.skips import crossed, thinned_skips, touches_skip
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
@@ -86,14 +91,17 @@ def _fold_into_next(net: Network, pos: int, drop: np.ndarray, W_next: np.ndarray
     )
 
 
-def fold_constant_neurons(net: Network, pos: int) -> Network:
-    """Fold neurons with an all-zero weight row (``h_i = relu(b_i)``) into the next bias."""
+def fold_constant_neurons(net: Network, pos: int, constant=None, values=None) -> Network:
+    """Fold the neurons where ``constant`` is true, of constant output ``values``, into the next bias; by
+    default the neurons with an all-zero weight row (``h_i = relu(b_i)``)."""
     _check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
-    constant = ~layer.W.any(axis=1)
+    if constant is None:
+        constant, values = ~layer.W.any(axis=1), np.maximum(layer.b, 0.0)
+    constant = np.asarray(constant, dtype=bool)
     if not constant.any():
         return net
-    b_next = nxt.b + nxt.W[:, constant] @ np.maximum(layer.b[constant], 0.0)
+    b_next = nxt.b + nxt.W[:, constant] @ np.asarray(values)[constant]
     return _fold_into_next(net, pos, constant, nxt.W, b_next)
 
 
@@ -171,7 +179,7 @@ def compress_network(net: Network, analysis) -> Network:
     analysed box (up to float64 rounding). Max poolings are rewritten as one layer
     (:mod:`exactcomp.ir.lowering`): the result is lowered again, as ``net`` was.
     """
-    return lower_max_pools(_compress_raised(raise_max_pools(net), analysis))
+    return lower_max_pools(select_everywhere(_compress_raised(raise_max_pools(net), analysis), analysis))
 
 
 def _compress_raised(net: Network, analysis) -> Network:
@@ -193,14 +201,14 @@ def _compress_raised(net: Network, analysis) -> Network:
             net = remove_dead_channels(net, pos, inactive)
             if len(net.layers) == 1:            # every channel dead: the network became constant
                 return net
-            net = fold_constant_channels(net, pos)
+            net = fold_constant_channels(net, pos, analysis.box, status)
             pos += 1
             continue
         net = remove_neurons(net, pos, inactive)   # (unchanged where the next layer or a skip cannot follow)
         if touches_skip(net, pos) or not (isinstance(net.layers[pos], Dense) and isinstance(net.layers[pos + 1], Dense)):
             pos += 1                            # the folding rules below need dense layers away from skips
             continue
-        net = fold_constant_neurons(net, pos)
+        net = fold_constant_neurons(net, pos, *constant_entries(net, pos, analysis.box, status))
         net = fold_active_neurons(net, pos, status(net, pos) == Status.ACTIVE)
         if net.layers[pos].width == 0:
             return collapse_constant_network(net)

@@ -16,6 +16,7 @@ import numpy as np
 
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense, Network
+from exactcomp.ir.select import Selected
 from exactcomp.ir.skip import Embed, Skip
 
 
@@ -32,7 +33,7 @@ def crossed(net: Network, pos: int) -> bool:
 def _thin(op, keep: np.ndarray, channels: np.ndarray | None, side: str):
     """``op`` without the inputs (``side='in'``) or outputs (``'out'``) where ``keep`` is false; None if
     that is not possible (a convolution and no whole-channel mask)."""
-    if isinstance(op, Embed):
+    if isinstance(op, (Embed, Selected)):
         return op.keep_inputs(keep) if side == "in" else op.keep_outputs(keep)
     if isinstance(op, Conv):
         if channels is None or op.groups != 1:
