@@ -73,13 +73,13 @@ class TorchEmbed:
 
 
 class TorchPooled:
-    """Average pooling then a dense layer (:class:`exactcomp.ir.pool.Pooled`): ``λ ↦ ((λ W) ⊙ 1/count)`` through
-    the transposed all-ones depthwise convolution."""
+    """Average pooling then a dense layer or convolution ``X`` (:class:`exactcomp.ir.pool.Pooled`):
+    ``λ ↦ ((λ X) ⊙ 1/count)`` through the transposed all-ones depthwise convolution."""
 
     def __init__(self, layer, device):
         import torch
 
-        self.inner = TorchDense(layer.inner, device)
+        self.inner = torch_operator(layer.inner, device)
         self.window = TorchConv(layer.pool.window, device)
         self.scale = torch.as_tensor(np.asarray(layer.pool.scale, dtype=np.float64), device=device)
         self.b = self.inner.b

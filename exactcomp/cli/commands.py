@@ -86,8 +86,9 @@ def _layer_info(layer, output: bool) -> dict:
               f"comparisons level {layer.level} of {pool.depth}:")
     if isinstance(layer, Pooled):
         pool = layer.pool
+        then = _layer_info(layer.inner, output)["op"].rstrip(":") if isinstance(layer.inner, Conv) else "dense"
         op = (f"average pool {'x'.join(map(str, pool.kernel))} stride {pool.stride[0]}x{pool.stride[1]} "
-              f"({'x'.join(map(str, pool.in_shape))} -> {'x'.join(map(str, pool.out_shape))}), dense:")
+              f"({'x'.join(map(str, pool.in_shape))} -> {'x'.join(map(str, pool.out_shape))}), {then}:")
     if isinstance(layer, Conv):
         kh, kw = layer.kernel.shape[2:]
         op = (f"conv {'x'.join(map(str, layer.in_shape))} -> {'x'.join(map(str, layer.out_shape))} "

@@ -73,18 +73,18 @@ def _params_by_layer(net) -> dict[int, int]:
 def _layer_kind(result, la) -> dict:
     """``node`` (the ONNX Relu ending the layer), ``kind`` (dense, conv, maxpool), for a convolution its output
     shape and per-channel status counts, for the comparison neurons of a max pooling their level."""
-    from exactcomp.ir.conv import Conv
-
     from exactcomp.ir.maxpool import PoolLevel
+    from exactcomp.ir.pool import conv_of
 
     layer = next(x for x in result.original.layers if x.layer_id == la.layer_id)
     node = result.original.metadata.get("relu_nodes", {}).get(la.layer_id)
     if isinstance(layer, PoolLevel):   # comparisons max(u, v) = v + relu(u - v) of a max pooling
         return {"node": node, "kind": "maxpool", "level": layer.level, "levels": layer.pool.pool.depth,
                 "shape": list(layer.pool.pool.out_shape)}
-    if not isinstance(layer, Conv):
+    layer = conv_of(layer)
+    if layer is None:
         return {"node": node, "kind": "dense"}
-    kept = sum(x.channels for x in result.compressed.hidden if x.layer_id == la.layer_id and isinstance(x, Conv))
+    kept = sum(conv_of(x).channels for x in result.compressed.hidden if x.layer_id == la.layer_id and conv_of(x))
     status = la.status.reshape(layer.channels, layer.positions)
     per_channel = {Status(s).label: (status == s).sum(axis=1).tolist()
                    for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)}

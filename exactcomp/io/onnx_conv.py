@@ -158,11 +158,12 @@ def conv_of_concatenation(spec: Conv, terms: dict, c: np.ndarray) -> dict:
     return out
 
 
-def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int) -> Conv | None:
-    """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` and ``c`` is per-channel constant."""
-    if not sp.issparse(A) or A.shape != (spec.width, spec.fan_in):
+def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int, after=None) -> Conv | None:
+    """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` (``A = D M_spec P`` with ``after = P``, a
+    map applied before the convolution) and ``c`` is per-channel constant."""
+    M = spec.matrix() if after is None else sp.csr_array(spec.matrix() @ after)
+    if not sp.issparse(A) or A.shape != M.shape:
         return None
-    M = spec.matrix()
     bias = _per_channel(np.asarray(c, dtype=np.float64), spec.channels)
     if bias is None:
         return None

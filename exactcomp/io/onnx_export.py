@@ -105,20 +105,22 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
         convolution = isinstance(layer, Conv) and not layer.is_constant
         shift = isinstance(layer, Shift)
         selected = isinstance(layer, Selected) and not layer.is_constant
+        pooled = isinstance(layer, Pooled) and not layer.is_constant
+        image_out = (selected or pooled) and isinstance(layer.inner, Conv)   # a convolution inside: 4-D output
         keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
             isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image) or shift
         if image is not None and not keeps_image and not selected:
             h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
         skips = net.skips_into(i)
-        direct = final and not skips and (tuple(out_shape) == (layer.out_shape if convolution else (layer.width,))) and not (
-            selected and isinstance(layer.inner, Conv))
+        direct = final and not skips and not image_out and (
+            tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
         name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
         if layer.is_constant:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
         elif convolution:
             h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
-        elif isinstance(layer, Pooled):
-            h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name), None
+        elif pooled:
+            h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name)
         elif shift:
             h, image = _shift_nodes(layer, h, image, b, f"layer{i + 1}", name)
         elif selected:
@@ -126,7 +128,7 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
-        spatial = convolution or ((shift or selected) and image is not None)
+        spatial = convolution or ((shift or selected or pooled) and image is not None)
         h = _add_skips(net, i, h, image if spatial else None, posts, b) if skips else h
         if not final:
             h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")

@@ -55,16 +55,19 @@ def _conv_node(layer, h: str, image: bool, b: _GraphBuilder, tag: str, name: str
                   dilations=list(layer.dilation), group=layer.groups)
 
 
-def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str) -> str:
-    """``AveragePool`` (on the image, reshaped from flat if needed) ``→ Flatten → Gemm`` of a pooled dense layer."""
+def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str):
+    """``AveragePool`` (on the image, reshaped from flat if needed) then ``Flatten → Gemm`` of a pooled dense layer,
+    or the ``Conv`` of a pooled convolution. Returns ``(name, image shape or None)``."""
     pool = layer.pool
     if image is None:
         h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, *pool.in_shape], np.int64)], f"{_PREFIX}/{tag}/image")
     h = b.node("AveragePool", [h], f"{_PREFIX}/{tag}/pool", kernel_shape=list(pool.kernel), strides=list(pool.stride),
                pads=list(pool.pads), count_include_pad=int(pool.count_include_pad))
-    h = b.node("Flatten", [h], f"{_PREFIX}/{tag}/pooled", axis=1)
     inner = layer.inner
-    return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1)
+    if isinstance(inner, Conv):
+        return _conv_node(inner, h, True, b, tag, name), tuple(inner.out_shape)
+    h = b.node("Flatten", [h], f"{_PREFIX}/{tag}/pooled", axis=1)
+    return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1), None
 
 
 def _max_pool_node(pool, h: str, image, b: _GraphBuilder, tag: str) -> str:
@@ -86,7 +89,7 @@ def _selected_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str)
     if isinstance(inner, Conv):
         return _conv_node(inner, flat, False, b, tag, name), tuple(inner.out_shape)
     if isinstance(inner, Pooled):
-        return _pooled_nodes(inner, flat, None, b, tag, name), None
+        return _pooled_nodes(inner, flat, None, b, tag, name)
     return b.node("Gemm", [flat, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name,
                   transB=1), None
 

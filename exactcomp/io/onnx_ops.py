@@ -278,10 +278,15 @@ class AffineOps:
         return self._after_pool(x, M, out) if lead == 1 else out
 
     def conv(self, node, x: _Affine, attrs) -> _Affine:
+        from exactcomp.ir.pool import AveragePool
+
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
         M = spec.matrix()
         out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)
-        if len(x.terms) == 1:   # a convolution of one basis (not of a sum with a skip connection)
+        pool = x.convs.get(x.basis) if len(x.terms) == 1 else None
+        if isinstance(pool, AveragePool):   # of an average pooling of one basis: the layer keeps both
+            out.convs = {x.basis: ("pooled", pool, spec)}
+        elif len(x.terms) == 1:   # a convolution of one basis (not of a sum with a skip connection)
             structured = onnx_conv.conv_of_basis(spec, x.A, x.c)
             out.convs = {x.basis: structured} if structured is not None else {}
         else:                   # of a channel concatenation of bases: one convolution per part

@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.io.onnx_conv import STRUCTURE_RTOL, _out_hw, channel_affine
+from exactcomp.io.onnx_conv import STRUCTURE_RTOL, _as_conv, _out_hw, channel_affine
+from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense
 
 
@@ -53,10 +54,14 @@ def pool_of_basis(pool, A, c: np.ndarray):
 
 
 def as_pooled(A, c: np.ndarray, spec, layer_id: int):
-    """``Pooled(pool, Dense(M, c))`` when ``A = M P`` (a dense layer after an average pooling of the basis)."""
+    """``Pooled(pool, Dense(M, c))`` when ``A = M P`` (a dense layer after an average pooling of the basis), or
+    ``Pooled(pool, D K)`` when ``A = D K P`` (a convolution ``K``, scaled per channel by what follows it)."""
     from exactcomp.ir.pool import Pooled
 
     _, pool, M = spec
+    if isinstance(M, Conv):              # a convolution after the pooling: A = D K P, c per channel
+        conv = _as_conv(A, c, M, layer_id, after=pool.matrix)
+        return Pooled(pool, conv) if conv is not None else None
     if A.shape != (M.shape[0], int(np.prod(pool.in_shape))):
         return None
     expected = np.asarray((sp.csr_array(M) @ pool.matrix).todense())

@@ -39,8 +39,8 @@ def _layer(network, layer_id: int):
 
 def neuron_address(network, layer_id: int, index: int) -> NeuronAddress:
     """The :class:`NeuronAddress` of neuron ``index`` (original index, as in reports) of hidden layer ``layer_id``."""
-    from exactcomp.ir.conv import Conv
     from exactcomp.ir.maxpool import PoolLevel
+    from exactcomp.ir.pool import conv_of
 
     layer = _layer(network, layer_id)
     ids = list(layer.neuron_ids)
@@ -50,8 +50,8 @@ def neuron_address(network, layer_id: int, index: int) -> NeuronAddress:
     node = network.metadata.get("relu_nodes", {}).get(layer_id)
     if isinstance(layer, PoolLevel):
         return NeuronAddress(layer_id, index, node, "maxpool", level=layer.level)
-    if isinstance(layer, Conv):
-        _, H, W = layer.out_shape
+    if conv_of(layer) is not None:
+        _, H, W = conv_of(layer).out_shape
         return NeuronAddress(layer_id, index, node, "conv", index // (H * W), divmod(index % (H * W), W))
     return NeuronAddress(layer_id, index, node, "dense")
 
@@ -61,7 +61,7 @@ def find_neuron(network, node: str, channel: int | None = None, position: tuple[
     """``(layer id, index)`` of the neuron a user names: the ``node`` ending its layer (a ``Relu``'s name or
     output), then for a convolution ``channel`` and ``position`` ``(y, x)``, else ``index`` (for the
     comparison neurons of a ``MaxPool`` node, the first level's layer)."""
-    from exactcomp.ir.conv import Conv
+    from exactcomp.ir.pool import conv_of
 
     names = network.metadata.get("relu_nodes", {})
     ids = [i for i, name in names.items() if name == node]
@@ -69,10 +69,10 @@ def find_neuron(network, node: str, channel: int | None = None, position: tuple[
         raise ExactcompError(f"no layer ends with node '{node}' (nodes: {', '.join(sorted(set(names.values())))})")
     layer_id = min(ids)
     layer = _layer(network, layer_id)
-    if isinstance(layer, Conv) and index is None:
+    if conv_of(layer) is not None and index is None:
         if channel is None or position is None:
             raise ExactcompError(f"node '{node}' is a convolution: give a channel and a position (y, x)")
-        _, H, W = layer.out_shape
+        _, H, W = conv_of(layer).out_shape
         y, x = position
         if not (channel >= 0 and 0 <= y < H and 0 <= x < W):
             raise ExactcompError(f"channel {channel}, position {tuple(position)} is outside the {H}x{W} output of '{node}'")

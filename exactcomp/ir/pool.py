@@ -1,4 +1,4 @@
-"""Average pooling kept as an op: a dense layer that reads a pooled image, ``g = W (P h) + b``.
+"""Average pooling kept as an op: a dense layer or a convolution that reads a pooled image, ``g = X (P h) + b``.
 
 ``P`` averages each channel of the ``(C, H, W)`` input over windows (ONNX ``AveragePool``; ``GlobalAveragePool``
 is the window of the whole image): a depthwise convolution with an all-ones kernel, each output divided by
@@ -80,10 +80,11 @@ class AveragePool:
 
 @dataclass(frozen=True, eq=False)
 class Pooled:
-    """``g = W (P h) + b``: :class:`AveragePool` ``P`` then the dense layer ``inner`` (see module doc)."""
+    """``g = X (P h) + b``: :class:`AveragePool` ``P`` then the dense layer or convolution ``inner`` (``X``; see
+    module doc). A convolution after an average pooling (a down-sampling stage) stays two structured ops."""
 
     pool: AveragePool
-    inner: Dense
+    inner: object
 
     def __post_init__(self):
         if self.inner.fan_in != self.pool.width:
@@ -118,12 +119,31 @@ class Pooled:
     def matrix(self):
         return sp.csr_array(self.inner.matrix() @ self.pool.matrix)
 
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.inner, Conv)
+
     def keep_outputs(self, keep: np.ndarray) -> "Pooled":
+        """Only the outputs where ``keep`` is true (a dense inner layer)."""
         inner = self.inner
         return Pooled(self.pool, Dense(inner.W[keep], inner.b[keep], inner.layer_id, inner.neuron_ids[keep]))
 
+    def keep_output_channels(self, keep: np.ndarray) -> "Pooled":
+        """Only the output channels where ``keep`` is true (a convolution inner layer)."""
+        return Pooled(self.pool, self.inner.keep_output_channels(keep))
+
     def keep_input_channels(self, keep: np.ndarray) -> "Pooled":
-        positions = self.pool.out_shape[1] * self.pool.out_shape[2]
+        keep = np.asarray(keep, dtype=bool)
         inner = self.inner
-        columns = np.repeat(np.asarray(keep, dtype=bool), positions)
+        if isinstance(inner, Conv):
+            return Pooled(self.pool.keep_channels(keep), inner.keep_input_channels(keep))
+        positions = self.pool.out_shape[1] * self.pool.out_shape[2]
+        columns = np.repeat(keep, positions)
         return Pooled(self.pool.keep_channels(keep), Dense(inner.W[:, columns], inner.b, inner.layer_id, inner.neuron_ids))
+
+
+def conv_of(layer) -> Conv | None:
+    """The convolution of a layer that has output channels: a :class:`Conv`, or the one after an average pooling."""
+    if isinstance(layer, Conv):
+        return layer
+    return layer.inner if isinstance(layer, Pooled) and isinstance(layer.inner, Conv) else None

@@ -23,7 +23,7 @@ import numpy as np
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
-from exactcomp.ir.pool import Pooled
+from exactcomp.ir.pool import Pooled, conv_of
 from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
 from exactcomp.rewrite.skips import crossed, thinned_skips
 
@@ -35,9 +35,10 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
     """
     _check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
-    if not isinstance(layer, Conv) or layer.groups != 1 or (isinstance(nxt, Conv) and nxt.groups != 1):
+    conv, reader = conv_of(layer), conv_of(nxt)
+    if conv is None or conv.groups != 1 or (reader is not None and reader.groups != 1):
         return net
-    dead = np.asarray(inactive, dtype=bool).reshape(layer.channels, layer.positions).all(axis=1)
+    dead = np.asarray(inactive, dtype=bool).reshape(conv.channels, conv.positions).all(axis=1)
     if dead.all() and crossed(net, pos):
         collapsed = collapse_dead_layer(net, pos)
         if collapsed is not net:
@@ -45,14 +46,14 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
         dead = dead.copy()
         dead[0] = False  # a shortcut jumps over the layer: keep one (dead) channel, the network is not constant
     keep = ~dead
-    skips = thinned_skips(net, pos, np.repeat(keep, layer.positions), keep)
+    skips = thinned_skips(net, pos, np.repeat(keep, conv.positions), keep)
     if not dead.any() or skips is None:
         return net
     if dead.all():
         return remove_all_channels(net, pos)
     if isinstance(nxt, MaxPoolLayer):
         return _remove_channels_through_pool(net, pos, keep, skips)
-    nxt = _keep_input_channels(nxt, keep, layer.positions)
+    nxt = _keep_input_channels(nxt, keep, conv.positions)
     if nxt is None:
         return net
     return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
@@ -76,7 +77,7 @@ def _remove_channels_through_pool(net: Network, pos: int, keep: np.ndarray, skip
     goes from the convolution, the pooling and the pooling's readers (``skips``: already thinned at ``pos``)."""
     layer, pool, reader = net.layers[pos], net.layers[pos + 1], net.layers[pos + 2]
     positions = pool.pool.positions
-    if isinstance(reader, Conv) and reader.groups != 1:
+    if conv_of(reader) is not None and conv_of(reader).groups != 1:
         return net
     skips = thinned_skips(net, pos + 1, np.repeat(keep, positions), keep, skips=skips)
     reader = _keep_input_channels(reader, keep, positions)

@@ -16,7 +16,7 @@ followed). A kernel of zeros is the special case where every position reads noth
 (its values ``v_c``, one per position, not necessarily equal) into the layer that reads it, where that is exact:
 
 * a dense reader (or an average pooling then dense): ``b' = b + W[:, cols(c)] v_c``;
-* a convolution reader: the term ``conv(v_c)`` it adds is a ``(C_out, H', W')`` pattern; when it is the same
+* a convolution reader (or an average pooling then a convolution): the term ``conv(v_c)`` it adds is a ``(C_out, H', W')`` pattern; when it is the same
   at every position of each output channel (up to float64 rounding, relative ``UNIFORM_TOLERANCE``) it is a
   bias ``b'_o = b_o + conv(v_c)[o, ·]``; otherwise (zero padding at the borders, a channel constant only
   partly through ``relu``, ...) the channel stays.
@@ -31,7 +31,7 @@ from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled
 from exactcomp.rewrite.base import _check_hidden, _replace
-from exactcomp.rewrite.channels import _keep_input_channels
+from exactcomp.rewrite.channels import _keep_input_channels, conv_of
 from exactcomp.rewrite.skips import touches_skip
 
 #: Largest spread, relative to ``max(1, |term|)``, of a folded convolution term over the positions of a channel.
@@ -70,20 +70,21 @@ def fold_constant_channels(net: Network, pos: int, box, status) -> Network:
     """Fold the output channels of convolution ``pos`` that are constant on ``box`` into its reader (module doc)."""
     _check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
-    if not isinstance(layer, Conv) or layer.groups != 1 or touches_skip(net, pos):
+    conv, reader = conv_of(layer), conv_of(nxt)
+    if conv is None or conv.groups != 1 or touches_skip(net, pos):
         return net
     mask, values = constant_entries(net, pos, box, status)
-    constant = mask.reshape(layer.channels, layer.positions).all(axis=1)
+    constant = mask.reshape(conv.channels, conv.positions).all(axis=1)
     if not constant.any() or constant.all():
         return net
     patterns = np.zeros((int(constant.sum()), layer.width))     # one input per constant channel: its values
-    per_channel = np.arange(layer.width).reshape(layer.channels, layer.positions)[constant]
+    per_channel = np.arange(layer.width).reshape(conv.channels, conv.positions)[constant]
     patterns[np.arange(len(patterns))[:, None], per_channel] = values[per_channel]
-    if isinstance(nxt, (Dense, Pooled)):
-        folded = constant
-        nxt = _with_bias_shift(nxt, (nxt.apply(patterns) - nxt.b).sum(axis=0))
-    elif isinstance(nxt, Conv) and nxt.groups == 1 and not nxt.channels_last:
-        terms = (nxt.apply(patterns) - nxt.b).reshape(len(patterns), nxt.channels, nxt.positions)
+    terms = nxt.apply(patterns) - nxt.b
+    if isinstance(nxt, (Dense, Pooled)) and reader is None:
+        folded, shift = constant, terms.sum(axis=0)
+    elif reader is not None and reader.groups == 1 and not reader.channels_last:
+        terms = terms.reshape(len(patterns), reader.channels, reader.positions)
         spread = np.ptp(terms, axis=2).max(axis=1)
         uniform = spread <= UNIFORM_TOLERANCE * np.maximum(1.0, np.abs(terms).max(axis=(1, 2)))
         if not uniform.any():
@@ -91,15 +92,19 @@ def fold_constant_channels(net: Network, pos: int, box, status) -> Network:
         folded = constant.copy()
         folded[constant] = uniform
         shift = terms[uniform].mean(axis=2).sum(axis=0)
-        nxt = Conv(nxt.kernel, nxt.bias + shift, nxt.in_shape, nxt.layer_id, nxt.neuron_ids, nxt.stride, nxt.pads,
-                   nxt.dilation, nxt.groups)
     else:
         return net          # a max pooling or a shortcut reads it: kept
-    return _replace(net, pos, layer.keep_output_channels(~folded), _keep_input_channels(nxt, ~folded, layer.positions))
+    nxt = _keep_input_channels(_with_bias_shift(nxt, shift), ~folded, conv.positions)
+    return _replace(net, pos, layer.keep_output_channels(~folded), nxt)
 
 
 def _with_bias_shift(op, shift: np.ndarray):
-    """A dense or pooled-dense reader with ``shift`` added to its bias."""
+    """A dense or convolution reader, possibly after an average pooling, with ``shift`` added to its bias (per
+    output of a dense layer, per channel of a convolution)."""
     inner = op.inner if isinstance(op, Pooled) else op
-    inner = Dense(inner.W, inner.b + shift, inner.layer_id, inner.neuron_ids)
+    if isinstance(inner, Conv):
+        inner = Conv(inner.kernel, inner.bias + shift, inner.in_shape, inner.layer_id, inner.neuron_ids, inner.stride,
+                     inner.pads, inner.dilation, inner.groups, inner.channels_last)
+    else:
+        inner = Dense(inner.W, inner.b + shift, inner.layer_id, inner.neuron_ids)
     return Pooled(op.pool, inner) if isinstance(op, Pooled) else inner

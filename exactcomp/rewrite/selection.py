@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.ir.conv import Conv
 from exactcomp.ir.lowering import fixed_winners, tournament
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.select import Selected
 from exactcomp.ir.skip import Skip
+from exactcomp.rewrite.channels import conv_of
 from exactcomp.rewrite.constants import constant_entries
 
 
@@ -67,7 +67,7 @@ def select_free_entries(net: Network, pos: int, box, status) -> Network:
     """The dense reader of convolution (or max pooling) ``pos`` reads only the entries not constant on ``box``
     (see module doc)."""
     layer, reader = net.layers[pos], net.layers[pos + 1]
-    if not isinstance(layer, (Conv, MaxPoolLayer)):
+    if not isinstance(layer, MaxPoolLayer) and conv_of(layer) is None:
         return net
     if isinstance(reader, Dense):
         index, dense = np.arange(layer.width), reader
