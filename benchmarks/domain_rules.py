@@ -56,7 +56,15 @@ def run_one(model: str, name: str, domain, time_limit: float) -> dict:
     checks = [exactcomp.verify(net, small, analysis.box).passed for small in (full, ablated)]
     return {"model": Path(model).stem, "domain": name, "parameters": net.parameter_count,
             "with_selections": full.parameter_count, "without_selections": ablated.parameter_count,
-            "unknown": analysis.totals()["unknown"], "analysis_s": round(seconds, 1), "verify": checks}
+            "unknown": model_unknowns(net, analysis), "analysis_s": round(seconds, 1), "verify": checks}
+
+
+def model_unknowns(net, analysis) -> int:
+    """Unknown neurons of the model (not the auxiliary comparison neurons of a max pooling, which no prover targets)."""
+    from exactcomp.analysis import Status
+
+    auxiliary = {layer.layer_id for layer in net.hidden if getattr(layer, "auxiliary", False)}
+    return int(sum((la.status == Status.UNKNOWN).sum() for la in analysis.layers if la.layer_id not in auxiliary))
 
 
 def table(records: list[dict]) -> str:

@@ -221,3 +221,6 @@ def test_dense_reader_of_a_max_pooling_reads_only_its_free_entries():
         np.testing.assert_array_equal(selected.index, expected)
         x = box.sample(3000, rng)
         np.testing.assert_allclose(small.forward(x), net.forward(x), rtol=1e-12, atol=1e-10)
+        back = import_model(to_onnx(small))            # MaxPool -> Gather -> Gemm reads back as written
+        assert isinstance(raise_max_pools(back).layers[2], Selected) and back.parameter_count == small.parameter_count
+        np.testing.assert_allclose(back.forward(x), small.forward(x), rtol=1e-12, atol=1e-10)

@@ -64,8 +64,8 @@ class TorchEmbed:
 
         self.op = op
         self.b = torch.zeros(op.width, dtype=torch.float64, device=device)
-        self.in_index = torch.as_tensor(np.asarray(op.in_index), device=device)
-        self.out_index = torch.as_tensor(np.asarray(op.out_index), device=device)
+        self.in_index = torch.as_tensor(np.array(op.in_index, dtype=np.int64), device=device)
+        self.out_index = torch.as_tensor(np.array(op.out_index, dtype=np.int64), device=device)
 
     def apply_transpose(self, lam):
         out = lam.new_zeros((*lam.shape[:-1], self.op.fan_in))

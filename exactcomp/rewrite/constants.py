@@ -29,9 +29,9 @@ import numpy as np
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
-from exactcomp.ir.pool import Pooled
+from exactcomp.ir.pool import Pooled, conv_of
 from exactcomp.rewrite.base import _check_hidden, _replace
-from exactcomp.rewrite.channels import _keep_input_channels, conv_of
+from exactcomp.rewrite.channels import _keep_input_channels
 from exactcomp.rewrite.skips import touches_skip
 
 #: Largest spread, relative to ``max(1, |term|)``, of a folded convolution term over the positions of a channel.

@@ -38,9 +38,9 @@ import scipy.linalg
 from exactcomp.ir.lowering import lower_max_pools, raise_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
-from exactcomp.ir.pool import Pooled
+from exactcomp.ir.pool import Pooled, conv_of
 from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
-from exactcomp.rewrite.channels import conv_of, remove_dead_channels
+from exactcomp.rewrite.channels import remove_dead_channels
 from exactcomp.rewrite.constants import constant_entries, fold_constant_channels
 from exactcomp.rewrite.selection import select_everywhere
 from exactcomp.rewrite.skips import crossed, thinned_skips, touches_skip
@@ -73,7 +73,7 @@ def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
         keep[0] = True   # a shortcut jumps over the layer: keep one (dead) neuron, the network is not constant
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     skips = thinned_skips(net, pos, keep)
-    if skips is None or not isinstance(nxt, Dense) or not isinstance(layer, (Dense, Pooled)) or conv_of(layer):
+    if skips is None or not isinstance(nxt, Dense) or not isinstance(layer, (Dense, Pooled)) or conv_of(layer) is not None:
         return net
     kept = layer.keep_outputs(keep) if isinstance(layer, Pooled) else Dense(layer.W[keep], layer.b[keep],
                                                                            layer.layer_id, layer.neuron_ids[keep])

@@ -22,9 +22,9 @@ import numpy as np
 from exactcomp.ir.lowering import fixed_winners, tournament
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
+from exactcomp.ir.pool import conv_of
 from exactcomp.ir.select import Selected
 from exactcomp.ir.skip import Skip
-from exactcomp.rewrite.channels import conv_of
 from exactcomp.rewrite.constants import constant_entries
 
 
