@@ -16,10 +16,10 @@ followed). A kernel of zeros is the special case where every position reads noth
 (its values ``v_c``, one per position, not necessarily equal) into the layer that reads it, where that is exact:
 
 * a dense reader (or an average pooling then dense): ``b' = b + W[:, cols(c)] v_c``;
-* a convolution reader (or an average pooling then a convolution): the term ``conv(v_c)`` it adds is a ``(C_out, H', W')`` pattern; when it is the same
-  at every position of each output channel (up to float64 rounding, relative ``UNIFORM_TOLERANCE``) it is a
-  bias ``b'_o = b_o + conv(v_c)[o, ·]``; otherwise (zero padding at the borders, a channel constant only
-  partly through ``relu``, ...) the channel stays.
+* a convolution reader (or an average pooling then a convolution): the term ``conv(v_c)`` it adds is a
+  ``(C_out, H', W')`` pattern; when it is the same at every position of each output channel (up to float64
+  rounding, relative ``UNIFORM_TOLERANCE``) it is a bias ``b'_o = b_o + conv(v_c)[o, ·]``; otherwise (zero
+  padding at the borders, values that differ per position, ...) the channel stays.
 """
 
 from __future__ import annotations
