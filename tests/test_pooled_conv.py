@@ -92,3 +92,42 @@ def test_convolution_after_average_pooling_stays_two_structured_ops(tmp_path, ca
     assert_engine_matches_split_bound(net, box, [(1, 5, 1.0), (2, 0, -1.0)], seed=2)
     assert main(["inspect", str(path)]) == 0
     assert "average pool 2x2 stride 2x2 (4x8x8 -> 4x4x4), conv 4x4x4 -> 6x4x4" in capsys.readouterr().out
+
+
+def test_dense_after_average_pooling_reads_only_the_pooled_entries_that_vary():
+    """conv -> 2x2 average pooling -> dense: a pooled entry whose taps are all constant on the box (oracle: finite
+    differences and corners, per tap) is folded into the bias; the dense layer gathers the others. Forward passes,
+    onnxruntime, and read back as written (AveragePool -> Flatten -> Gather -> Gemm)."""
+    from exactcomp.ir.network import Dense, Network, TensorInfo
+    from exactcomp.ir.pool import AveragePool
+    from exactcomp.ir.select import Selected
+
+    from .test_selection import _constant_entries_oracle, _patch_box
+
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        conv = Conv(rng.normal(size=(3, 1, 3, 3)), rng.uniform(0.1, 0.5, size=3), (1, 8, 8), 1, np.arange(108))
+        pool = AveragePool((3, 6, 6), (2, 2), (2, 2))
+        pooled = Pooled(pool, Dense(rng.normal(size=(5, pool.width)), rng.normal(size=5), 2, np.arange(5)))
+        out = Dense(rng.normal(size=(2, 5)), rng.normal(size=2), 3, np.arange(2))
+        net = Network((conv, pooled, out), TensorInfo("x", (1, 8, 8), "float32"), TensorInfo("y", (2,), "float32"),
+                      (TensorInfo("y", (2,), "float32"),), compute_dtype="float32")
+        free = np.array([r * 8 + c for r in (5, 6, 7) for c in (5, 6, 7)])
+        box = _patch_box(rng, free)
+        small = compress_network(net, analyze(net, box))
+        constant_taps = _constant_entries_oracle(net, box, free)
+        expected = np.flatnonzero(pool.apply((~constant_taps[None]).astype(float))[0] > 0)   # a tap not constant
+        reader = small.layers[1]
+        assert isinstance(reader, Pooled) and isinstance(reader.inner, Selected)
+        np.testing.assert_array_equal(reader.inner.index, expected)
+        x = box.sample(3000, rng)
+        np.testing.assert_allclose(small.forward(x), net.forward(x), rtol=1e-12, atol=1e-10)
+        model = to_onnx(small)
+        ops = [n.op_type for n in model.graph.node]
+        assert "AveragePool" in ops and "Gather" in ops
+        np.testing.assert_allclose(run_onnx(model, x)[0].reshape(len(x), -1), net.forward(x), rtol=1e-4, atol=1e-4)
+        back = import_model(model)
+        assert isinstance(back.layers[1], Pooled) and isinstance(back.layers[1].inner, Selected)
+        assert back.parameter_count == small.parameter_count
+        np.testing.assert_allclose(back.forward(x), small.forward(x), rtol=1e-5, atol=1e-5)
+        assert_engine_matches_split_bound(small, box, [(1, 0, 1.0), (2, 1, -1.0)], seed=seed)

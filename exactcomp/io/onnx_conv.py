@@ -219,19 +219,28 @@ def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
 
 
 def zero_columns_as_selections(layers: list) -> list:
-    """A dense layer reading a convolution (or a max pooling) with all-zero weight columns reads only the other entries
+    """A dense layer reading a convolution (or a max pooling, or an average pooling) with all-zero weight columns
+    reads only the other entries
     (:class:`~exactcomp.ir.select.Selected`: what exactcomp writes as ``Gather → Gemm``), so that a compressed
     model read back has the structure, and the parameter count, it was written with."""
     from exactcomp.ir.maxpool import MaxPoolLayer
     from exactcomp.ir.pool import conv_of
     from exactcomp.ir.select import Selected
 
+    from exactcomp.ir.pool import Pooled
+
+    def selected(dense: Dense):
+        read = dense.W.any(axis=0)
+        if not read.any() or read.all():
+            return dense
+        return Selected(np.flatnonzero(read), Dense(dense.W[:, read], dense.b, dense.layer_id, dense.neuron_ids),
+                        dense.fan_in)
+
     out = list(layers)
     for i in range(1, len(out)):
         layer = out[i]
         if isinstance(layer, Dense) and (conv_of(out[i - 1]) is not None or isinstance(out[i - 1], MaxPoolLayer)):
-            read = layer.W.any(axis=0)
-            if read.any() and not read.all():
-                inner = Dense(layer.W[:, read], layer.b, layer.layer_id, layer.neuron_ids)
-                out[i] = Selected(np.flatnonzero(read), inner, layer.fan_in)
+            out[i] = selected(layer)
+        elif isinstance(layer, Pooled) and isinstance(layer.inner, Dense):
+            out[i] = Pooled(layer.pool, selected(layer.inner))
     return out

@@ -67,6 +67,10 @@ def _pooled_nodes(layer, h: str, image, b: _GraphBuilder, tag: str, name: str):
     if isinstance(inner, Conv):
         return _conv_node(inner, h, True, b, tag, name), tuple(inner.out_shape)
     h = b.node("Flatten", [h], f"{_PREFIX}/{tag}/pooled", axis=1)
+    if isinstance(inner, Selected):
+        h = b.node("Gather", [h, b.const(f"{tag}/select_index", inner.index, np.int64)], f"{_PREFIX}/{tag}/select",
+                   axis=1)
+        inner = inner.inner
     return b.node("Gemm", [h, b.const(f"{tag}/weight", inner.W), b.const(f"{tag}/bias", inner.b)], name, transB=1), None
 
 

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from exactcomp.io import onnx_conv, onnx_pool
 from exactcomp.errors import UnsupportedOpError
+from exactcomp.ir.pool import AveragePool
 from exactcomp.io.onnx_values import _FLOAT_TYPES, _add, _Affine, _basis_size, _Const, _Opaque, _scale_rows, _sparse_or_dense
 
 
@@ -140,7 +141,10 @@ class AffineOps:
             if np.any((indices < -dim) | (indices >= dim)):
                 self.fail_node(node, f"indices outside [-{dim}, {dim - 1}]")
             idx = np.take(np.arange(x.c.size).reshape(x.shape), indices, axis=axis - 1)
-            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
+            out = x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)
+            if len(x.shape) == 1 and len(x.terms) == 1 and isinstance(x.convs.get(x.basis), AveragePool):
+                out.convs = {x.basis: ("gathered", x.convs[x.basis], idx.ravel())}   # pooled entries a dense layer reads
+            return [out]
         if op == "Conv":
             return [self.conv(node, x, attrs)]
         if op == "Pad":
@@ -259,12 +263,16 @@ class AffineOps:
 
     @staticmethod
     def _after_pool(x: _Affine, M: np.ndarray, out: _Affine) -> _Affine:
-        """A dense map ``M`` of an average pooling of the basis: remember both, so the layer keeps the pooling."""
-        from exactcomp.ir.pool import AveragePool
-
+        """A dense map ``M`` of an average pooling of the basis (or of some of its entries, ``Gather``: ``M``'s columns
+        go to the gathered entries): remember both, so the layer keeps the pooling."""
         pool = x.convs.get(x.basis)
         if len(x.terms) == 1 and isinstance(pool, AveragePool):
             out.convs = {x.basis: ("pooled", pool, np.asarray(M))}
+        elif len(x.terms) == 1 and isinstance(pool, tuple) and pool[0] == "gathered":   # pooling, Gather, then M
+            _, pool, index = pool
+            full = np.zeros((M.shape[0], pool.width))
+            np.add.at(full, (slice(None), index), np.asarray(M))
+            out.convs = {x.basis: ("pooled", pool, full)}
         return out
 
     def matmul(self, node, x: _Affine) -> _Affine:
@@ -278,8 +286,6 @@ class AffineOps:
         return self._after_pool(x, M, out) if lead == 1 else out
 
     def conv(self, node, x: _Affine, attrs) -> _Affine:
-        from exactcomp.ir.pool import AveragePool
-
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
         M = spec.matrix()
         out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)

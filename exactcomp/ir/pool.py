@@ -81,7 +81,8 @@ class AveragePool:
 @dataclass(frozen=True, eq=False)
 class Pooled:
     """``g = X (P h) + b``: :class:`AveragePool` ``P`` then the dense layer or convolution ``inner`` (``X``; see
-    module doc). A convolution after an average pooling (a down-sampling stage) stays two structured ops."""
+    module doc). A convolution after an average pooling (a down-sampling stage) stays two structured ops; a dense
+    layer may read only some pooled entries (a :class:`~exactcomp.ir.select.Selected` dense layer)."""
 
     pool: AveragePool
     inner: object
@@ -124,8 +125,10 @@ class Pooled:
         return isinstance(self.inner, Conv)
 
     def keep_outputs(self, keep: np.ndarray) -> "Pooled":
-        """Only the outputs where ``keep`` is true (a dense inner layer)."""
+        """Only the outputs where ``keep`` is true (a dense inner layer, possibly after a selection)."""
         inner = self.inner
+        if hasattr(inner, "keep_outputs"):
+            return Pooled(self.pool, inner.keep_outputs(keep))
         return Pooled(self.pool, Dense(inner.W[keep], inner.b[keep], inner.layer_id, inner.neuron_ids[keep]))
 
     def keep_output_channels(self, keep: np.ndarray) -> "Pooled":
@@ -139,6 +142,8 @@ class Pooled:
             return Pooled(self.pool.keep_channels(keep), inner.keep_input_channels(keep))
         positions = self.pool.out_shape[1] * self.pool.out_shape[2]
         columns = np.repeat(keep, positions)
+        if hasattr(inner, "keep_inputs"):      # a selection of the pooled entries, then dense
+            return Pooled(self.pool.keep_channels(keep), inner.keep_inputs(columns))
         return Pooled(self.pool.keep_channels(keep), Dense(inner.W[:, columns], inner.b, inner.layer_id, inner.neuron_ids))
 
 

@@ -9,7 +9,8 @@
   output has constant entries ``h_C = v`` on the box (:func:`exactcomp.rewrite.constants.constant_entries`:
   stably inactive positions, positions that read only fixed inputs, windows of constant taps):
   ``g = W[:, F] h_F + (b + W[:, C] v)``, so the reader keeps only the columns of the free entries ``F`` and
-  selects ``h_F``. (Dense layers lose their constant neurons outright; only the entries of a convolution or
+  selects ``h_F``; a dense layer after an average pooling does the same with the pooled entries whose
+  window's taps are all constant (value: their average). (Dense layers lose their constant neurons outright; only the entries of a convolution or
   pooling, which cannot lose single positions, need this.)
 
 :func:`select_everywhere` applies both after the other rules (which need plain dense readers).
@@ -22,7 +23,7 @@ import numpy as np
 from exactcomp.ir.lowering import fixed_winners, tournament
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
-from exactcomp.ir.pool import conv_of
+from exactcomp.ir.pool import Pooled, conv_of
 from exactcomp.ir.select import Selected
 from exactcomp.ir.skip import Skip
 from exactcomp.rewrite.constants import constant_entries
@@ -69,20 +70,26 @@ def select_free_entries(net: Network, pos: int, box, status) -> Network:
     layer, reader = net.layers[pos], net.layers[pos + 1]
     if not isinstance(layer, MaxPoolLayer) and conv_of(layer) is None:
         return net
-    if isinstance(reader, Dense):
-        index, dense = np.arange(layer.width), reader
-    elif isinstance(reader, Selected) and isinstance(reader.inner, Dense):
-        index, dense = reader.index, reader.inner
+    pool = reader.pool if isinstance(reader, Pooled) else None
+    op = reader.inner if pool is not None else reader           # the dense layer, after a pooling or not
+    width = layer.width if pool is None else pool.width
+    if isinstance(op, Dense):
+        index, dense = np.arange(width), op
+    elif isinstance(op, Selected) and isinstance(op.inner, Dense):
+        index, dense = op.index, op.inner
     else:
         return net
     mask, values = constant_entries(net, pos, box, status)
+    if pool is not None:      # a pooled entry is constant when every tap of its window is: their average
+        free = pool.apply((~mask).astype(np.float64)[None])[0] > 0
+        mask, values = ~free, np.where(free, 0.0, pool.apply(values[None])[0])
     constant = mask[index]
     if not constant.any() or constant.all():
         return net
     bias = dense.b + dense.W[:, constant] @ values[index[constant]]
-    inner = Dense(dense.W[:, ~constant], bias, dense.layer_id, dense.neuron_ids)
+    selected = Selected(index[~constant], Dense(dense.W[:, ~constant], bias, dense.layer_id, dense.neuron_ids), width)
     layers = list(net.layers)
-    layers[pos + 1] = Selected(index[~constant], inner, layer.width)
+    layers[pos + 1] = selected if pool is None else Pooled(pool, selected)
     return net.with_layers(layers)
 
 
