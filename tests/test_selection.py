@@ -150,6 +150,7 @@ def test_dense_reader_of_a_convolution_reads_only_the_free_entries():
         assert_engine_matches_split_bound(small, box, [(1, 0, 1.0), (1, 3, -1.0)], seed=seed)
         again = compress_network(small, analyze(small, box))
         np.testing.assert_allclose(again.forward(x), net.forward(x), rtol=1e-12, atol=1e-10)
+        assert isinstance(again.layers[1], Selected) and again.parameter_count <= small.parameter_count
 
 
 def test_selected_reader_exports_imports_and_matches_onnxruntime():

@@ -42,7 +42,7 @@ from exactcomp.ir.pool import Pooled, conv_of
 from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
 from exactcomp.rewrite.channels import remove_dead_channels
 from exactcomp.rewrite.constants import constant_entries, fold_constant_channels
-from exactcomp.rewrite.selection import select_everywhere
+from exactcomp.rewrite.selection import select_everywhere, unselect_dense
 from exactcomp.rewrite.skips import crossed, thinned_skips, touches_skip
 
 #: Relative residual below which an active row counts as a combination of the basis rows.
@@ -176,9 +176,11 @@ def compress_network(net: Network, analysis) -> Network:
     Fixed inputs are folded first (:func:`fold_fixed_inputs` on ``analysis.box``). Unknown and
     unstable neurons are always kept. The result computes the same function as ``net`` on the
     analysed box (up to float64 rounding). Max poolings are rewritten as one layer
-    (:mod:`exactcomp.ir.lowering`): the result is lowered again, as ``net`` was.
+    (:mod:`exactcomp.ir.lowering`): the result is lowered again, as ``net`` was. Dense layers that read a
+    selection are plain dense layers during the rules and select again at the end (:mod:`exactcomp.rewrite.selection`).
     """
-    return lower_max_pools(select_everywhere(_compress_raised(raise_max_pools(net), analysis), analysis))
+    raised = unselect_dense(raise_max_pools(net))
+    return lower_max_pools(select_everywhere(_compress_raised(raised, analysis), analysis))
 
 
 def _compress_raised(net: Network, analysis) -> Network:

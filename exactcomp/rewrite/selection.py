@@ -83,7 +83,7 @@ def select_free_entries(net: Network, pos: int, box, status) -> Network:
     if pool is not None:      # a pooled entry is constant when every tap of its window is: their average
         free = pool.apply((~mask).astype(np.float64)[None])[0] > 0
         mask, values = ~free, np.where(free, 0.0, pool.apply(values[None])[0])
-    constant = mask[index]
+    constant = mask[index] | ~dense.W.any(axis=0)          # a column of zeros reads nothing either
     if not constant.any() or constant.all():
         return net
     bias = dense.b + dense.W[:, constant] @ values[index[constant]]
@@ -91,6 +91,22 @@ def select_free_entries(net: Network, pos: int, box, status) -> Network:
     layers = list(net.layers)
     layers[pos + 1] = selected if pool is None else Pooled(pool, selected)
     return net.with_layers(layers)
+
+
+def unselect_dense(net: Network) -> Network:
+    """Every dense layer that reads a selection (after an average pooling or not) as a plain dense layer with zero
+    columns for the entries it does not read, so that the dense rules apply to it again (compressing a compressed
+    network); :func:`select_free_entries` selects again afterwards (it drops columns of zeros too)."""
+    def plain(op):
+        if not (isinstance(op, Selected) and isinstance(op.inner, Dense)):
+            return op
+        W = np.zeros((op.width, op.fan_in))
+        np.add.at(W, (slice(None), op.index), op.inner.W)
+        return Dense(W, op.inner.b, op.inner.layer_id, op.inner.neuron_ids)
+
+    layers = [Pooled(x.pool, plain(x.inner)) if isinstance(x, Pooled) and isinstance(x.inner, Selected) else plain(x)
+              for x in net.layers]
+    return net if all(a is b for a, b in zip(layers, net.layers)) else net.with_layers(layers)
 
 
 def select_everywhere(net: Network, analysis) -> Network:
