@@ -259,21 +259,7 @@ class AffineOps:
             C = self.per_sample_const(node, self.const(node, node.input[2], "bias C"), 1)
             bias = beta * np.broadcast_to(C, (n,))
         M = alpha * Bm.T
-        return self._after_pool(x, M, x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
-
-    @staticmethod
-    def _after_pool(x: _Affine, M: np.ndarray, out: _Affine) -> _Affine:
-        """A dense map ``M`` of an average pooling of the basis (or of some of its entries, ``Gather``: ``M``'s columns
-        go to the gathered entries): remember both, so the layer keeps the pooling."""
-        pool = x.convs.get(x.basis)
-        if len(x.terms) == 1 and isinstance(pool, AveragePool):
-            out.convs = {x.basis: ("pooled", pool, np.asarray(M))}
-        elif len(x.terms) == 1 and isinstance(pool, tuple) and pool[0] == "gathered":   # pooling, Gather, then M
-            _, pool, index = pool
-            full = np.zeros((M.shape[0], pool.width))
-            np.add.at(full, (slice(None), index), np.asarray(M))
-            out.convs = {x.basis: ("pooled", pool, full)}
-        return out
+        return onnx_pool.after_pool(x, M, x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
 
     def matmul(self, node, x: _Affine) -> _Affine:
         W = self.const(node, node.input[1], "weight").astype(np.float64)
@@ -283,7 +269,7 @@ class AffineOps:
         lead = int(np.prod(x.shape[:-1]))
         M = W.T if lead == 1 else np.kron(np.eye(lead), W.T)
         out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
-        return self._after_pool(x, M, out) if lead == 1 else out
+        return onnx_pool.after_pool(x, M, out) if lead == 1 else out
 
     def conv(self, node, x: _Affine, attrs) -> _Affine:
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)

@@ -53,6 +53,23 @@ def pool_of_basis(pool, A, c: np.ndarray):
     return pool if found is not None and np.all(found[0] == 1.0) and np.all(found[1] == 0.0) else None
 
 
+def after_pool(x, M: np.ndarray, out):
+    """``out = M x`` for a dense map ``M`` (a traced value): when ``x`` is an average pooling of the basis (or some of
+    its entries, picked by a ``Gather``: ``M``'s columns go to the gathered entries), remember the pooling and
+    ``M``, so that the layer keeps the pooling (:func:`as_pooled`)."""
+    from exactcomp.ir.pool import AveragePool
+
+    pool = x.convs.get(x.basis)
+    if len(x.terms) == 1 and isinstance(pool, AveragePool):
+        out.convs = {x.basis: ("pooled", pool, np.asarray(M))}
+    elif len(x.terms) == 1 and isinstance(pool, tuple) and pool[0] == "gathered":   # pooling, Gather, then M
+        _, pool, index = pool
+        full = np.zeros((M.shape[0], pool.width))
+        np.add.at(full, (slice(None), index), np.asarray(M))
+        out.convs = {x.basis: ("pooled", pool, full)}
+    return out
+
+
 def as_pooled(A, c: np.ndarray, spec, layer_id: int):
     """``Pooled(pool, Dense(M, c))`` when ``A = M P`` (a dense layer after an average pooling of the basis), or
     ``Pooled(pool, D K)`` when ``A = D K P`` (a convolution ``K``, scaled per channel by what follows it)."""
