@@ -104,6 +104,18 @@ class Dense:
         return sp.csr_array(self.W)
 
 
+class WrapsInner:
+    """An op around an inner op ``inner`` (a pooling or a selection before it): the layer's identity, width, bias
+    and parameters are the inner op's."""
+
+    layer_id = property(lambda self: self.inner.layer_id)
+    neuron_ids = property(lambda self: self.inner.neuron_ids)
+    width = property(lambda self: self.inner.width)
+    b = property(lambda self: self.inner.b)
+    is_constant = property(lambda self: self.inner.is_constant)
+    parameter_count = property(lambda self: self.inner.parameter_count)
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """Name, per-sample shape (batch axis excluded), element type and batch dimension of a tensor.

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from exactcomp.ir.conv import Conv, conv_output_size
-from exactcomp.ir.network import Dense
+from exactcomp.ir.network import Dense, WrapsInner
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +79,7 @@ class AveragePool:
 
 
 @dataclass(frozen=True, eq=False)
-class Pooled:
+class Pooled(WrapsInner):
     """``g = X (P h) + b``: :class:`AveragePool` ``P`` then the dense layer or convolution ``inner`` (``X``; see
     module doc). A convolution after an average pooling (a down-sampling stage) stays two structured ops; a dense
     layer may read only some pooled entries (a :class:`~exactcomp.ir.select.Selected` dense layer)."""
@@ -90,13 +90,6 @@ class Pooled:
     def __post_init__(self):
         if self.inner.fan_in != self.pool.width:
             raise ValueError(f"dense layer reads {self.inner.fan_in} entries, the pooling gives {self.pool.width}")
-
-    layer_id = property(lambda self: self.inner.layer_id)
-    neuron_ids = property(lambda self: self.inner.neuron_ids)
-    width = property(lambda self: self.inner.width)
-    b = property(lambda self: self.inner.b)
-    is_constant = property(lambda self: self.inner.is_constant)
-    parameter_count = property(lambda self: self.inner.parameter_count)
 
     @property
     def fan_in(self) -> int:

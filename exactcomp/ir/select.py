@@ -23,11 +23,11 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.ir.network import Dense, _frozen
+from exactcomp.ir.network import Dense, WrapsInner, _frozen
 
 
 @dataclass(frozen=True, eq=False)
-class Selected:
+class Selected(WrapsInner):
     """``g = X(h[index])`` on an input of ``fan_in`` entries (see module doc); ``inner`` is ``X``."""
 
     index: np.ndarray
@@ -41,13 +41,6 @@ class Selected:
             raise ValueError(f"the op reads {self.inner.fan_in} entries, the selection gives {self.index.size}")
         if self.index.size and (self.index.min() < 0 or self.index.max() >= self.fan_in):
             raise ValueError(f"selection indices must lie in [0, {self.fan_in})")
-
-    layer_id = property(lambda self: self.inner.layer_id)
-    neuron_ids = property(lambda self: self.inner.neuron_ids)
-    width = property(lambda self: self.inner.width)
-    b = property(lambda self: self.inner.b)
-    is_constant = property(lambda self: self.inner.is_constant)
-    parameter_count = property(lambda self: self.inner.parameter_count)
 
     @cached_property
     def select(self) -> sp.csr_array:
