@@ -29,6 +29,7 @@ import enum
 import os
 import re
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from importlib import import_module
 
 import numpy as np
@@ -37,6 +38,9 @@ from exactcomp.bounds.crown import LayerBounds
 from exactcomp.domain import Box
 from exactcomp.ir.network import Network
 from exactcomp.witnesses.search import WitnessTracker
+
+if TYPE_CHECKING:
+    from exactcomp.validity import Validity
 
 
 class Status(enum.IntEnum):
@@ -100,9 +104,16 @@ class Analysis:
     interrupted: bool = False
     stats: dict = field(default_factory=dict)
     options: "AnalysisOptions | None" = None
+    valid_for: "Validity | None" = None   # network hash, boxes, margin (exactcomp.validity); set by analyze
 
     def totals(self) -> dict[str, int]:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
+
+    @property
+    def proof_seconds(self) -> float:
+        """Seconds spent in the proof phases, the part that ``time_limit`` bounds (every phase but the
+        screening ones: resume, bounds, witnesses, and the final certificate re-check)."""
+        return float(sum(v for k, v in self.times.items() if k not in UNTIMED_PHASES))
 
     def layer(self, layer_id: int) -> LayerAnalysis:
         """The results of hidden layer ``layer_id`` (ids need not be consecutive: rewriting removes layers)."""
@@ -124,6 +135,9 @@ class Analysis:
             raise KeyError(f"layer {layer_id}: neurons {np.asarray(neuron_ids)[where < 0][:5].tolist()} were not analysed")
         return la.status[where]
 
+
+#: Phases outside the time budget (see :attr:`Analysis.proof_seconds`).
+UNTIMED_PHASES = frozenset({"import", "resume", "bounds", "witnesses", "recheck"})
 
 #: Safety margin τ of every LP/MILP proof: stably inactive means ``max g <= -τ`` was shown (stably
 #: active: ``min g >= τ``), far above HiGHS's feasibility (1e-6, 1e-7) and optimality tolerances, so
@@ -237,9 +251,11 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
                              "auto, network or bounds")
     get_formulation(options.formulation)   # unknown names fail here, before any work
     module, function = STRATEGIES[options.strategy].split(":")
+    from exactcomp.validity import Validity
+
     net = net.with_full_input()  # bounds, witnesses and MILPs read the whole input box
     result = getattr(import_module(module), function)(net, box, options, progress)
-    return replace(result, options=options)
+    return replace(result, options=options, valid_for=Validity.of(net, (box,), options.margin))
 
 
 def _check_numbers(options: AnalysisOptions) -> None:

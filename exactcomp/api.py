@@ -83,11 +83,15 @@ def analyze(network: Network, box, options: AnalysisOptions | None = None, progr
     """Classify every hidden neuron (stably active/inactive, unstable, unknown) over ``box``.
 
     ``box``: a box (file, dict, :class:`Box`), a VNN-LIB file, or a list of them / a
-    :class:`~exactcomp.domains.union.Domain` for a union of boxes: each box is analysed (with the whole
-    time budget) and the results merged by the union rule (:mod:`exactcomp.domains.merge`).
+    :class:`~exactcomp.domains.union.Domain` for a union of boxes: each box is analysed and the results
+    merged by the union rule (:mod:`exactcomp.domains.merge`). ``time_limit`` is one budget for the whole
+    union: box ``i`` of ``n`` gets the budget left divided by the ``n - i`` boxes still to come, so time a
+    box leaves unused goes to the later ones and the proof phases of all boxes together stay within it.
     Keyword arguments override fields of :class:`AnalysisOptions` (e.g. ``samples=array``).
+    The result records what it is valid for (:attr:`Analysis.valid_for`: this network, these boxes).
     """
     from exactcomp.domains.merge import merge_analyses
+    from exactcomp.validity import Validity
 
     options = options or AnalysisOptions(**kwargs)
     whole = _as_domain(network, box)
@@ -95,16 +99,27 @@ def analyze(network: Network, box, options: AnalysisOptions | None = None, progr
         return _analyze(network, whole.parts[0], options, progress)
     if options.resume is not None:
         raise DomainError("--resume works with a single box; this domain has several")
-    analyses = []
-    for part in whole.parts:
-        samples = options.samples
-        part_options = options if samples is None else replace(options, samples=samples[part.contains(samples)])
+    analyses, spent = [], 0.0
+    for i, part in enumerate(whole.parts):
+        part_options = options
+        if options.samples is not None:
+            part_options = replace(part_options, samples=options.samples[part.contains(options.samples)])
+        if options.time_limit is not None:
+            share = (options.time_limit - spent) / (len(whole.parts) - i)
+            part_options = replace(part_options, time_limit=max(share, MIN_SHARE))
         analyses.append(_analyze(network, part, part_options, progress))
+        spent += analyses[-1].proof_seconds
         if analyses[-1].interrupted:
             break
     if len(analyses) < len(whole.parts):   # interrupted: the other boxes are not analysed, so nothing is stable
-        return _nothing_decided(network, whole, analyses)
-    return merge_analyses(network, whole, analyses)
+        result = _nothing_decided(network, whole, analyses)
+    else:
+        result = merge_analyses(network, whole, analyses)
+    return replace(result, options=options, valid_for=Validity.of(network, whole.parts, options.margin))
+
+
+#: Smallest time share of a box of a union (seconds) once the budget is spent: its provers stop at once.
+MIN_SHARE = 1e-3
 
 
 def _nothing_decided(network: Network, whole, analyses) -> Analysis:
@@ -126,39 +141,121 @@ def _nothing_decided(network: Network, whole, analyses) -> Analysis:
 
 @dataclass(frozen=True, eq=False)
 class CompressionResult:
-    """An original network, its exact compression on the analysed box, and how it was obtained."""
+    """An original network, its exact compression on ``domain``, and how it was obtained.
+
+    ``source``: the ONNX file the original was read from (None when a Network was given); :meth:`save`
+    verifies against it. Per-layer results: ``result.analysis.layers`` (:class:`LayerAnalysis`: ``status``,
+    ``method``, bounds, :meth:`~LayerAnalysis.count`, :attr:`~LayerAnalysis.counts`); sizes:
+    :attr:`parameters_before`, :attr:`parameters_after`, :attr:`removed_fraction`, :attr:`widths`.
+    """
 
     original: Network
     compressed: Network
     analysis: Analysis
     times: dict = field(default_factory=dict)
+    domain: "Domain | None" = None
+    source: Path | None = None
+
+    @property
+    def parameters_before(self) -> int:
+        return self.original.parameter_count
+
+    @property
+    def parameters_after(self) -> int:
+        return self.compressed.parameter_count
+
+    @property
+    def removed_fraction(self) -> float:
+        """Share of the parameters removed, in [0, 1] (negative if a fold made the network larger)."""
+        return 1 - self.parameters_after / self.parameters_before if self.parameters_before else 0.0
+
+    @property
+    def widths(self) -> dict:
+        """Layer widths (output layer included) ``{"before": [...], "after": [...]}``."""
+        return {"before": self.original.widths, "after": self.compressed.widths}
 
     def to_onnx(self):
         from exactcomp.io.onnx_export import to_onnx
 
         return to_onnx(self.compressed)
 
-    def save(self, path: str | Path) -> Path:
-        from exactcomp.io.onnx_export import save_onnx
+    def report(self, **fields) -> dict:
+        """The JSON report (schema ``exactcomp.report/1``, as ``exactcomp compress --report`` writes it,
+        without verification unless :meth:`save` ran it)."""
+        from exactcomp.cli.report import build_report
 
-        return save_onnx(self.compressed, path)
+        return build_report(self, model=self.source, **fields)
+
+    def save(self, path: str | Path, *, verify: bool = True, witnesses: bool | str | Path = True,
+             report: str | Path | None = None, seed: int = 0, provider: str = "cpu") -> Path:
+        """Verify the compressed model against the original with onnxruntime (as ``exactcomp compress``
+        does: random points, corners and witnesses of :attr:`domain`) and write it to ``path`` with its
+        witnesses file (``witnesses=True``: beside it as ``NAME.witnesses.npy``; a path; or False) and,
+        when given, the JSON report, all together or not at all (:mod:`exactcomp.pipeline`).
+        A failed verification raises :class:`~exactcomp.errors.VerificationError` and writes nothing
+        but the report. ``verify=False`` skips the check (not recommended). Returns ``path``."""
+        from exactcomp import pipeline
+        from exactcomp.errors import VerificationError
+        from exactcomp.io.witness_file import stored_witnesses_path
+
+        if self.domain is None:
+            raise DomainError("this result has no domain to verify on; make it with exactcomp.compress")
+        path = Path(path)
+        witnesses_path = (stored_witnesses_path(path) if witnesses is True else
+                          None if witnesses is False or witnesses is None else Path(witnesses))
+        inputs = {"original model": self.source, **{f"domain file {s}": s for s in self.domain.sources}}
+        outputs = pipeline.plan_outputs(path, witnesses_path, report, inputs)
+        written = pipeline.finish(self, outputs, model_path=path, witnesses_path=witnesses_path,
+                                  report_path=Path(report) if report is not None else None, verify_model=verify,
+                                  original=str(self.source) if self.source is not None else None, seed=seed,
+                                  provider=provider, report_fields={"model": self.source})
+        if written.verification is not None and not written.verification.passed:
+            raise VerificationError(f"{path}: not written: the compressed model differs from the original "
+                                    f"(max abs error {written.verification.max_abs_error:.3e}); this is a bug, "
+                                    "please report it")
+        return path
 
 
 def compress(network: Network | str | Path, box, analysis: Analysis | None = None, progress=None,
              **kwargs) -> CompressionResult:
-    """Analyse (unless ``analysis`` is given) and rewrite ``network`` into an equivalent smaller one."""
-    times = {}
+    """Analyse (unless ``analysis`` is given) and rewrite ``network`` into an equivalent smaller one on
+    ``box`` (a box, VNN-LIB file, or a list of them for a union, as :func:`analyze`).
+
+    A given ``analysis`` must have been made for this very network (same weights and structure) over a
+    domain that holds ``box`` (each box inside an analysed box): anything else raises
+    :class:`~exactcomp.validity.AnalysisMismatch` (an ExactcompError), since stability proven over one
+    domain says nothing outside it. Analysis options (``kwargs``) cannot be combined with ``analysis``."""
+    times, source = {}, None
     if not isinstance(network, Network):
         t0 = time.perf_counter()
+        source = Path(network)
         network = load(network)
         times["import"] = time.perf_counter() - t0
+    whole = _as_domain(network, box)
     if analysis is None:
-        analysis = analyze(network, box, progress=progress, **kwargs)
+        analysis = analyze(network, whole, progress=progress, **kwargs)
+    else:
+        _check_given(analysis, network, whole, kwargs)
     times.update(analysis.times)
     t0 = time.perf_counter()
     compressed = compress_network(network, analysis)
     times["rewrite"] = time.perf_counter() - t0
-    return CompressionResult(network, compressed, analysis, times)
+    return CompressionResult(network, compressed, analysis, times, whole, source)
+
+
+def _check_given(analysis, network: Network, whole, kwargs: dict) -> None:
+    from exactcomp.errors import ExactcompError
+
+    if not isinstance(analysis, Analysis):
+        raise ExactcompError(f"analysis must be an exactcomp.Analysis (from exactcomp.analyze), got "
+                             f"{type(analysis).__name__}")
+    if kwargs:
+        raise ExactcompError(f"compress: options {', '.join(sorted(kwargs))} configure a new analysis and cannot "
+                             "change the one given (analysis=...); pass them to exactcomp.analyze")
+    if analysis.valid_for is None:
+        raise ExactcompError("compress: this analysis does not record what it is valid for (not made by "
+                             "exactcomp.analyze?); analyse the network with exactcomp.analyze")
+    analysis.valid_for.check(network, whole.parts)
 
 
 def verify(original, compressed, box, extra_points=None, **kwargs) -> VerificationResult:

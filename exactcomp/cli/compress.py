@@ -15,32 +15,21 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from exactcomp.errors import DomainError, ExactcompError, VerificationError
-
-MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
+from exactcomp.errors import DomainError, VerificationError
 
 
 def _plan_outputs(args):
-    from exactcomp.io.files import OutputSet
     from exactcomp.io.onnx_meta import external_data_files
     from exactcomp.io.witness_file import stored_witnesses_path
+    from exactcomp.pipeline import plan_outputs
 
-    if args.output.is_dir() or not args.output.name:
-        raise ExactcompError(f"{args.output}: {MODEL} is a directory; give a file name")
     witnesses = None if args.no_witnesses else (args.witnesses or stored_witnesses_path(args.output))
-    outputs = OutputSet()
-    outputs.add(MODEL, args.output)
-    outputs.add(REPORT, args.report)
-    outputs.add(WITNESSES, witnesses)
     inputs = {"input model": args.model, "samples file": args.samples, "earlier report (--resume)": args.resume}
     for i, path in enumerate(args.domain):
         inputs["domain file" if len(args.domain) == 1 else f"domain file #{i + 1}"] = path
     for i, path in enumerate(external_data_files(args.model)):
         inputs[f"external data file #{i + 1} of the model,"] = path
-    outputs.check(inputs)
-    return outputs, witnesses
+    return plan_outputs(args.output, witnesses, args.report, inputs), witnesses
 
 
 def _prepare(args):
@@ -71,15 +60,11 @@ def _prepare(args):
 
 
 def run_compress(args) -> int:
-    from exactcomp import api
-    from exactcomp.cli.commands import _console, _print_json
-    from exactcomp.io.onnx_export import to_onnx
-    from exactcomp.cli.progress import progress_display
-    from exactcomp.cli.signals import received
-    from exactcomp.verify.compare import verify_models
-
+    from exactcomp import api, pipeline
     from exactcomp.analysis import check_device
-
+    from exactcomp.cli.commands import _console, _print_json
+    from exactcomp.cli.progress import progress_display
+    from exactcomp.cli.signals import received, signal_name
     from exactcomp.verify.providers import check_provider
 
     outputs, witnesses_path = _plan_outputs(args)
@@ -97,61 +82,25 @@ def run_compress(args) -> int:
                               **({"margin": args.margin} if args.margin is not None else {}))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import
-    t0 = time.perf_counter()
-    model = to_onnx(result.compressed)
-    result.times["export"] = time.perf_counter() - t0
-    verification = None
-    if not args.no_verify:
-        t0 = time.perf_counter()
-        extra = result.analysis.witnesses if samples is None else np.vstack([result.analysis.witnesses, samples])
-        verification = verify_models(args.model, model, box, extra_points=extra, seed=args.seed,
-                                     dtype=net.compute_dtype, provider=args.provider)
-        result.times["verify"] = time.perf_counter() - t0
+    written = pipeline.finish(
+        result, outputs, model_path=args.output, witnesses_path=witnesses_path, report_path=args.report,
+        verify_model=not args.no_verify, original=args.model, samples=samples, seed=args.seed, provider=args.provider,
+        report_fields={"model": args.model, "domain": args.domain, "domain_info": box.describe(),
+                       "interrupted_by": signal_name(interrupted_by) if interrupted_by else None,
+                       "resumed_from": args.resume})
+    report, verification = written.report, written.verification
     ok = verification is None or verification.passed
-    report = _write_outputs(args, outputs, result, model, verification, witnesses_path if ok else None, ok,
-                            interrupted_by, box.describe())
     if args.json:
         _print_json(report)
-        if report["partial"]:
+        if report["partial"] and not args.quiet:
             err.print(_partial_line(report))
     else:
-        _print_summary(report, ok)
+        _print_summary(report, ok, table=not args.quiet)
     if not ok:
         raise VerificationError(
             f"{args.output}: not written: compressed model differs from {args.model} "
             f"(max abs error {verification.max_abs_error:.3e}); this is a bug, please report it")
     return 128 + interrupted_by if interrupted_by else 0
-
-
-def _write_outputs(args, outputs, result, model, verification, witnesses_path, ok, interrupted_by, domain_info) -> dict:
-    """Stage and commit the outputs; returns the report (which describes them)."""
-    from exactcomp.io.files import json_bytes, npy_bytes
-    from exactcomp.cli.report import build_report
-    from exactcomp.cli.signals import signal_name
-    from exactcomp.io.witness_file import WITNESSES_KEY, sha256_bytes
-
-    witness_bytes = None
-    if witnesses_path is not None:
-        witness_bytes = npy_bytes(result.analysis.witnesses.reshape(-1, *result.original.input.shape))
-        entry = model.metadata_props.add()
-        entry.key, entry.value = WITNESSES_KEY, sha256_bytes(witness_bytes)
-    model_bytes = model.SerializeToString()
-    report = build_report(result, model=args.model, domain=args.domain, domain_info=domain_info,
-                          output=args.output if ok else None,
-                          verification=verification, witnesses_file=witnesses_path,
-                          witnesses_bytes=len(witness_bytes) if witness_bytes is not None else None,
-                          interrupted_by=signal_name(interrupted_by) if interrupted_by else None,
-                          resumed_from=args.resume)
-    report_bytes = json_bytes(report)
-    with outputs:
-        if ok:
-            outputs.stage(MODEL, lambda fh: fh.write(model_bytes))
-            if witness_bytes is not None:
-                outputs.stage(WITNESSES, lambda fh: fh.write(witness_bytes))
-        if args.report is not None:
-            outputs.stage(REPORT, lambda fh: fh.write(report_bytes))
-        outputs.commit()
-    return report
 
 
 def _partial_line(report: dict) -> str:
@@ -160,13 +109,15 @@ def _partial_line(report: dict) -> str:
             f"neuron{'s' if unknown != 1 else ''} kept (the result is sound{', verified' if report['verification'] else ''})")
 
 
-def _print_summary(report: dict, ok: bool) -> None:
+def _print_summary(report: dict, ok: bool, table: bool = True) -> None:
+    """The per-layer table (unless ``--quiet``) and the summary lines."""
     from exactcomp.cli.commands import _console
     from exactcomp.cli.report import summary_lines, summary_table
 
     out = _console()
     if report["partial"]:
         out.print(_partial_line(report))
-    out.print(summary_table(report))
+    if table:
+        out.print(summary_table(report))
     for line in summary_lines(report):
         out.print(line)

@@ -32,11 +32,15 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after, original_model
                    (float entries the original ONNX file stores outside the head; null if unknown)}
     analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run), device,
+                   proof_seconds (time of the proof phases, what time_limit bounds),
                    stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
                    certificates_checked, ...}}
     times         {import, bounds, witnesses, lp, milp, per_neuron, rewrite, export, verify, total}
     verification  exactcomp.verify.compare.VerificationResult as JSON, or null when skipped
-    witnesses     {count, file, bytes} (file and bytes null when not written)
+    witnesses     {count (cited by the analysis), stored and dropped (the file keeps at most
+                   exactcomp.pipeline.MAX_WITNESS_BYTES of them), file, bytes} (file and bytes null when not written)
+    valid_for     {network_sha256, margin, boxes: [{lower, upper}]}: what the analysis holds for
+                  (exactcomp.validity; --resume checks it)
     interrupted   true when Ctrl-C or SIGTERM cut the analysis short (the result is still sound)
     interrupted_by  "Ctrl-C (SIGINT)" | "SIGTERM" | null
     partial       true when undecided neurons were kept because of an interrupt
@@ -122,7 +126,8 @@ def _domain_field(domain):
 
 
 def build_report(result, *, model=None, domain=None, output=None, verification=None, witnesses_file=None,
-                 witnesses_bytes=None, interrupted_by=None, resumed_from=None, domain_info=None) -> dict:
+                 witnesses_bytes=None, interrupted_by=None, resumed_from=None, domain_info=None,
+                 witnesses_stored=0, witnesses_dropped=0) -> dict:
     from exactcomp.io.resume import domain_sha256, model_sha256
 
     layers = layer_entries(result)
@@ -144,7 +149,7 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "domain_sha256": domain_sha256(result.analysis.box),
         "resumed_from": str(resumed_from) if resumed_from else None,
         "domain": _domain_field(domain),
-        "domain_info": domain_info,
+        "domain_info": domain_info if domain_info is not None else _describe(getattr(result, "domain", None)),
         "output": str(output) if output else None,
         "input": {"name": net.input.name, "shape": list(net.input.shape), "dtype": net.input.dtype},
         "layers": layers,
@@ -157,12 +162,18 @@ def build_report(result, *, model=None, domain=None, output=None, verification=N
         "analysis": _analysis_entry(result.analysis),
         "times": times,
         "verification": verification.to_json() if verification is not None else None,
-        "witnesses": {"count": int(len(result.analysis.witnesses)), "file": str(witnesses_file) if witnesses_file else None,
+        "witnesses": {"count": int(len(result.analysis.witnesses)), "stored": int(witnesses_stored),
+                      "dropped": int(witnesses_dropped), "file": str(witnesses_file) if witnesses_file else None,
                       "bytes": int(witnesses_bytes) if witnesses_file and witnesses_bytes is not None else None},
+        "valid_for": result.analysis.valid_for.to_json() if result.analysis.valid_for is not None else None,
         "interrupted": bool(result.analysis.interrupted),
         "interrupted_by": interrupted_by if result.analysis.interrupted else None,
         "partial": bool(result.analysis.interrupted),
     }
+
+
+def _describe(domain) -> dict | None:
+    return domain.describe() if domain is not None else None
 
 
 def _analysis_entry(analysis) -> dict:
@@ -175,7 +186,7 @@ def _analysis_entry(analysis) -> dict:
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
             "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
-            "stats": dict(analysis.stats)}
+            "proof_seconds": round(analysis.proof_seconds, 6), "stats": dict(analysis.stats)}
 
 
 def _schedule(options) -> list | None:
@@ -226,6 +237,9 @@ def summary_lines(report: dict) -> list[str]:
         f"parameters  {p['before']} -> {p['after']} ({100 * p['removed_fraction']:.1f}% removed)",
         "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
     ]
+    a = report.get("analysis") or {}
+    if a.get("time_limit") is not None and a.get("proof_seconds") is not None:
+        lines.insert(3, f"proofs      {a['proof_seconds']:.1f}s of the {a['time_limit']:g}s budget (--time-limit)")
     stored = p.get("original_model")
     if stored and p["after"] > stored:
         lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "
@@ -251,7 +265,10 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"wrote       {report['output']}")
     w = report.get("witnesses") or {}
     if w.get("file"):
-        lines.append(f"witnesses   {w['count']} points in {w['file']} ({_size(w['bytes'])}); 'verify' uses them")
+        kept = w.get("stored", w["count"])
+        dropped = (f" (of {w['count']}: {w['dropped']} dropped to keep the file small, those cited by the fewest "
+                   "neurons)") if w.get("dropped") else ""
+        lines.append(f"witnesses   {kept} points in {w['file']} ({_size(w['bytes'])}){dropped}; 'verify' uses them")
     if report.get("interrupted"):
         lines.append(f"interrupted the analysis was cut short by {report.get('interrupted_by') or 'an interrupt'}; "
                      "undecided neurons were kept")

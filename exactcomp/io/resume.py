@@ -1,9 +1,10 @@
 """``--resume report.json``: continue an earlier analysis of the same model and domain.
 
-The report of a run records the SHA-256 of the model (its ONNX file and external-data files) and of
-the domain (the box as float64 arrays), every neuron's status and method, and the pre-activation
-bounds. A later run on the same model and box (checked by those hashes, and with the same margin τ)
-starts from them: the earlier proofs and bounds are taken over (the report cannot carry the
+The report of a run records what its analysis is valid for (``valid_for``: the SHA-256 of the network's
+weights and structure, the boxes, the margin; :mod:`exactcomp.validity`), every neuron's status and method,
+and the pre-activation bounds. A later run on the same network over the same box or a box inside it (the
+check of ``exactcomp.compress(..., analysis=...)``), with the same margin τ, starts from them (reports of
+older versions, without ``valid_for``: the same model files and the same box, by SHA-256): the earlier proofs and bounds are taken over (the report cannot carry the
 certificates, so resumed proofs are counted in the statistics as ``resumed_proofs``), the earlier
 witnesses are offered again (each re-checked by a float64 forward pass, as any witness) and the
 provers work only on what is still unknown.
@@ -54,10 +55,13 @@ def load_resume(path: str | Path, net, box, model_path, margin: float) -> Resume
         raise ExactcompError(f"{path}: not a readable JSON report ({str(exc).splitlines()[0][:80]})") from None
     if not isinstance(report, dict) or report.get("schema") != "exactcomp.report/1":
         raise ExactcompError(f"{path}: not an exactcomp report (schema exactcomp.report/1)")
-    if report.get("model_sha256") != model_sha256(model_path):
-        raise ExactcompError(f"{path}: was written for another model than {model_path} (SHA-256 differs)")
-    if report.get("domain_sha256") != domain_sha256(box):
-        raise ExactcompError(f"{path}: was written for another domain (SHA-256 of the box differs)")
+    if report.get("valid_for") is not None:
+        _check_validity(report["valid_for"], path, net, box)
+    else:   # a report of an older exactcomp: the same files and the same box only
+        if report.get("model_sha256") != model_sha256(model_path):
+            raise ExactcompError(f"{path}: was written for another model than {model_path} (SHA-256 differs)")
+        if report.get("domain_sha256") != domain_sha256(box):
+            raise ExactcompError(f"{path}: was written for another domain (SHA-256 of the box differs)")
     if (report.get("analysis") or {}).get("margin") != margin:
         raise ExactcompError(f"{path}: was written with margin {(report.get('analysis') or {}).get('margin')}, "
                              f"this run uses {margin}; use the same --margin")
@@ -76,6 +80,18 @@ def load_resume(path: str | Path, net, box, model_path, margin: float) -> Resume
                                  "exactcomp?)") from None
         layers.append((statuses, methods, lower, upper))
     return ResumeData(str(path), tuple(layers), _witnesses(report, path, net))
+
+
+def _check_validity(data, path: Path, net, box) -> None:
+    """The report's analysis must be of this network over a box holding ``box`` (:mod:`exactcomp.validity`):
+    its proofs and bounds then hold on ``box``; its witnesses are re-checked (and clipped into the box)."""
+    from exactcomp.validity import Validity
+
+    try:
+        validity = Validity.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ExactcompError(f"{path}: its 'valid_for' entry is malformed") from None
+    validity.check(net, (box,), what=f"{path}")
 
 
 def _witnesses(report: dict, path: Path, net) -> np.ndarray:
