@@ -71,7 +71,13 @@ class LayerAnalysis:
     witness_neg: np.ndarray
 
     def count(self, status: Status) -> int:
+        """Neurons of this layer with ``status``, e.g. ``layer.count(Status.INACTIVE)``."""
         return int(np.sum(self.status == status))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{"unknown": .., "stably_active": .., "stably_inactive": .., "unstable": ..}`` for this layer."""
+        return {s.label: self.count(s) for s in Status}
 
     @property
     def neurons(self) -> int:

@@ -115,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
                         "CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
                         "bounds: bounds and witnesses only")
     c.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
-                   help=f"budget of the proof phases (after bounds and witness search), default {DEFAULT_TIME_LIMIT:g}; "
-                        "'none' runs to completion; neurons not decided in time are unknown and kept")
+                   help=f"budget of the proof phases (after bounds and witness search) for the whole run, shared by "
+                        f"the boxes of a union, default {DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not "
+                        "decided in time are unknown and kept")
     c.add_argument("--resume", type=Path, metavar="REPORT",
                    help="continue from an earlier --report of the same model, domain and margin (checked by "
                         "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")
@@ -155,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="steps per gradient restart of the witness search, 0 to 1e6 (default 40)")
     c.add_argument("--seed", type=_seed, default=0, help="random seed, >= 0 (default 0)")
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
-    c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    c.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress display and no per-layer table: only the summary lines (with --json: only the "
+                        "JSON report); errors are still printed")
 
     tol = ", ".join(f"{k} {a:g}/{r:g}" for k, (a, r) in TOLERANCES.items())
     v = sub.add_parser("verify", help="compare a compressed model with its original on the domain (exit 1 on mismatch)",
