@@ -24,7 +24,7 @@ import numpy as np
 from exactcomp.errors import ExactcompError
 
 #: Upper bound on the witnesses file (bytes of float64 points; the .npy header adds ~128 bytes).
-MAX_WITNESS_BYTES = 4 * 2 ** 20
+MAX_WITNESS_BYTES = 2 * 2 ** 20
 
 MODEL, REPORT, WITNESSES = "-o/--output", "--report", "--witnesses"
 

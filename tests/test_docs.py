@@ -76,4 +76,6 @@ def test_readme_python_snippet_runs(tmp_path):
     (tmp_path / "models").symlink_to(ROOT / "models")
     proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "small.onnx").is_file()
+    for name in ("small_digits.onnx", "small_digits.witnesses.npy", "small_digits.json"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "small.onnx").exists()   # the CLI example's output is not overwritten
