@@ -9,12 +9,16 @@ Python API (mirrors the CLI)::
     check = exactcomp.verify("model.onnx", "small.onnx", "box.json")
 
 The names below are imported on first use (PEP 562), so that ``import exactcomp.cli`` is quick and
-the command line can take charge of Ctrl-C and SIGTERM before numpy, scipy and onnx load.
+the command line can take charge of Ctrl-C and SIGTERM before numpy, scipy and onnx load; so are the
+subpackages (``exactcomp.solvers.get_solver``, ``exactcomp.formulations.bigm.build_bigm``). ``exactcomp.verify``
+is the API function, so the verification tolerances are ``exactcomp.TOLERANCES`` (or
+``from exactcomp.verify.compare import TOLERANCES``).
 """
 
 import sys
 import types
 from importlib import import_module
+from importlib.util import find_spec
 
 __version__ = "0.1.0"
 
@@ -27,7 +31,7 @@ _EXPORTS = {
     "VerificationError": "errors",
     "Dense": "ir.network", "Network": "ir.network", "TensorInfo": "ir.network", "Conv": "ir.conv", "Embed": "ir.skip",
     "Skip": "ir.skip", "NeuronAddress": "ir.address", "neuron_address": "ir.address", "find_neuron": "ir.address",
-    "VerificationResult": "verify.compare",
+    "VerificationResult": "verify.compare", "TOLERANCES": "verify.compare",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -38,6 +42,10 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
+    if not name.startswith("_") and find_spec(f"{__name__}.{name}") is not None:
+        # a submodule, after a plain ``import exactcomp``: ``exactcomp.solvers.get_solver``,
+        # ``exactcomp.formulations.bigm.build_bigm`` (``verify`` and ``domain`` stay the API functions above)
+        return import_module(f".{name}", __name__)   # the import sets the attribute too
     raise AttributeError(f"module 'exactcomp' has no attribute {name!r}")
 
 

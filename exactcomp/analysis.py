@@ -35,7 +35,7 @@ from importlib import import_module
 import numpy as np
 
 from exactcomp.bounds.crown import LayerBounds
-from exactcomp.domain import Box
+from exactcomp.domain import Box, check_random_points
 from exactcomp.ir.network import Network
 from exactcomp.witnesses.search import WitnessTracker
 
@@ -277,6 +277,7 @@ def _check_numbers(options: AnalysisOptions) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ExactcompError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    check_random_points(options.random_points)   # at most MAX_RANDOM_POINTS
     margin = options.margin
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
         raise ExactcompError(f"margin must be a number in (0, 1], got {margin!r}")

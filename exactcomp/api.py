@@ -262,7 +262,7 @@ def verify(original, compressed, box, extra_points=None, **kwargs) -> Verificati
     """Compare two ONNX models (paths, ModelProtos or Networks) with onnxruntime on ``box``.
 
     ``box`` may be a path to a box file, a dict or a :class:`Box`. The default tolerance follows the
-    original's compute type (``exactcomp.verify.compare.TOLERANCES``); see :mod:`exactcomp.verify.compare`.
+    original's compute type (``exactcomp.TOLERANCES``); see :mod:`exactcomp.verify.compare`.
     """
     from exactcomp.io.onnx_export import to_onnx
     from exactcomp.io.onnx_import import import_model

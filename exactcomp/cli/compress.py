@@ -64,7 +64,7 @@ def run_compress(args) -> int:
     from exactcomp.analysis import check_device
     from exactcomp.cli.commands import _console, _print_json
     from exactcomp.cli.progress import progress_display
-    from exactcomp.cli.signals import received, signal_name
+    from exactcomp.cli.signals import deferred, received, signal_name
     from exactcomp.verify.providers import check_provider
 
     outputs, witnesses_path = _plan_outputs(args)
@@ -90,12 +90,13 @@ def run_compress(args) -> int:
                        "resumed_from": args.resume})
     report, verification = written.report, written.verification
     ok = verification is None or verification.passed
-    if args.json:
-        _print_json(report)
-        if report["partial"] and not args.quiet:
-            err.print(_partial_line(report))
-    else:
-        _print_summary(report, ok, table=not args.quiet)
+    with deferred():   # the outputs are in place: an interrupt now must not cut the summary that says so
+        if args.json:
+            _print_json(report)
+            if report["partial"] and not args.quiet:
+                err.print(_partial_line(report))
+        else:
+            _print_summary(report, ok, table=not args.quiet)
     if not ok:
         raise VerificationError(
             f"{args.output}: not written: compressed model differs from {args.model} "

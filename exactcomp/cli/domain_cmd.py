@@ -121,10 +121,7 @@ def cmd_domain(args) -> int:
     if args.domain_command == "show":
         from exactcomp.domains.union import load_domain
 
-        shape = _shape(args)
-        if shape is None:   # no model: the size the first file declares
-            shape = (_file_size(args.files[0]),)
-        whole = load_domain(args.files, shape)
+        whole = load_domain(args.files, _shape(args))   # no --model (None): the size the first file declares
         info = {**whole.describe(), **derive.summary(whole.parts)}
         if args.json:
             _print_json(info)
@@ -141,22 +138,3 @@ def cmd_domain(args) -> int:
     _write(args, parts, {"input array": source, "outer box (--within)": args.within, "model": args.model})
     _print_summary(derive.summary(parts), str(args.output))
     return 0
-
-
-def _file_size(path: Path) -> int:
-    """The flat size a domain file declares (VNN-LIB: its inputs; JSON: the length of 'lower')."""
-    import json
-
-    from exactcomp.domains.union import is_vnnlib
-    from exactcomp.domains.vnnlib import read_vnnlib_boxes
-
-    if is_vnnlib(path):
-        return read_vnnlib_boxes(path)[0][0].size
-    try:
-        data = json.loads(Path(path).read_bytes())
-        first = data["parts"][0] if isinstance(data, dict) and "parts" in data else data
-        return int(np.asarray(first["lower"], dtype=float).size)
-    except FileNotFoundError:
-        raise DomainError(f"{path}: no such file") from None
-    except Exception:   # noqa: BLE001 - load_domain reports the precise problem
-        return 1

@@ -26,8 +26,9 @@ exit status:
   141  standard output was closed early (e.g. piped into head)
 """
 
-#: Largest values accepted for numeric options (larger ones are almost surely typos).
-MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10 ** 12
+#: Largest values accepted for numeric options (larger ones are almost surely typos). MAX_COUNT, the most
+#: --random-points, is exactcomp.domain.MAX_RANDOM_POINTS (written out: this module must not import numpy).
+MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,7 +75,17 @@ def _prover_list(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"unknown prover {unknown[0] if unknown else repr(text)}; "
                                          f"available: {', '.join(PROVERS)}")
     return names
-_count = _number(int, 0, MAX_COUNT)
+
+
+def _count(text: str) -> int:
+    """A count of random points: an integer from 0 to MAX_COUNT."""
+    value = _number(int, 0)(text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,} (points are drawn and run in batches; "
+                                         f"10 million already take minutes), got {text}")
+    return value
+
+
 _seed = _number(int, 0, 2 ** 63 - 1)
 _tolerance = _number(float, 0.0)
 
@@ -225,13 +236,15 @@ def main(argv=None, *, process: bool = False) -> int:
     output goes to /dev/null (or stderr with ``--solver-log``), never to stdout.
     """
     from exactcomp.errors import ExactcompError, VerificationError
-    from exactcomp.cli.signals import handle_interrupts
+    from exactcomp.cli.signals import STARTUP_LIBRARIES, command_libraries, handle_interrupts, import_quietly
 
     try:
         with handle_interrupts():
+            import_quietly(*STARTUP_LIBRARIES)   # native libraries first, never interrupted half-way
             from exactcomp.cli.commands import COMMANDS
 
             args = _parser().parse_args(argv)
+            import_quietly(*command_libraries(args))
             if process:
                 from exactcomp.solvers.quiet import redirect_native_stdout
 
@@ -272,17 +285,20 @@ def entry() -> None:
     """The ``exactcomp`` console script."""
     import signal
 
-    from exactcomp.cli.signals import _handler   # from the first moment: Ctrl-C and SIGTERM never print a traceback
+    from exactcomp.cli.signals import _handler, finished   # first thing: Ctrl-C and SIGTERM never print a traceback
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _handler)
+    code = None
     try:
         code = main(sys.argv[1:], process=True)
         sys.stdout.flush()
-    except KeyboardInterrupt:   # before main's own handling starts, or after it ended
-        code = _interrupted()
+    except KeyboardInterrupt:   # before main's own handling starts, or once the command is over (code kept)
+        finished()
+        code = _interrupted() if code is None else code
     except BrokenPipeError:
         code = _stdout_closed()
+    finished()   # the status is settled: an interrupt now changes neither it nor the teardown
     sys.exit(code)
 
 

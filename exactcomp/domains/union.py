@@ -14,13 +14,13 @@ never analysed or sampled as such: it may hold inputs of no part, where the mode
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from exactcomp.domain import Box, load_box, make_box
+from exactcomp.domain import Box, box_from_json, make_box
+from exactcomp.domains.source import is_vnnlib_name, json_document, read_source
 from exactcomp.errors import DomainError
 
 
@@ -57,54 +57,71 @@ class Domain:
                 "boxes": len(self.parts), "fixed_inputs": int(self.hull.fixed.sum())}
 
 
-def _file_hash(paths) -> str | None:
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            digest.update(Path(path).read_bytes())
-        except OSError:
-            return None
-    return digest.hexdigest()
-
-
-def _json_parts(path: Path, input_shape) -> list[Box]:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError, UnicodeDecodeError):
-        return [load_box(path, input_shape)]   # its one-line error
+def _json_parts(data, source: str, input_shape) -> list[Box]:
+    """The boxes of a parsed box JSON file: one box, or ``{"parts": [...]}``."""
     if isinstance(data, dict) and "parts" in data:
         parts = data["parts"]
         if not isinstance(parts, list) or not parts:
-            raise DomainError(f"{path}: field 'parts' must be a non-empty list of boxes")
+            raise DomainError(f"{source}: field 'parts' must be a non-empty list of boxes")
         out = []
         for i, part in enumerate(parts):
             if not isinstance(part, dict) or "lower" not in part or "upper" not in part:
-                raise DomainError(f"{path}: parts[{i}] must be an object with fields 'lower' and 'upper'")
-            out.append(make_box(part["lower"], part["upper"], input_shape, source=f"{path}: parts[{i}]"))
+                raise DomainError(f"{source}: parts[{i}] must be an object with fields 'lower' and 'upper'")
+            out.append(make_box(part["lower"], part["upper"], input_shape, source=f"{source}: parts[{i}]"))
         return out
-    return [load_box(path, input_shape)]
+    return [box_from_json(data, input_shape, source)]
 
 
-def is_vnnlib(path) -> bool:
-    name = Path(path).name.lower()
-    return name.endswith(".vnnlib") or name.endswith(".vnnlib.gz")
+#: Whether a file name says VNN-LIB (``.vnnlib``, ``.vnnlib.gz``); files with other names are told by content.
+is_vnnlib = is_vnnlib_name
 
 
 def load_domain(paths, input_shape) -> Domain:
-    """The :class:`Domain` of one or more files (box JSON or VNN-LIB) for an input of per-sample ``input_shape``."""
-    from exactcomp.domains.vnnlib import read_vnnlib_boxes
+    """The :class:`Domain` of one or more files (box JSON or VNN-LIB) for an input of per-sample ``input_shape``
+    (None: a flat input of the size the first file declares).
+
+    Each file is read exactly once (:func:`~exactcomp.domains.source.read_source`: pipes such as
+    ``/dev/stdin`` work; the format is told by the name or else the content), and parsed and hashed from
+    those bytes: ``sha256`` is the SHA-256 of the files' bytes, one after the other."""
+    from exactcomp.domains.vnnlib import vnnlib_boxes
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise DomainError("no domain given")
-    size = int(np.prod(input_shape, dtype=np.int64))
+    digest = hashlib.sha256()
     parts = []
-    for path in map(Path, paths):
-        if is_vnnlib(path):
-            parts += [make_box(lo, hi, input_shape, source=str(path)) for lo, hi in read_vnnlib_boxes(path, size)]
+    for path in paths:
+        source = read_source(path)
+        digest.update(source.raw)
+        name = str(source.path)
+        if source.kind == "vnnlib":
+            boxes = vnnlib_boxes(source.text, name, None if input_shape is None else _size(input_shape))
+            if input_shape is None:
+                input_shape = (boxes[0][0].size,)
+            parts += [make_box(lo, hi, input_shape, source=name) for lo, hi in boxes]
         else:
-            parts += _json_parts(path, input_shape)
-    return Domain(tuple(parts), tuple(str(p) for p in paths), _file_hash(paths))
+            data = json_document(source)
+            if input_shape is None:
+                input_shape = (_declared_size(data),)
+            parts += _json_parts(data, name, input_shape)
+    return Domain(tuple(parts), tuple(str(p) for p in paths), digest.hexdigest())
+
+
+def _size(input_shape) -> int:
+    return int(np.prod(input_shape, dtype=np.int64))
+
+
+def _declared_size(data) -> int:
+    """The flat size a box JSON document declares: the larger of its (first part's) 'lower' and 'upper'
+    (1 when both are numbers, or when they are not arrays of numbers: the box check then says why)."""
+    first = data["parts"][0] if isinstance(data, dict) and isinstance(data.get("parts"), list) and data["parts"] else data
+    sizes = [1]
+    for field in ("lower", "upper"):
+        try:
+            sizes.append(int(np.asarray(first[field], dtype=float).size))
+        except Exception:   # noqa: BLE001 - make_box reports the precise problem
+            pass
+    return max(sizes)
 
 
 def as_domain(value) -> Domain:

@@ -12,19 +12,19 @@ outputs ``Y_j``, and asserts constraints. exactcomp reads the *input* constraint
 
 Anything else on inputs (a linear combination, a comparison of two inputs, an input missing a lower or
 upper bound, an empty box, inputs and outputs in one assertion) is a :class:`DomainError` naming the file
-and line. Files may be gzip-compressed (``.gz``). The maintained ``vnnlib`` package on PyPI (1.0.x)
-parses the newer VNN-LIB 2.0 syntax and rejects these 1.0 files, hence this small reader of the subset
-that defines boxes.
+and line. Files may be gzip-compressed (``.gz``); they are read once, so pipes work
+(:mod:`exactcomp.domains.source`). The maintained ``vnnlib`` package on PyPI (1.0.x) parses the newer
+VNN-LIB 2.0 syntax and rejects these 1.0 files, hence this small reader of the subset that defines boxes.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
 import numpy as np
 
+from exactcomp.domains.source import read_source
 from exactcomp.errors import DomainError
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
@@ -32,20 +32,6 @@ _VAR = re.compile(r"^([XY])_(\d+)$")
 #: Most boxes a file's disjunctions may produce.
 MAX_PARTS = 256
 _COMPARE = {"<=": "<=", "<": "<=", ">=": ">=", ">": ">="}
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
-        return data.decode("utf-8")
-    except FileNotFoundError:
-        raise DomainError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DomainError(f"{path}: is a directory, not a VNN-LIB file") from None
-    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-        raise DomainError(f"{path}: cannot read: {exc}") from None
 
 
 def _parse(text: str, source: str) -> list:
@@ -124,9 +110,12 @@ def _bounds(expr, source: str) -> list[tuple[int, str, float]]:
 def read_vnnlib_boxes(path: str | Path, size: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """The input boxes ``[(lower, upper), ...]`` of the VNN-LIB file ``path`` (one, or one per disjunct of
     an ``or``); ``size``: the model's flat input size, checked against the declared inputs."""
-    path = Path(path)
-    source = str(path)
-    text = _read_text(path)
+    source = read_source(path, "VNN-LIB file")
+    return vnnlib_boxes(source.text, str(source.path), size)
+
+
+def vnnlib_boxes(text: str, source: str, size: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_vnnlib_boxes` of the VNN-LIB ``text`` of the file ``source`` (named in errors)."""
     declared, plain, unions = set(), [], []
     for expr in _parse(text, source):
         head = _head(expr)

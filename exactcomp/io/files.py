@@ -84,6 +84,8 @@ class OutputSet:
 
     def check(self, inputs: dict[str, str | Path | None]) -> None:
         """Refuse targets that are inputs, directories or unwritable, before any work is done."""
+        from exactcomp.cli.signals import held
+
         for label, path in self._targets.items():
             for what, source in inputs.items():
                 if source is not None and same_file(path, source):
@@ -95,9 +97,10 @@ class OutputSet:
             if not parent.is_dir():
                 raise ExactcompError(f"{path}: {label}: directory {parent} does not exist")
             try:   # a real probe: permission bits do not tell (root, read-only mounts, ACLs)
-                fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-                os.close(fd)
-                os.unlink(probe)
+                with held():   # an interrupt is raised once the probe is gone, never leaves it behind
+                    fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+                    os.close(fd)
+                    os.unlink(probe)
             except OSError as exc:
                 raise ExactcompError(f"{path}: {label}: cannot write in {parent}: {exc.strerror or exc}") from None
 

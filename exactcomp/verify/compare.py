@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exactcomp.domain import Box
+from exactcomp.domain import Box, check_random_points
 from exactcomp.errors import DomainError, ExactcompError, ModelError
 from exactcomp.verify.points import corner_points, domain_points, verification_points  # noqa: F401 (public names)
 
@@ -211,6 +211,7 @@ def verify_models(original, compressed, box: Box, extra_points=None, random_poin
     """
     from exactcomp.domains.union import as_domain
 
+    random_points = check_random_points(random_points)
     a, b = _Model.open(original, provider), _Model.open(compressed, provider)
     _check_compatible(a, b)
     for part in as_domain(box).parts:

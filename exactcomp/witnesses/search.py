@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from exactcomp.cli.signals import held
 from exactcomp.domain import Box
 from exactcomp.ir.network import Network
 
@@ -55,6 +56,12 @@ class WitnessTracker:
         self.evaluated += len(points)
         before = self.unstable_count()
         _, pre = self.net.forward(points, return_preactivations=True)
+        with held():   # the extremes, their point indices and the pool change together, never half-way
+            self._record(pre, points)
+        return self.unstable_count() - before
+
+    def _record(self, pre: list, points: np.ndarray) -> None:
+        """Keep the points of ``points`` (pre-activations ``pre``) that improve an extreme."""
         keep: dict[int, int] = {}
         for k, g in enumerate(pre):
             for values, points_idx, reducer, better in (
@@ -75,7 +82,6 @@ class WitnessTracker:
             self._pool_size += len(rows)
             if self._pool_size > 4 * sum(len(v) for v in self.max_value) + 1024:
                 self._compact()
-        return self.unstable_count() - before
 
     def offer_random(self, count: int, rng: np.random.Generator, batch: int = 4096, progress=None) -> None:
         """Offer ``count`` uniform random points of the box, ``batch`` at a time (bounded memory)."""
