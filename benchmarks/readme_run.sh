@@ -39,19 +39,17 @@ step resnet exactcomp compress $m/mnist_resnet_tiny.onnx --domain $m/mnist_resne
 step domains python models/domains.py
 step ones exactcomp domain from-data mnist_domains/digit_1.npy --margin 0.05 --clip 0 1 -o ones.json
 step zeros exactcomp domain from-data mnist_domains/digit_0.npy --margin 0.05 --clip 0 1 -o zeros.json
+step ball exactcomp domain ball mnist_domains/test_image_0.npy --eps 0.02 --clip 0 1 -o ball.json
 step balls exactcomp domain ball mnist_domains/test_images.npy --eps 0.02 --clip 0 1 -o balls.vnnlib
 step show exactcomp domain show ones.json zeros.json
 step mlp_ones exactcomp compress $m/mnist_784x100x100.onnx --domain ones.json -o small_ones.onnx --report "$out/mlp_ones.json"
+step mlp_zeros exactcomp compress $m/mnist_784x100x100.onnx --domain zeros.json -o small_zeros.onnx --report "$out/mlp_zeros.json"
 step mlp_union exactcomp compress $m/mnist_784x100x100.onnx --domain ones.json --domain zeros.json -o small_01.onnx --report "$out/mlp_union.json"
+step mlp_ball exactcomp compress $m/mnist_784x100x100.onnx --domain ball.json -o small_ball.onnx --report "$out/mlp_ball.json"
 step mlp_balls exactcomp compress $m/mnist_784x100x100.onnx --domain balls.vnnlib -o small_balls.onnx --report "$out/mlp_balls.json"
 step cnn_ones exactcomp compress $m/mnist_cnn_8x16.onnx --domain ones.json -o small_cnn_ones.onnx --report "$out/cnn_ones.json"
-step mlp_zeros exactcomp compress $m/mnist_784x100x100.onnx --domain zeros.json -o small_zeros.onnx --report "$out/mlp_zeros.json"
-step mlp_ball1 python - <<'EOF'
-import numpy as np, subprocess
-np.save("one_image.npy", np.load("mnist_domains/test_images.npy")[:1])
-subprocess.run(["exactcomp", "domain", "ball", "one_image.npy", "--eps", "0.02", "--clip", "0", "1", "-o", "ball1.json"], check=True)
-EOF
-step mlp_ball1c exactcomp compress $m/mnist_784x100x100.onnx --domain ball1.json -o small_ball1.onnx --report "$out/mlp_ball1.json"
+step cnn_zeros exactcomp compress $m/mnist_cnn_8x16.onnx --domain zeros.json -o small_cnn_zeros.onnx --report "$out/cnn_zeros.json"
+step resume_ones exactcomp compress $m/mnist_784x100x100.onnx --domain ones.json -o small_resumed.onnx --resume "$out/mlp.json" --report "$out/resume_ones.json"
 # "Benchmark harness" (shipped models) and the Python API snippet
 step bench exactcomp bench $m/digits_64x32x32.onnx $m/mnist_784x50x50x50.onnx --strategy auto,network \
     --solver highs,scip --formulation bigm,bigm-ideal --time-limit 20 --out "$out/bench-results"
@@ -66,12 +64,13 @@ import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 wall = {line.split("\t")[0]: (float(line.split("\t")[1]), line.split("\t")[2].strip())
         for line in (out / "times.tsv").read_text().splitlines()}
-rows = ["| run | parameters | removed | unknown (why) | wall s | verify | witnesses stored / cited (file) |",
-        "|---|---|---|---|---|---|---|"]
-for name in ("mlp", "cnn", "maxpool", "resnet", "mlp_ones", "mlp_zeros", "mlp_union", "mlp_ball1", "mlp_balls", "cnn_ones"):
+rows = ["| run | parameters | removed | unknown (why) | channels | wall s | verify | witnesses stored / cited (file) |",
+        "|---|---|---|---|---|---|---|---|"]
+for name in ("mlp", "cnn", "maxpool", "resnet", "mlp_ones", "mlp_zeros", "mlp_union", "mlp_ball", "mlp_balls",
+             "cnn_ones", "cnn_zeros", "resume_ones"):
     path = out / f"{name}.json"
     if not path.exists():
-        rows.append(f"| {name} | (no report) | | | | | |")
+        rows.append(f"| {name} | (no report) | | | | | | |")
         continue
     r = json.loads(path.read_text())
     p, t, w = r["parameters"], r["totals"], r["witnesses"]
@@ -82,9 +81,11 @@ for name in ("mlp", "cnn", "maxpool", "resnet", "mlp_ones", "mlp_zeros", "mlp_un
         for k, v in layer["unknown_reasons"].items():
             why[k] = why.get(k, 0) + v
     model_unknown = sum(why.values())
-    key = "mlp_ball1c" if name == "mlp_ball1" else name
+    key = name
     rows.append(f"| {name} | {p['before']:,} -> {p['after']:,} | {100 * p['removed_fraction']:.1f} % | "
-                f"{model_unknown} {why if why else ''} | {wall.get(key, (float('nan'),))[0]:.1f} | "
+                f"{model_unknown} {why if why else ''} | "
+                f"{', '.join(str(e['channels']['count']) + '->' + str(e['channels']['kept']) for e in r['layers'] if e.get('kind') == 'conv')} | "
+                f"{wall.get(key, (float('nan'),))[0]:.1f} | "
                 f"{'passed' if (r['verification'] or {}).get('passed') else 'FAILED'} | "
                 f"{w.get('stored')} / {w['count']} ({(w['bytes'] or 0) / 1e6:.2f} MB) |")
 rows.append("")

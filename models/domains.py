@@ -5,7 +5,8 @@
 Reads ``../shared/data/mnist`` like ``models/train.py`` and writes, as ``(count, 1, 28, 28)`` float32
 arrays in [0, 1]:
 
-* ``test_images.npy``: the first four held-out images (indices 8000-8003, never used for training);
+* ``test_images.npy``: the first four held-out images (indices 8000-8003, never used for training),
+  ``test_image_0.npy`` the first of them alone;
 * ``digit_0.npy``, ``digit_1.npy``: the training images (the first 8,000) of the digits 0 and 1.
 """
 
@@ -30,9 +31,10 @@ def main(argv=None) -> int:
     images = images.reshape(-1, 1, 28, 28)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "test_images.npy", images[8000:8004])
+    np.save(out / "test_image_0.npy", images[8000:8001])
     for digit in (0, 1):
         np.save(out / f"digit_{digit}.npy", images[:8000][labels[:8000] == digit])
-    print(f"wrote {out}/test_images.npy, digit_0.npy, digit_1.npy")
+    print(f"wrote {out}/test_images.npy, test_image_0.npy, digit_0.npy, digit_1.npy")
     return 0
 
 
