@@ -119,3 +119,73 @@ def test_an_unsupported_op_names_its_node():
     model.graph.node[1].op_type = "Tanh"   # the first Relu
     with pytest.raises(UnsupportedOpError, match="op Tanh"):
         TorchGraph(model)
+
+
+def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
+    """Every Relu node's input at the points X (by forward hooks on the graph's own evaluation)."""
+    from exactcomp.stabilize import graph as graph_module
+
+    seen, relu = {}, graph_module._OPS["Relu"]
+    names = iter([n.name or n.output[0] for n in graph.nodes if n.op_type == "Relu"])
+
+    def spy(args, attrs):
+        seen[next(names)] = args[0].detach().clone()
+        return relu(args, attrs)
+
+    graph_module._OPS["Relu"] = spy
+    try:
+        graph(X)
+    finally:
+        graph_module._OPS["Relu"] = relu
+    return seen
+
+
+@pytest.mark.parametrize("name", ["digits_64x32x32", "mnist_cnn_8x16", "mnist_cnn_maxpool", "mnist_resnet_tiny"])
+def test_interval_bounds_hold_the_sampled_pre_activations(name):
+    from exactcomp.stabilize.bounds import relu_bounds
+
+    model = onnx.load(str(MODELS / f"{name}.onnx"))
+    graph = TorchGraph(model)
+    high = 16.0 if name.startswith("digits") else 1.0
+    X = torch.from_numpy(_inputs(model, 64, high).astype(np.float64))
+    lo, hi = torch.full_like(X[:1], 0.1 * high), torch.full_like(X[:1], 0.4 * high)
+    X = lo + (hi - lo) * torch.rand(X.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    X[:2] = torch.cat([lo, hi])   # two corners
+    with torch.no_grad():
+        bounds = relu_bounds(graph, lo, hi)
+        seen = _relu_inputs(graph, X)
+    assert set(bounds) == set(seen) and bounds
+    for key, values in seen.items():
+        b = bounds[key]
+        assert torch.all(b.lower <= values + 1e-9) and torch.all(values <= b.upper + 1e-9), key
+
+
+@pytest.mark.parametrize("name", ["mnist_784x100x100", "mnist_cnn_8x16"])
+def test_interval_bounds_equal_exactcomps_interval_arithmetic(name):
+    """For networks without shortcuts the graph's interval bounds are those of exactcomp's own engine
+    (which widens them by a relative 1e-10 for rounding)."""
+    import exactcomp
+    from exactcomp.bounds.crown import compute_bounds
+    from exactcomp.stabilize.bounds import relu_bounds
+
+    model = onnx.load(str(MODELS / f"{name}.onnx"))
+    net = exactcomp.load(MODELS / f"{name}.onnx")
+    box = exactcomp.Box(np.full(784, 0.2), np.full(784, 0.6))
+    reference = compute_bounds(net, box, symbolic=False)
+    with torch.no_grad():
+        ours = list(relu_bounds(TorchGraph(model), torch.full((1, *net.input.shape), 0.2, dtype=torch.float64),
+                                torch.full((1, *net.input.shape), 0.6, dtype=torch.float64)).values())
+    assert len(ours) == len(reference)
+    for b, ref in zip(ours, reference):
+        np.testing.assert_allclose(b.lower.reshape(-1).numpy(), ref.interval_lower, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b.upper.reshape(-1).numpy(), ref.interval_upper, rtol=1e-6, atol=1e-6)
+
+
+def test_interval_bounds_are_differentiable_in_the_weights():
+    from exactcomp.stabilize.bounds import relu_bounds
+
+    model = onnx.load(str(MODELS / "mnist_784x100x100.onnx"))
+    graph = TorchGraph(model)
+    bounds = relu_bounds(graph, torch.zeros(1, 1, 28, 28, dtype=torch.float64), torch.ones(1, 1, 28, 28, dtype=torch.float64))
+    sum(torch.relu(b.upper).sum() for b in bounds.values()).backward()
+    assert all(p.grad is not None for p in list(graph.parameters())[:4])

@@ -38,6 +38,7 @@ class TorchGraph(torch.nn.Module):
         self.input_name = next(i.name for i in graph.input if i.name not in {t.name for t in graph.initializer})
         self.output_names = [o.name for o in graph.output]
         self.nodes = list(graph.node)
+        self.attributes = [{a.name: helper.get_attribute_value(a) for a in node.attribute} for node in self.nodes]
         for node in self.nodes:
             if node.op_type not in _OPS or node.domain not in ("", "ai.onnx"):
                 raise UnsupportedOpError(f"node {node.name or node.output[0]!r}: op {node.op_type} cannot be trained "
@@ -66,9 +67,8 @@ class TorchGraph(torch.nn.Module):
         values.update((name, self.weights[key]) for name, key in self._keys.items())
         x = torch.as_tensor(x)
         values[self.input_name] = x.to(torch.float64) if x.is_floating_point() else x
-        for node in self.nodes:
+        for node, attrs in zip(self.nodes, self.attributes):
             args = [values[i] if i else None for i in node.input]
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             out = _OPS[node.op_type](args, attrs)
             outs = out if isinstance(out, tuple) else (out,)
             for name, value in zip(node.output, outs):
