@@ -122,21 +122,20 @@ def test_an_unsupported_op_names_its_node():
 
 
 def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
-    """Every Relu node's input at the points X (by forward hooks on the graph's own evaluation)."""
+    """Every Relu node's input at the points X, evaluated node by node here (not by the graph's forward)."""
     from exactcomp.stabilize import graph as graph_module
 
-    seen, relu = {}, graph_module._OPS["Relu"]
-    names = iter([n.name or n.output[0] for n in graph.nodes if n.op_type == "Relu"])
-
-    def spy(args, attrs):
-        seen[next(names)] = args[0].detach().clone()
-        return relu(args, attrs)
-
-    graph_module._OPS["Relu"] = spy
-    try:
-        graph(X)
-    finally:
-        graph_module._OPS["Relu"] = relu
+    values = dict(graph._constants)
+    values.update((name, graph.weights[key]) for name, key in graph._keys.items())
+    values[graph.input_name] = X
+    seen = {}
+    for node, attrs in zip(graph.nodes, graph.attributes):
+        args = [values[i] if i else None for i in node.input]
+        if node.op_type == "Relu":
+            seen[node.name or node.output[0]] = args[0].detach().clone()
+        out = graph_module._OPS[node.op_type](args, attrs)
+        for name, value in zip(node.output, out if isinstance(out, tuple) else (out,)):
+            values[name] = value
     return seen
 
 
@@ -189,3 +188,18 @@ def test_interval_bounds_are_differentiable_in_the_weights():
     bounds = relu_bounds(graph, torch.zeros(1, 1, 28, 28, dtype=torch.float64), torch.ones(1, 1, 28, 28, dtype=torch.float64))
     sum(torch.relu(b.upper).sum() for b in bounds.values()).backward()
     assert all(p.grad is not None for p in list(graph.parameters())[:4])
+
+
+def test_masks_zero_units_and_activations_are_kept():
+    model = onnx.load(str(MODELS / "mnist_cnn_8x16.onnx"))
+    graph = TorchGraph(model)
+    X = torch.from_numpy(_inputs(model, 4, 1.0).astype(np.float64))
+    first = graph.relu_names[0]
+    mask = torch.ones(8, dtype=torch.float64)
+    mask[[1, 5]] = 0
+    graph.masks, graph.keep_activations = {first: mask}, True
+    with torch.no_grad():
+        graph(X)
+    acts = graph.activations
+    assert len(acts) == len(graph.relu_names) and float(acts[0][:, [1, 5]].abs().sum()) == 0
+    assert float(acts[0][:, [0, 2]].abs().sum()) > 0

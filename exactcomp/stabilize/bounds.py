@@ -88,7 +88,7 @@ def _mul(args, attrs, divide=False):
 
 
 _STRUCTURAL = {"Identity", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Cast",
-               "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid"}
+               "MaxPool", "AveragePool", "GlobalAveragePool", "Sigmoid"}
 
 
 def _node_bounds(node, args, attrs):
@@ -97,6 +97,8 @@ def _node_bounds(node, args, attrs):
     data = [i for i, a in enumerate(args) if isinstance(a, Interval)]
     if not data:
         return None   # a computation on weights or constants only: evaluated as a point
+    if op_type == "Relu":
+        return Interval(torch.relu(args[0].lower), torch.relu(args[0].upper))
     if op_type in _STRUCTURAL or (op_type == "Pad" and data == [0]):
         return _monotone(_OPS[op_type], args, attrs)
     if op_type == "Dropout":

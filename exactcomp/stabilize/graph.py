@@ -30,7 +30,12 @@ _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProt
 
 class TorchGraph(torch.nn.Module):
     """``forward(x)`` runs ``model``'s graph on a batch ``x`` (its first input) and returns the list of its
-    outputs; float tensors are float64. ``parameter(name)`` is the trainable tensor of initializer ``name``."""
+    outputs; float tensors are float64. ``parameter(name)`` is the trainable tensor of initializer ``name``.
+
+    ``masks`` (``{relu node name: tensor of one entry per unit}``, a unit being a feature or a channel, axis 1)
+    multiply the Relu nodes' outputs during ``forward`` (empty: the model's own function); with
+    ``keep_activations`` set, ``activations`` holds the Relu outputs of the last ``forward`` in node order.
+    """
 
     def __init__(self, model: onnx.ModelProto):
         super().__init__()
@@ -43,6 +48,9 @@ class TorchGraph(torch.nn.Module):
             if node.op_type not in _OPS or node.domain not in ("", "ai.onnx"):
                 raise UnsupportedOpError(f"node {node.name or node.output[0]!r}: op {node.op_type} cannot be trained "
                                          "by exactcomp stabilize")
+        self.relu_names = [node.name or node.output[0] for node in self.nodes if node.op_type == "Relu"]
+        self.masks: dict[str, torch.Tensor] = {}
+        self.keep_activations, self.activations = False, []
         self.weights = torch.nn.ParameterDict()
         self._keys: dict[str, str] = {}
         self._constants: dict[str, torch.Tensor] = {}
@@ -58,18 +66,29 @@ class TorchGraph(torch.nn.Module):
     def parameter(self, name: str) -> torch.nn.Parameter:
         return self.weights[self._keys[name]]
 
+    def _after_relu(self, name: str, out: torch.Tensor) -> torch.Tensor:
+        mask = self.masks.get(name)
+        if mask is not None:
+            out = out * mask.reshape((1, -1) + (1,) * (out.dim() - 2))
+        if self.keep_activations:
+            self.activations.append(out)
+        return out
+
     def initializer_values(self) -> dict[str, np.ndarray]:
         """The current float64 value of every float initializer, by its ONNX name."""
-        return {name: self.weights[key].detach().cpu().numpy() for name, key in self._keys.items()}
+        return {name: self.weights[key].detach().cpu().numpy().copy() for name, key in self._keys.items()}
 
     def forward(self, x) -> list:
         values = dict(self._constants)
         values.update((name, self.weights[key]) for name, key in self._keys.items())
         x = torch.as_tensor(x)
         values[self.input_name] = x.to(torch.float64) if x.is_floating_point() else x
+        self.activations = []
         for node, attrs in zip(self.nodes, self.attributes):
             args = [values[i] if i else None for i in node.input]
             out = _OPS[node.op_type](args, attrs)
+            if node.op_type == "Relu":
+                out = self._after_relu(node.name or node.output[0], out)
             outs = out if isinstance(out, tuple) else (out,)
             for name, value in zip(node.output, outs):
                 if name:
