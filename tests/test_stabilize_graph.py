@@ -123,7 +123,7 @@ def test_an_unsupported_op_names_its_node():
 
 def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
     """Every Relu node's input at the points X, evaluated node by node here (not by the graph's forward)."""
-    from exactcomp.stabilize import graph as graph_module
+    from exactcomp.stabilize import ops as ops_module
 
     values = dict(graph._constants)
     values.update((name, graph.weights[key]) for name, key in graph._keys.items())
@@ -133,7 +133,7 @@ def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
         args = [values[i] if i else None for i in node.input]
         if node.op_type == "Relu":
             seen[node.name or node.output[0]] = args[0].detach().clone()
-        out = graph_module._OPS[node.op_type](args, attrs)
+        out = ops_module.OPS[node.op_type](args, attrs)
         for name, value in zip(node.output, out if isinstance(out, tuple) else (out,)):
             values[name] = value
     return seen

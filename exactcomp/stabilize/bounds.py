@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.stabilize.graph import _OPS, TorchGraph
+from exactcomp.stabilize.graph import TorchGraph
+from exactcomp.stabilize.ops import OPS
 
 
 class Interval:
@@ -51,7 +52,7 @@ def _linear(op, args, attrs, data: int):
 
 def _without_bias(args, op):
     """The radius map has no bias term: drop Gemm's C and Conv's B."""
-    if op in (_OPS["Gemm"], _OPS["Conv"]):
+    if op in (OPS["Gemm"], OPS["Conv"]):
         return args[:2]
     return args
 
@@ -100,11 +101,11 @@ def _node_bounds(node, args, attrs):
     if op_type == "Relu":
         return Interval(torch.relu(args[0].lower), torch.relu(args[0].upper))
     if op_type in _STRUCTURAL or (op_type == "Pad" and data == [0]):
-        return _monotone(_OPS[op_type], args, attrs)
+        return _monotone(OPS[op_type], args, attrs)
     if op_type == "Dropout":
         return args[0]
     if op_type in ("Gemm", "MatMul", "Conv") and len(data) == 1:
-        return _linear(_OPS[op_type], args, attrs, data[0])
+        return _linear(OPS[op_type], args, attrs, data[0])
     if op_type == "Concat":
         return Interval(torch.cat([a.lower if isinstance(a, Interval) else a for a in args], dim=attrs["axis"]),
                         torch.cat([a.upper if isinstance(a, Interval) else a for a in args], dim=attrs["axis"]))
@@ -117,7 +118,7 @@ def _node_bounds(node, args, attrs):
     if op_type == "BatchNormalization" and data == [0]:
         return _batch_norm(args, attrs)
     if op_type == "Shape":
-        return _OPS["Shape"]([args[0].lower], attrs)
+        return OPS["Shape"]([args[0].lower], attrs)
     raise UnsupportedOpError(f"node {node.name or node.output[0]!r}: op {op_type} on the data path cannot be bounded "
                              "by exactcomp stabilize")
 
@@ -141,7 +142,7 @@ def relu_bounds(graph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor) -> 
         attrs = graph.attributes[index]
         bounds = _node_bounds(node, args, attrs)
         if bounds is None:
-            result = _OPS[node.op_type](args, attrs)
+            result = OPS[node.op_type](args, attrs)
             results = result if isinstance(result, tuple) else (result,)
             values.update(zip(node.output, results))
             continue
