@@ -190,5 +190,11 @@ def cmd_domain(args) -> int:
     return run(args)
 
 
-COMMANDS = {"compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers,
+def cmd_stabilize(args) -> int:
+    from exactcomp.cli.stabilize_cmd import run_stabilize
+
+    return run_stabilize(args)
+
+
+COMMANDS = {"stabilize": cmd_stabilize, "compress": cmd_compress, "verify": cmd_verify, "inspect": cmd_inspect, "solvers": cmd_solvers,
             "bench": cmd_bench, "domain": cmd_domain}

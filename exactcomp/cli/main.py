@@ -218,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     from exactcomp.cli import domain_cmd
 
     domain_cmd.add_parser(sub, EXIT_CODES, _number)
+    from exactcomp.cli import stabilize_cmd
+
+    stabilize_cmd.add_parser(sub, EXIT_CODES, _number, _time_limit)
     s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
     s.add_argument("--json", action="store_true", help="print the list as JSON")
     return p

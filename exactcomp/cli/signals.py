@@ -110,6 +110,7 @@ COMMAND_LIBRARIES = {
     "verify": ("scipy.linalg", "onnx", "onnxruntime"),
     "inspect": ("scipy.linalg", "onnx"),
     "bench": ("scipy.linalg", "onnx", "onnxruntime"),
+    "stabilize": ("scipy.linalg", "onnx", "onnxruntime", "torch"),
 }
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from exactcomp.cli.signals import held
 from exactcomp.stabilize.bounds import relu_bounds
 from exactcomp.stabilize.graph import TorchGraph
 
@@ -62,6 +63,7 @@ class StabilizeRecord:
     rounds: list = field(default_factory=list)
     chosen: int | None = None
     seconds: float = 0.0
+    interrupted: bool = False
 
 
 def _unit_upper(bounds) -> torch.Tensor:
@@ -79,7 +81,8 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     """Fine-tune ``model`` (an onnx ModelProto whose first output is the logits) on ``data`` (rows shaped like its
     input, inside the boxes ``lower``/``upper``, one box per row of those arrays) as the module doc says.
     Returns ``(values, record)``: the trained float initializers of the chosen round (None if none met the
-    budget) and the :class:`StabilizeRecord`. ``validation``: ``(data, labels or None)`` to measure the budget
+    budget) and the :class:`StabilizeRecord`. An interrupt (``KeyboardInterrupt``) ends the rounds and returns
+    the last accepted one (``record.interrupted``). ``validation``: ``(data, labels or None)`` to measure the budget
     on instead of a split of ``data`` (e.g. held-out images the original model never saw)."""
     options = options or StabilizeOptions()
     t0 = time.perf_counter()
@@ -110,31 +113,35 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     best = None
     opt = torch.optim.Adam(graph.parameters(), lr=options.lr)
     y_train = y[train] if y is not None else None
-    for r, fraction in enumerate(options.fractions):
-        if time.perf_counter() > deadline:
-            break
-        graph.masks = masks
-        scores = _scores(graph, X[train], teacher[train], y_train, options)
-        for name in relus:
-            alive = np.flatnonzero(masks[name].numpy() > 0)
-            target = min(int(fraction * units[name]), units[name] - 1)
-            give_up = max(0, target - (units[name] - alive.size))
-            if give_up:
-                masks[name][alive[np.argsort(scores[name][alive])[:give_up]]] = 0.0
-        proven = _fine_tune(graph, masks, X[train], teacher[train], y_train, lo, hi, opt, options, deadline)
-        graph.masks = {}   # the real function, which the ONNX model written computes
-        with torch.no_grad():
-            metric = _metric(graph(X[val])[0], reference[val])
-        entry = {"round": r + 1, "fraction": fraction,
-                 "units_given_up": int(sum(int((m == 0).sum()) for m in masks.values())),
-                 "units": int(sum(units.values())), "proven_dead": bool(proven), record.metric: metric,
-                 "seconds": time.perf_counter() - t0}
-        record.rounds.append(entry)
-        if progress is not None:
-            progress(entry)
-        if not (proven and metric >= floor - 1e-12):
-            break
-        best, record.chosen = graph.initializer_values(), r + 1
+    try:   # Ctrl-C / SIGTERM (KeyboardInterrupt): the last accepted round stands
+        for r, fraction in enumerate(options.fractions):
+            if time.perf_counter() > deadline:
+                break
+            graph.masks = masks
+            scores = _scores(graph, X[train], teacher[train], y_train, options)
+            for name in relus:
+                alive = np.flatnonzero(masks[name].numpy() > 0)
+                target = min(int(fraction * units[name]), units[name] - 1)
+                give_up = max(0, target - (units[name] - alive.size))
+                if give_up:
+                    masks[name][alive[np.argsort(scores[name][alive])[:give_up]]] = 0.0
+            proven = _fine_tune(graph, masks, X[train], teacher[train], y_train, lo, hi, opt, options, deadline)
+            graph.masks = {}   # the real function, which the ONNX model written computes
+            with torch.no_grad():
+                metric = _metric(graph(X[val])[0], reference[val])
+            entry = {"round": r + 1, "fraction": fraction,
+                     "units_given_up": int(sum(int((m == 0).sum()) for m in masks.values())),
+                     "units": int(sum(units.values())), "proven_dead": bool(proven), record.metric: metric,
+                     "seconds": time.perf_counter() - t0}
+            record.rounds.append(entry)
+            if progress is not None:
+                progress(entry)
+            if not (proven and metric >= floor - 1e-12):
+                break
+            with held():   # the weights and the round they belong to change together
+                best, record.chosen = graph.initializer_values(), r + 1
+    except KeyboardInterrupt:
+        record.interrupted = True
     graph.masks = {}
     record.seconds = time.perf_counter() - t0
     return best, record
