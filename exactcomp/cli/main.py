@@ -1,4 +1,4 @@
-"""Command line: ``exactcomp compress | verify | inspect | solvers | bench``.
+"""Command line: ``exactcomp compress | verify | inspect | solvers | bench | domain | stabilize``.
 
 The parser, the validation of every option, and the process-level rules: exit codes
 (:data:`EXIT_CODES`), Ctrl-C and SIGTERM handled alike (:mod:`exactcomp.cli.signals`), native solver
