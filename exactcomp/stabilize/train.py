@@ -3,11 +3,11 @@ domain, and keep the accuracy (issue 21; the method is a first version, to be me
 
 A *unit* is what exact compression can remove: a feature of a dense ReLU layer, a whole channel of a
 convolutional one (a channel is removed only when every position is dead). Rounds ``r = 1, 2, ...`` give up a
-growing fraction ``f_r`` of the units of every ReLU node, those of lowest importance (first-order Taylor
-score ``mean_x |a_u(x) · ∂L/∂a_u(x)|`` on the training data, summed over a channel's positions), and
-fine-tune with
+growing fraction ``f_r`` of the units of every ReLU node, those of lowest importance (the first-order
+estimate of the logits' change when the unit is zeroed, ``Σ_x Σ_c (Σ_positions a_u(x) ∂z_c(x)/∂a_u(x))²`` on
+the training data: units already dead on the data cost nothing and go first), and fine-tune with
 
-    loss = KL(teacher ‖ student) [+ cross-entropy with labels] + λ Σ_{u given up} relu(ū_u + δ)
+    loss = ‖z - z_teacher‖² / var(z_teacher) [+ cross-entropy with labels] + λ Σ_{u given up} relu(ū_u + δ)
 
 where the student's given-up units are masked to zero in its forward pass, ``ū_u`` is the interval upper
 bound of unit ``u``'s pre-activations over the domain (:mod:`exactcomp.stabilize.bounds`, maximal over a
@@ -148,27 +148,33 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
 
 
 def _scores(graph, X, teacher, y, options) -> dict:
-    """First-order Taylor importance per unit: mean over the data of |a · ∂loss/∂a|, summed over positions."""
+    """Importance of each unit: the first-order estimate of how much the logits move when the unit is zeroed,
+    ``Σ_x Σ_c (Σ_positions a_u(x) · ∂z_c(x)/∂a_u(x))²`` over up to 2,048 training rows. (The gradient of the
+    distillation loss vanishes at the start, where the student is the teacher, so a Taylor score of the loss
+    would rank every unit alike.)"""
     totals = {}
     graph.keep_activations = True
     try:
         for i in range(0, min(len(X), 2048), options.batch):
             logits = graph(X[i:i + options.batch])[0]
             acts = list(graph.activations)
-            for a in acts:
-                a.retain_grad()
-            _task_loss(logits, teacher[i:i + options.batch], None if y is None else y[i:i + options.batch]).backward()
-            for name, a in zip(graph.relu_names, acts):
-                s = (a * a.grad).abs().reshape(a.shape[0], a.shape[1], -1).sum(dim=(0, 2)).detach().numpy()
-                totals[name] = totals.get(name, 0) + s
-            graph.zero_grad()
+            for c in range(logits.shape[1]):
+                grads = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c + 1 < logits.shape[1],
+                                            allow_unused=True)
+                for name, a, g in zip(graph.relu_names, acts, grads):
+                    if g is None:
+                        continue
+                    change = (a * g).reshape(a.shape[0], a.shape[1], -1).sum(dim=2)   # per row and unit
+                    totals[name] = totals.get(name, 0) + (change ** 2).sum(dim=0).detach().numpy()
     finally:
         graph.keep_activations = False
-    return totals
+    return {name: totals.get(name, np.zeros(1)) for name in graph.relu_names}
 
 
-def _task_loss(logits, teacher, y):
-    loss = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(teacher, 1), reduction="batchmean", log_target=True)
+def _task_loss(logits, teacher, y, scale: float = 1.0):
+    """Distillation: the squared distance to the teacher's logits over their variance ``scale`` (scale-free, and
+    not flat where the logits are small, as a softmax KL is), plus cross-entropy with labels."""
+    loss = ((logits - teacher) ** 2).mean() / scale
     return loss + F.cross_entropy(logits, y) if y is not None else loss
 
 
@@ -177,6 +183,7 @@ def _fine_tune(graph, masks, X, teacher, y, lo, hi, opt, options, deadline) -> b
     while some given-up unit is not proven dead by interval bounds, up to 4 more such stretches with λ doubled.
     True when every given-up unit is proven dead."""
     penalty = options.penalty
+    scale = float(teacher.var()) or 1.0
     gen = torch.Generator().manual_seed(options.seed)
     steps_per_epoch = max(1, math.ceil(len(X) / options.batch))
     epochs = max(options.epochs, math.ceil(options.min_steps / steps_per_epoch))
@@ -185,7 +192,7 @@ def _fine_tune(graph, masks, X, teacher, y, lo, hi, opt, options, deadline) -> b
             perm = torch.randperm(len(X), generator=gen)
             for i in range(0, len(X), options.batch):
                 idx = perm[i:i + options.batch]
-                loss = _task_loss(graph(X[idx])[0], teacher[idx], None if y is None else y[idx])
+                loss = _task_loss(graph(X[idx])[0], teacher[idx], None if y is None else y[idx], scale)
                 loss = loss + penalty * _dead_penalty(graph, masks, lo, hi, options.margin)
                 opt.zero_grad()
                 loss.backward()
