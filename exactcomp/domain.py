@@ -188,14 +188,10 @@ def box_from_json(data, input_shape: tuple[int, ...], source: str) -> Box:
     return make_box(data["lower"], data["upper"], input_shape, source=source)
 
 
-def load_samples(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows.
-
-    Only real numeric arrays (integer or float dtypes) are accepted: complex, boolean, string and
-    object arrays are refused rather than silently converted.
-    """
+def read_npy(path: str | Path) -> np.ndarray:
+    """The array of an ``.npy`` file (no pickles); a missing, unreadable or ``.npz`` file is a one-line
+    :class:`DomainError` naming it."""
     path = Path(path)
-    size = int(np.prod(input_shape, dtype=np.int64))
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -206,6 +202,18 @@ def load_samples(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
         raise DomainError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if not isinstance(arr, np.ndarray):   # an .npz archive
         raise DomainError(f"{path}: expected a .npy array, got an archive of several arrays")
+    return arr
+
+
+def load_samples(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows.
+
+    Only real numeric arrays (integer or float dtypes) are accepted: complex, boolean, string and
+    object arrays are refused rather than silently converted.
+    """
+    path = Path(path)
+    size = int(np.prod(input_shape, dtype=np.int64))
+    arr = read_npy(path)
     if arr.dtype.kind not in "iuf":
         raise DomainError(f"{path}: samples must be real numbers (integer or float), got dtype {arr.dtype}")
     if arr.ndim < 1 or arr.size % size or (arr.ndim > 1 and arr.shape[1:] not in (tuple(input_shape), (size,))):

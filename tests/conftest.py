@@ -102,6 +102,16 @@ def random_weights(sizes, seed=0, scale=1.0, bias_shift=0.0):
     return Ws, bs
 
 
+def tiny_model_folder(folder):
+    """``folder`` with ``model.onnx`` (a small random 4-12-10-2 MLP) and ``box.json`` ([0, 1]): the CLI fault tests' input."""
+    import json
+
+    Ws, bs = random_weights([4, 12, 10, 2], seed=3, scale=0.5, bias_shift=0.2)
+    onnx.save(onnx_mlp(Ws, bs), str(folder / "model.onnx"))
+    (folder / "box.json").write_text(json.dumps({"lower": 0, "upper": 1}))
+    return folder
+
+
 @pytest.fixture
 def unit_box():
     def make(n, lo=-1.0, hi=1.0):

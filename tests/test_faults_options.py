@@ -14,16 +14,13 @@ from onnx import numpy_helper
 from exactcomp.cli.main import _parser
 from exactcomp.solvers import available
 
-from .conftest import onnx_mlp, random_weights
+from .conftest import onnx_mlp, random_weights, tiny_model_folder
 from .faults import assert_one_line_error, changes, cli, snapshot
 
 
 @pytest.fixture
 def work(tmp_path):
-    Ws, bs = random_weights([4, 12, 10, 2], seed=3, scale=0.5, bias_shift=0.2)
-    onnx.save(onnx_mlp(Ws, bs), str(tmp_path / "model.onnx"))
-    (tmp_path / "box.json").write_text(json.dumps({"lower": 0, "upper": 1}))
-    return tmp_path
+    return tiny_model_folder(tmp_path)
 
 
 @pytest.mark.parametrize("option", [

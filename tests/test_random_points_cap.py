@@ -3,16 +3,13 @@ and ran until killed. The CLI, ``AnalysisOptions`` and ``exactcomp.verify`` refu
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
-import onnx
 import pytest
 
 import exactcomp
-from exactcomp.errors import ExactcompError
 
-from .conftest import onnx_mlp, random_weights
+from .conftest import tiny_model_folder
 from .faults import assert_one_line_error, changes, cli, snapshot
 
 MAX_RANDOM_POINTS = 10_000_000   # README: "at most 10,000,000"
@@ -20,10 +17,7 @@ MAX_RANDOM_POINTS = 10_000_000   # README: "at most 10,000,000"
 
 @pytest.fixture
 def work(tmp_path):
-    Ws, bs = random_weights([4, 12, 10, 2], seed=3, scale=0.5, bias_shift=0.2)
-    onnx.save(onnx_mlp(Ws, bs), str(tmp_path / "model.onnx"))
-    (tmp_path / "box.json").write_text(json.dumps({"lower": 0, "upper": 1}))
-    return tmp_path
+    return tiny_model_folder(tmp_path)
 
 
 def test_one_limit_everywhere():

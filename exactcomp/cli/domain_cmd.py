@@ -52,13 +52,10 @@ def _shape(args, size_hint: int | None = None) -> tuple[int, ...] | None:
 
 
 def _rows(path: Path, shape) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DomainError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DomainError(f"{path}: not a readable .npy array: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+    from exactcomp.domain import read_npy
+
+    arr = read_npy(path)
+    if arr.dtype.kind not in "iuf":
         raise DomainError(f"{path}: expected a .npy array of real numbers")
     if arr.size == 0:
         raise DomainError(f"{path}: holds no inputs (shape {list(arr.shape)})")

@@ -150,12 +150,9 @@ def _samples(api, net, domain, path: Path, labels_path: Path | None, flag: str, 
                           "inside it (the budget is about the domain) or widen the domain")
     if labels_path is None:
         return data, None
-    try:
-        labels = np.load(labels_path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DomainError(f"{labels_path}: no such file") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise DomainError(f"{labels_path}: not a readable .npy array ({str(exc).splitlines()[0][:80]})") from None
+    from exactcomp.domain import read_npy
+
+    labels = read_npy(labels_path)
     classes = net.layers[-1].width
     if labels.dtype.kind not in "iu" or labels.ndim != 1:
         raise DomainError(f"{labels_path}: labels must be a 1-D integer array, got {labels.dtype} {list(labels.shape)}")
