@@ -1,4 +1,4 @@
-"""The ONNX graph as a trainable torch function (exactcomp.stabilize.graph), checked against onnxruntime:
+"""The ONNX graph as a trainable torch function (exactcomp.finetune.graph), checked against onnxruntime:
 the same outputs as the original model, and after new weights are written back, the same outputs as the
 torch function with those weights; the written model differs from the original only in initializer data."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.stabilize.graph import TorchGraph, with_weights
+from exactcomp.finetune.graph import TorchGraph, with_weights
 
 from .conftest import export_torch, onnx_mlp, random_weights, run_onnx
 
@@ -123,7 +123,7 @@ def test_an_unsupported_op_names_its_node():
 
 def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
     """Every Relu node's input at the points X, evaluated node by node here (not by the graph's forward)."""
-    from exactcomp.stabilize import ops as ops_module
+    from exactcomp.finetune import ops as ops_module
 
     values = dict(graph._constants)
     values.update((name, graph.weights[key]) for name, key in graph._keys.items())
@@ -141,7 +141,7 @@ def _relu_inputs(graph: TorchGraph, X: torch.Tensor) -> dict:
 
 @pytest.mark.parametrize("name", ["digits_64x32x32", "mnist_cnn_8x16", "mnist_cnn_maxpool", "mnist_resnet_tiny"])
 def test_interval_bounds_hold_the_sampled_pre_activations(name):
-    from exactcomp.stabilize.bounds import relu_bounds
+    from exactcomp.finetune.bounds import relu_bounds
 
     model = onnx.load(str(MODELS / f"{name}.onnx"))
     graph = TorchGraph(model)
@@ -165,7 +165,7 @@ def test_interval_bounds_equal_exactcomps_interval_arithmetic(name):
     (which widens them by a relative 1e-10 for rounding)."""
     import exactcomp
     from exactcomp.bounds.crown import compute_bounds
-    from exactcomp.stabilize.bounds import relu_bounds
+    from exactcomp.finetune.bounds import relu_bounds
 
     model = onnx.load(str(MODELS / f"{name}.onnx"))
     net = exactcomp.load(MODELS / f"{name}.onnx")
@@ -181,7 +181,7 @@ def test_interval_bounds_equal_exactcomps_interval_arithmetic(name):
 
 
 def test_interval_bounds_are_differentiable_in_the_weights():
-    from exactcomp.stabilize.bounds import relu_bounds
+    from exactcomp.finetune.bounds import relu_bounds
 
     model = onnx.load(str(MODELS / "mnist_784x100x100.onnx"))
     graph = TorchGraph(model)

@@ -1,4 +1,4 @@
-"""Fine-tuning for provable stability (exactcomp.stabilize.train), checked independently: the written ONNX model
+"""Fine-tuning for provable stability (exactcomp.finetune.train), checked independently: the written ONNX model
 keeps the original's interface (onnxruntime), meets the accuracy budget on the validation data (recomputed
 from onnxruntime outputs), and exactcomp's own analysis finds every given-up unit stably inactive."""
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import exactcomp
-from exactcomp.stabilize.graph import with_weights
-from exactcomp.stabilize.train import StabilizeOptions, stabilize_graph
+from exactcomp.finetune.graph import with_weights
+from exactcomp.finetune.train import StabilizeOptions, stabilize_graph
 
 from .conftest import export_torch, run_onnx
 

@@ -1,5 +1,5 @@
 """``exactcomp stabilize``: fine-tune a model so that more of its units are provably dead over the domain, within
-an accuracy budget, and write the same model with new weights (:mod:`exactcomp.stabilize.train`).
+an accuracy budget, and write the same model with new weights (:mod:`exactcomp.finetune.train`).
 
     exactcomp stabilize MODEL --domain D [--domain D2 ...] --data X.npy [--labels y.npy] -o OUT.onnx
         [--val-data V.npy [--val-labels v.npy]] [--max-accuracy-drop PTS | --min-agreement F]
@@ -57,8 +57,8 @@ def run_stabilize(args) -> int:
     from exactcomp.cli.commands import _console
     from exactcomp.io.files import json_bytes
     from exactcomp.pipeline import plan_outputs
-    from exactcomp.stabilize.graph import with_weights
-    from exactcomp.stabilize.train import StabilizeOptions, stabilize_graph
+    from exactcomp.finetune.graph import with_weights
+    from exactcomp.finetune.train import StabilizeOptions, stabilize_graph
 
     inputs = {"input model": args.model, "data file": args.data, "labels file": args.labels,
               "validation data file": args.val_data, "validation labels file": args.val_labels,
@@ -129,7 +129,7 @@ def _load(path: Path):
 
     from exactcomp import api
     from exactcomp.errors import ModelError
-    from exactcomp.stabilize.graph import TorchGraph
+    from exactcomp.finetune.graph import TorchGraph
 
     net = api.load(path)   # the model exactcomp reads (and will compress), with its one-line errors
     try:

@@ -1,4 +1,4 @@
-"""The ONNX ops of :class:`~exactcomp.stabilize.graph.TorchGraph` in torch: ``OPS[op_type](args, attrs)`` with
+"""The ONNX ops of :class:`~exactcomp.finetune.graph.TorchGraph` in torch: ``OPS[op_type](args, attrs)`` with
 ``args`` the node's inputs (tensors; None for an omitted optional input) and ``attrs`` its attributes, returning
 its output (or a tuple of outputs). Float tensors are float64; semantics follow the ONNX operator docs
 (opset 7 onwards, inputs-as-attributes of older opsets included where they differ)."""

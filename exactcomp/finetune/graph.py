@@ -21,7 +21,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.stabilize.ops import FLOAT_TYPES, OPS
+from exactcomp.finetune.ops import FLOAT_TYPES, OPS
 
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.stabilize.graph import TorchGraph
-from exactcomp.stabilize.ops import OPS
+from exactcomp.finetune.graph import TorchGraph
+from exactcomp.finetune.ops import OPS
 
 
 class Interval:

@@ -10,7 +10,7 @@ the training data: units already dead on the data cost nothing and go first), an
     loss = ‖z - z_teacher‖² / var(z_teacher) [+ cross-entropy with labels] + λ Σ_{u given up} relu(ū_u + δ)
 
 where the student's given-up units are masked to zero in its forward pass, ``ū_u`` is the interval upper
-bound of unit ``u``'s pre-activations over the domain (:mod:`exactcomp.stabilize.bounds`, maximal over a
+bound of unit ``u``'s pre-activations over the domain (:mod:`exactcomp.finetune.bounds`, maximal over a
 channel's positions), δ a small margin and λ doubled while some given-up unit is not yet proven dead. Once
 every given-up unit has ``ū_u <= -δ`` the mask changes nothing on the domain: the unmasked network, the
 ONNX model written, computes the masked function there, and ``exactcomp compress`` removes those units
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from exactcomp.cli.signals import held
-from exactcomp.stabilize.bounds import relu_bounds
-from exactcomp.stabilize.graph import TorchGraph
+from exactcomp.finetune.bounds import relu_bounds
+from exactcomp.finetune.graph import TorchGraph
 
 
 @dataclass
