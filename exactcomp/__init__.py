@@ -7,6 +7,7 @@ Python API (mirrors the CLI)::
     result = exactcomp.compress(net, "box.json")      # analysis + rewriting
     result.save("small.onnx")
     check = exactcomp.verify("model.onnx", "small.onnx", "box.json")
+    stable = exactcomp.stabilize("model.onnx", "x.npy", "y.npy", domain="box.json")   # fine-tune, then compress
 
 The names below are imported on first use (PEP 562), so that ``import exactcomp.cli`` is quick and
 the command line can take charge of Ctrl-C and SIGTERM before numpy, scipy and onnx load; so are the
@@ -32,6 +33,7 @@ _EXPORTS = {
     "Dense": "ir.network", "Network": "ir.network", "TensorInfo": "ir.network", "Conv": "ir.conv", "Embed": "ir.skip",
     "Skip": "ir.skip", "NeuronAddress": "ir.address", "neuron_address": "ir.address", "find_neuron": "ir.address",
     "VerificationResult": "verify.compare", "TOLERANCES": "verify.compare",
+    "stabilize": "finetune.api", "StabilizeResult": "finetune.api", "StabilizeOptions": "finetune.train",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

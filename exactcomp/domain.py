@@ -206,20 +206,27 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 
 def load_samples(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows.
+    """Read user samples (``.npy``), shape (count, *input_shape) or (count, size), as float64 rows
+    (checked as :func:`as_samples` says)."""
+    path = Path(path)
+    return as_samples(read_npy(path), input_shape, str(path))
+
+
+def as_samples(arr, input_shape: tuple[int, ...], name: str = "samples") -> np.ndarray:
+    """``arr`` as float64 rows of the input's size; shape (count, *input_shape) or (count, size).
 
     Only real numeric arrays (integer or float dtypes) are accepted: complex, boolean, string and
-    object arrays are refused rather than silently converted.
+    object arrays are refused rather than silently converted; so are NaN and infinite values. ``name``
+    (a file, or what the array is) starts the one-line :class:`DomainError`.
     """
-    path = Path(path)
+    arr = np.asarray(arr)
     size = int(np.prod(input_shape, dtype=np.int64))
-    arr = read_npy(path)
     if arr.dtype.kind not in "iuf":
-        raise DomainError(f"{path}: samples must be real numbers (integer or float), got dtype {arr.dtype}")
+        raise DomainError(f"{name}: samples must be real numbers (integer or float), got dtype {arr.dtype}")
     if arr.ndim < 1 or arr.size % size or (arr.ndim > 1 and arr.shape[1:] not in (tuple(input_shape), (size,))):
-        raise DomainError(f"{path}: samples have shape {list(arr.shape)}, expected (count, {', '.join(map(str, input_shape))})")
+        raise DomainError(f"{name}: samples have shape {list(arr.shape)}, expected (count, {', '.join(map(str, input_shape))})")
     with np.errstate(over="ignore"):
         arr = arr.astype(np.float64).reshape(-1, size)
     if not np.isfinite(arr).all():
-        raise DomainError(f"{path}: samples contain NaN or infinite values")
+        raise DomainError(f"{name}: samples contain NaN or infinite values")
     return arr

@@ -4,14 +4,18 @@ line, exit 2, nothing written."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
+import exactcomp
+
 from .conftest import export_torch, onnx_mlp, random_weights, run_onnx
-from .faults import assert_one_line_error, changes, cli, snapshot
+from .faults import assert_one_line_error, changes, cli, popen, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,9 @@ def test_stabilize_then_compress_exactly(work):
 @pytest.mark.parametrize("case, needle", [
     ("labels_length", "labels for"), ("labels_range", "must lie in 0..9"), ("outside", "outside the domain"),
     ("nan", "NaN"), ("empty", "no rows"), ("output_is_input", "would overwrite"), ("labels_float", "1-D integer"),
-    ("val_labels_alone", "--val-labels needs --val-data"), ("unsupported", "cannot be trained"),
+    ("val_labels_alone", "validation labels need validation data"), ("unsupported", "cannot be trained"),
+    ("no_relu", "no Relu"), ("chance", "at chance level"), ("bool_data", "real numbers"),
+    ("then_compress_is_output", "would overwrite"), ("device", "device must be"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(work, tmp_path, case, needle):
     args = list(BASE) + ["-o", "out.onnx"]
@@ -85,6 +91,21 @@ def test_bad_input_is_one_line_and_writes_nothing(work, tmp_path, case, needle):
         args[-1] = "x.npy"
     elif case == "val_labels_alone":
         args += ["--val-labels", "vy.npy"]
+    elif case == "no_relu":
+        Ws, bs = random_weights([64, 10], seed=0)
+        onnx.save(onnx_mlp(Ws, bs), str(tmp_path / "m.onnx"))
+        args[1] = tmp_path / "m.onnx"
+    elif case == "chance":   # labels the model never predicts
+        predicted = run_onnx(onnx.load(str(work / "m.onnx")), np.load(work / "x.npy"))[0].argmax(1)
+        np.save(tmp_path / "y.npy", (predicted + 1) % 10)
+        args[args.index("y.npy")] = tmp_path / "y.npy"
+    elif case == "bool_data":
+        np.save(tmp_path / "x.npy", np.load(work / "x.npy") > 0.5)
+        args[args.index("x.npy")] = tmp_path / "x.npy"
+    elif case == "then_compress_is_output":
+        args += ["--then-compress", "out.onnx"]
+    elif case == "device":
+        args += ["--device", "gpu0"]
     elif case == "unsupported":
         Ws, bs = random_weights([64, 8, 10], seed=0)
         model = onnx_mlp(Ws, bs)
@@ -110,3 +131,55 @@ def test_an_unmeetable_budget_writes_nothing_and_exits_1(work):
     assert lines[-1].startswith("exactcomp: error:") and "no round met the budget" in lines[-1]
     assert all(line.startswith("round ") for line in lines[:-1])
     assert not (work / "none.onnx").exists()
+
+
+def test_then_compress_writes_both_models_and_the_report_says_what_compress_did(work):
+    proc = cli(*BASE, "--val-data", "vx.npy", "--val-labels", "vy.npy", "-o", "tc.onnx", "--report", "tc.json",
+               "--then-compress", "tc_small.onnx", "--max-accuracy-drop", "2", "--time-limit", "20", "--epochs", "1",
+               "-q", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""   # --quiet: no round lines
+    report = json.loads((work / "tc.json").read_text())
+    small = exactcomp.load(work / "tc_small.onnx")   # read back independently of the report
+    assert report["compress"]["parameters_after"] == small.parameter_count
+    assert report["compress"]["parameters_before"] == exactcomp.load(work / "tc.onnx").parameter_count
+    assert report["compress"]["unknown"] == 0
+    check = exactcomp.verify(work / "tc.onnx", work / "tc_small.onnx", {"lower": 0.0, "upper": 1.0})
+    assert check.passed
+    assert "compressed exactly to tc_small.onnx" in proc.stdout
+
+
+def test_without_torch_one_line_exit_2(work, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'torch'\")\n"
+        "sys.meta_path.insert(0, _NoTorch())\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    before = snapshot(work)
+    proc = cli(*BASE, "-o", "nt.onnx", cwd=work, env=env)
+    assert_one_line_error(proc, 2, "needs torch")
+    assert changes(before, snapshot(work)) == set()
+
+
+def test_an_interrupt_leaves_nothing_or_a_model_that_meets_the_budget(work):
+    """SIGINT right after the first round's line: exit 130, and the model exists exactly when that round met
+    the budget, which onnxruntime confirms on the validation data."""
+    out = work / "int.onnx"
+    proc = popen(*BASE, "--val-data", "vx.npy", "--val-labels", "vy.npy", "-o", out.name, "--max-accuracy-drop", "1",
+                 "--time-limit", "200", "--epochs", "3", cwd=work)
+    line = proc.stderr.readline()
+    assert line.startswith("round 1:"), line
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    X, y = np.load(work / "vx.npy"), np.load(work / "vy.npy")
+    before = float((run_onnx(onnx.load(str(work / "m.onnx")), X)[0].argmax(1) == y).mean())
+    accuracy = float(line.split("accuracy ")[1].split()[0])
+    met = "all proven dead" in line and accuracy >= before - 0.01 - 1e-9
+    assert out.exists() == met or (out.exists() and "round 2:" in rest)
+    if out.exists():
+        after = float((run_onnx(onnx.load(str(out)), X)[0].argmax(1) == y).mean())
+        assert after >= before - 0.01 - 1e-9

@@ -1,13 +1,16 @@
 """``exactcomp stabilize``: fine-tune a model so that more of its units are provably dead over the domain, within
-an accuracy budget, and write the same model with new weights (:mod:`exactcomp.finetune.train`).
+an accuracy budget, and write the same model with new weights (:mod:`exactcomp.finetune`).
 
     exactcomp stabilize MODEL --domain D [--domain D2 ...] --data X.npy [--labels y.npy] -o OUT.onnx
         [--val-data V.npy [--val-labels v.npy]] [--max-accuracy-drop PTS | --min-agreement F]
-        [--val-fraction F] [--epochs N] [--time-limit S] [--seed N] [--report R.json]
+        [--val-fraction F] [--epochs N] [--time-limit S] [--seed N] [--device cpu|cuda]
+        [--report R.json] [--then-compress SMALL.onnx] [--quiet]
 
 The budget is measured on validation data that fine-tuning never sees: ``--val-data`` (best: inputs the
 original model was not trained on either), else a seeded ``--val-fraction`` of ``--data``. ``compress`` of
-OUT over the same domain then removes the given-up units exactly. Data rows outside the domain are refused.
+OUT over the same domain then removes the given-up units exactly (``--then-compress`` runs it). Data rows
+outside the domain are refused. Ctrl-C, SIGTERM and ``--time-limit`` write the last round that met the
+budget (or nothing, exit 1 / 130 / 143).
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from exactcomp.errors import DomainError, ExactcompError, VerificationError
+from exactcomp.errors import ExactcompError, VerificationError
 
 MODEL, REPORT = "-o/--output", "--report"
 
@@ -28,7 +29,7 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
                        epilog=exit_codes, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", type=Path, help="input ONNX model (its first output: the logits)")
     s.add_argument("--domain", "-d", type=Path, required=True, action="append",
-                   help="box JSON or VNN-LIB file; repeat it for a union")
+                   help="box JSON or VNN-LIB file (or `exactcomp domain from-data` output); repeat it for a union")
     s.add_argument("--data", type=Path, required=True, help=".npy of inputs to fine-tune on, one per row")
     s.add_argument("--labels", type=Path, help=".npy of integer class labels of --data (without: distillation only, "
                                                "budget as agreement with the original)")
@@ -36,6 +37,8 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
     s.add_argument("--val-labels", type=Path, help=".npy of the labels of --val-data")
     s.add_argument("-o", "--output", type=Path, required=True, help="the stabilized ONNX model to write")
     s.add_argument("--report", type=Path, help="write the JSON record here")
+    s.add_argument("--then-compress", type=Path, metavar="SMALL.onnx",
+                   help="then compress the stabilized model exactly over the domain and write it here (verified)")
     s.add_argument("--max-accuracy-drop", type=number(float, 0.0, 100.0), default=0.5, metavar="PTS",
                    help="with labels: validation accuracy may drop by at most PTS points (default 0.5)")
     s.add_argument("--min-agreement", type=number(float, 0.0, 1.0), default=0.99, metavar="F",
@@ -47,117 +50,132 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
                    help="budget of the whole fine-tuning (default 300; 'none': no limit); the last round that met the "
                         "budget is written")
     s.add_argument("--seed", type=number(int, 0, 2 ** 32 - 1), default=0, help="seed of the split and the shuffling")
+    s.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device: cpu (default), cuda or cuda:N")
+    s.add_argument("--score", default="logit_change", choices=["logit_change", "magnitude"],
+                   help="which units to give up first (default logit_change; magnitude: incoming weight norm)")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress display and no per-round lines")
 
 
 def run_stabilize(args) -> int:
-    from exactcomp.cli.signals import import_quietly, received
+    from exactcomp.cli.signals import deferred, import_quietly, received
 
     import_quietly("torch")
-    from exactcomp import api
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ExactcompError("exactcomp stabilize needs torch: pip install 'exactcomp[torch]'") from None
+    from exactcomp.analysis import check_device
     from exactcomp.cli.commands import _console
-    from exactcomp.io.files import json_bytes
+    from exactcomp.cli.progress import progress_display
+    from exactcomp.finetune.api import stabilize
     from exactcomp.pipeline import plan_outputs
-    from exactcomp.finetune.graph import with_weights
-    from exactcomp.finetune.train import StabilizeOptions, stabilize_graph
 
+    check_device(args.device)
     inputs = {"input model": args.model, "data file": args.data, "labels file": args.labels,
               "validation data file": args.val_data, "validation labels file": args.val_labels,
               **{f"domain file {d}": d for d in args.domain}}
-    outputs = plan_outputs(args.output, None, args.report, inputs)
-    model, net = _load(args.model)
-    domain = api.load_domain(net, *args.domain)
-    data, labels = _samples(api, net, domain, args.data, args.labels, "--data", model)
-    validation = None
-    if args.val_data is not None:
-        validation = _samples(api, net, domain, args.val_data, args.val_labels, "--val-data", model)
-        if (validation[1] is None) != (labels is None):
-            raise ExactcompError("--labels and --val-labels go together (both, or neither)")
-    elif args.val_labels is not None:
-        raise ExactcompError("--val-labels needs --val-data")
-    shape = (len(domain.parts), *net.input.shape)
-    lower = np.stack([p.lower for p in domain.parts]).reshape(shape)
-    upper = np.stack([p.upper for p in domain.parts]).reshape(shape)
-    options = StabilizeOptions(max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
-                               val_fraction=args.val_fraction, epochs=args.epochs, time_limit=args.time_limit,
-                               seed=args.seed)
+    plan_outputs(args.output, None, args.report, inputs)   # every output checked before any work
+    if args.then_compress is not None:
+        plan_outputs(args.then_compress, None, None, {**inputs, MODEL: args.output, REPORT: args.report})
     err = _console(stderr=True)
-
-    def progress(entry):
-        err.print(f"round {entry['round']}: {entry['units_given_up']} of {entry['units']} units given up, "
-                  f"{'all' if entry['proven_dead'] else 'not all'} proven dead, {record_metric(entry)}, "
-                  f"{entry['seconds']:.0f} s")
-
-    values, record = stabilize_graph(model, lower, upper, data.reshape(-1, *net.input.shape), labels, options,
-                                     progress, None if validation is None else
-                                     (validation[0].reshape(-1, *net.input.shape), validation[1]))
-    report = {"schema": "exactcomp.stabilize/1", "model": str(args.model), "output": str(args.output) if values else None,
-              "metric": record.metric, "before": record.before, "rounds": record.rounds, "chosen": record.chosen,
-              "seconds": record.seconds, "interrupted": record.interrupted}
-    with outputs:
-        if values is not None:
-            new_bytes = with_weights(model, values).SerializeToString()
-            outputs.stage(MODEL, lambda fh: fh.write(new_bytes))
-        if args.report is not None:
-            report_bytes = json_bytes(report)
-            outputs.stage(REPORT, lambda fh: fh.write(report_bytes))
-        outputs.commit()
+    on_round = None if args.quiet else (lambda entry: err.print(round_line(entry)))
+    with progress_display(err, not args.quiet and err.is_terminal) as progress:
+        result = stabilize(args.model, args.data, args.labels, list(args.domain), val_data=args.val_data,
+                           val_labels=args.val_labels, progress=progress, on_round=on_round,
+                           max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
+                           val_fraction=args.val_fraction, epochs=args.epochs, time_limit=args.time_limit,
+                           seed=args.seed, device=args.device, score=args.score)
+    record = result.record
+    for warning in record.warnings:
+        err.print(f"warning: {warning}")
     signum = received() if record.interrupted else None
-    if values is None:
+    if result.model is None:
+        _write(None, args.report, result.report(output=None))
         if signum:
             raise KeyboardInterrupt
         raise StabilizeFailed(f"{args.model}: no round met the budget ({record.metric} {record.before:.4f} before; "
-                              f"first round {record_metric(record.rounds[0]) if record.rounds else 'not reached'}); "
+                              f"first round {metric_text(record.rounds[0]) if record.rounds else 'not reached'}); "
                               "nothing written")
-    chosen = record.rounds[record.chosen - 1]
-    print(f"wrote {args.output}: {chosen['units_given_up']} of {chosen['units']} units provably dead over the domain, "
-          f"{record.metric} {record.before:.4f} -> {chosen[record.metric]:.4f} on {'--val-data' if validation else 'the validation split'}"
-          f"; now run: exactcomp compress {args.output} " + " ".join(f"--domain {d}" for d in args.domain) + " -o SMALL.onnx")
+    compressed = None
+    if args.then_compress is None:
+        _write(result, args.report, result.report(output=str(args.output)), args.output)
+    else:   # the stabilized model first (compress reads and verifies against that file), the report last
+        _write(result, None, None, args.output)
+        compressed = _then_compress(args)
+        _write(None, args.report, result.report(output=str(args.output), compress=compressed))
+    with deferred():
+        print(summary(result, args, compressed))
     return 128 + signum if signum else 0
+
+
+def _write(result, report_path, report, model_path=None) -> None:
+    """The stabilized model and/or the report, together or not at all."""
+    from exactcomp.io.files import OutputSet, json_bytes
+
+    outputs = OutputSet()
+    outputs.add(MODEL, model_path if result is not None else None)
+    outputs.add(REPORT, report_path)
+    with outputs:
+        if result is not None:
+            data = result.model.SerializeToString()
+            outputs.stage(MODEL, lambda fh: fh.write(data))
+        if report_path is not None:
+            report_bytes = json_bytes(report)
+            outputs.stage(REPORT, lambda fh: fh.write(report_bytes))
+        outputs.commit()
+
+
+def _then_compress(args) -> dict:
+    """``exactcomp compress`` of the file just written over the same domain, saved (verified) to --then-compress."""
+    import time
+
+    from exactcomp import api
+
+    t0 = time.perf_counter()
+    small = api.compress(str(args.output), list(args.domain))
+    small.save(args.then_compress, witnesses=False)
+    totals = small.analysis.totals()
+    return {"output": str(args.then_compress), "parameters_before": small.parameters_before,
+            "parameters_after": small.parameters_after, "removed_fraction": small.removed_fraction,
+            "unknown": totals["unknown"], "seconds": time.perf_counter() - t0, "verified": True}
 
 
 class StabilizeFailed(VerificationError):
     """No round of stabilize met the budget (exit 1, like a failed verification)."""
 
 
-def record_metric(entry: dict) -> str:
+def metric_text(entry: dict) -> str:
     key = "accuracy" if "accuracy" in entry else "agreement"
     return f"{key} {entry[key]:.4f}"
 
 
-def _load(path: Path):
-    import onnx
-
-    from exactcomp import api
-    from exactcomp.errors import ModelError
-    from exactcomp.finetune.graph import TorchGraph
-
-    net = api.load(path)   # the model exactcomp reads (and will compress), with its one-line errors
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:   # noqa: BLE001 - api.load read it already; anything else is the file's fault
-        raise ModelError(f"{path}: {str(exc).splitlines()[0][:120]}") from None
-    TorchGraph(model)   # an op that cannot be trained: one line naming the node
-    return model, net
+def round_line(entry: dict) -> str:
+    stable = entry["stable"]
+    return (f"round {entry['round']}: {entry['units_given_up']} of {entry['units']} units given up, "
+            f"{'all' if entry['proven_dead'] else 'not all'} proven dead, {metric_text(entry)} (worst class "
+            f"{entry['worst_class']['class']}: {entry['worst_class']['recall']:.3f}), {stable['units_dead']} units and "
+            f"{stable['neurons_inactive'] + stable['neurons_active']} of {stable['neurons']} neurons stable by bounds, "
+            f"{entry['epochs']} epochs, {entry['seconds']:.0f} s")
 
 
-def _samples(api, net, domain, path: Path, labels_path: Path | None, flag: str, model):
-    data = api.samples(net, path)
-    if not len(data):
-        raise DomainError(f"{path}: {flag} holds no rows")
-    outside = int((~domain.contains(data)).sum())
-    if outside:
-        raise DomainError(f"{path}: {outside} of {len(data)} rows of {flag} lie outside the domain; keep the rows "
-                          "inside it (the budget is about the domain) or widen the domain")
-    if labels_path is None:
-        return data, None
-    from exactcomp.domain import read_npy
+def summary(result, args, compressed) -> str:
+    from exactcomp.finetune.metrics import worst_class
 
-    labels = read_npy(labels_path)
-    classes = net.layers[-1].width
-    if labels.dtype.kind not in "iu" or labels.ndim != 1:
-        raise DomainError(f"{labels_path}: labels must be a 1-D integer array, got {labels.dtype} {list(labels.shape)}")
-    if len(labels) != len(data):
-        raise DomainError(f"{labels_path}: {len(labels)} labels for {len(data)} rows of {path}")
-    if labels.min() < 0 or labels.max() >= classes:
-        raise DomainError(f"{labels_path}: labels must lie in 0..{classes - 1} (the model has {classes} outputs)")
-    return data, labels.astype(np.int64)
+    record, chosen = result.record, result.chosen
+    wc, wr = worst_class(record.recall_before)
+    where = "--val-data" if result.validation_given else "the validation split"
+    lines = [f"wrote {args.output}: {chosen['units_given_up']} of {chosen['units']} units provably dead over the domain "
+             f"(round {record.chosen}, {chosen['fraction']:.0%} given up; {chosen['stable']['units_dead']} units dead "
+             f"by bounds, {record.stable_before['units_dead']} before)",
+             f"{record.metric} {100 * record.before:.2f} % -> {100 * chosen[record.metric]:.2f} % on {where}; worst class "
+             f"{wc} {100 * wr:.1f} % -> class {chosen['worst_class']['class']} "
+             f"{100 * chosen['worst_class']['recall']:.1f} %; {sum(e['epochs'] for e in record.rounds)} epochs, "
+             f"{record.seconds:.0f} s"]
+    if compressed is None:
+        lines.append(f"next: exactcomp compress {args.output} " + " ".join(f"--domain {d}" for d in args.domain)
+                     + " -o SMALL.onnx")
+    else:
+        lines.append(f"compressed exactly to {compressed['output']}: {compressed['parameters_before']:,} -> "
+                     f"{compressed['parameters_after']:,} parameters ({100 * compressed['removed_fraction']:.1f} % "
+                     f"removed), {compressed['unknown']} unknown, verified, {compressed['seconds']:.1f} s")
+    return "\n".join(lines)

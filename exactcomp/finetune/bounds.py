@@ -129,8 +129,7 @@ _HEAD = {"Softmax", "LogSoftmax", "ArgMax"}
 def relu_bounds(graph: TorchGraph, lower: torch.Tensor, upper: torch.Tensor) -> dict:
     """``{relu node name: Interval of its input}`` over the box ``[lower, upper]`` (batched: one box per row).
     Ops of the head (Softmax, LogSoftmax, ArgMax) end the propagation on their path."""
-    values = dict(graph._constants)
-    values.update((name, graph.weights[key]) for name, key in graph._keys.items())
+    values = graph.tensors()
     values[graph.input_name] = Interval(torch.as_tensor(lower, dtype=torch.float64),
                                         torch.as_tensor(upper, dtype=torch.float64))
     out = {}

@@ -24,7 +24,6 @@ from exactcomp.errors import UnsupportedOpError
 from exactcomp.finetune.ops import FLOAT_TYPES, OPS
 
 
-
 class TorchGraph(torch.nn.Module):
     """``forward(x)`` runs ``model``'s graph on a batch ``x`` (its first input) and returns the list of its
     outputs; float tensors are float64. ``parameter(name)`` is the trainable tensor of initializer ``name``.
@@ -60,6 +59,17 @@ class TorchGraph(torch.nn.Module):
             else:
                 self._constants[init.name] = value
 
+    def _apply(self, fn, *args, **kwargs):   # ``.to(device)`` moves the integer constants too
+        out = super()._apply(fn, *args, **kwargs)
+        self._constants = {name: fn(value) for name, value in self._constants.items()}
+        return out
+
+    def tensors(self) -> dict:
+        """Every initializer by its ONNX name: the constants and the trainable weights."""
+        values = dict(self._constants)
+        values.update((name, self.weights[key]) for name, key in self._keys.items())
+        return values
+
     def parameter(self, name: str) -> torch.nn.Parameter:
         return self.weights[self._keys[name]]
 
@@ -76,8 +86,7 @@ class TorchGraph(torch.nn.Module):
         return {name: self.weights[key].detach().cpu().numpy().copy() for name, key in self._keys.items()}
 
     def forward(self, x) -> list:
-        values = dict(self._constants)
-        values.update((name, self.weights[key]) for name, key in self._keys.items())
+        values = self.tensors()
         x = torch.as_tensor(x)
         values[self.input_name] = x.to(torch.float64) if x.is_floating_point() else x
         self.activations = []

@@ -3,9 +3,9 @@ domain, and keep the accuracy (issue 21; the method is a first version, to be me
 
 A *unit* is what exact compression can remove: a feature of a dense ReLU layer, a whole channel of a
 convolutional one (a channel is removed only when every position is dead). Rounds ``r = 1, 2, ...`` give up a
-growing fraction ``f_r`` of the units of every ReLU node, those of lowest importance (the first-order
-estimate of the logits' change when the unit is zeroed, ``Σ_x Σ_c (Σ_positions a_u(x) ∂z_c(x)/∂a_u(x))²`` on
-the training data: units already dead on the data cost nothing and go first), and fine-tune with
+growing fraction ``f_r`` of the units of every ReLU node, those of lowest importance
+(:mod:`exactcomp.finetune.scores`: by default the first-order estimate of the logits' change when the unit
+is zeroed), and fine-tune with
 
     loss = ‖z - z_teacher‖² / var(z_teacher) [+ cross-entropy with labels] + λ Σ_{u given up} relu(ū_u + δ)
 
@@ -16,6 +16,8 @@ every given-up unit has ``ū_u <= -δ`` the mask changes nothing on the domain: 
 ONNX model written, computes the masked function there, and ``exactcomp compress`` removes those units
 exactly. A round is accepted when that holds and the validation metric (accuracy with labels, top-1
 agreement with the original without) stays within the budget; the last accepted round is the result.
+The record holds, per round, the validation metric, the per-class recall and the units and neurons stable
+by interval bounds (:mod:`exactcomp.finetune.metrics`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from exactcomp.cli.signals import held
+from exactcomp.errors import DomainError
 from exactcomp.finetune.bounds import relu_bounds
 from exactcomp.finetune.graph import TorchGraph
+from exactcomp.finetune.metrics import per_class_recall, stable_counts, top1, worst_class
+from exactcomp.finetune.scores import SCORES
 
 
 @dataclass
@@ -38,7 +43,9 @@ class StabilizeOptions:
     """``max_accuracy_drop`` (points, with labels) or ``min_agreement`` (fraction, without) on the validation
     split (``val_fraction`` of the data, drawn with ``seed``); ``fractions``: the share of units given up in
     each round; ``epochs`` per round (at least ``min_steps`` optimiser steps, for small data sets);
-    ``time_limit`` seconds for everything (None: none)."""
+    ``time_limit`` seconds for everything (None: none); ``score``: a name of
+    :data:`exactcomp.finetune.scores.SCORES`; ``device``: torch device (``"cuda"`` where a GPU is);
+    ``keep_all``: go on past the budget and keep every proven round's weights (``record.values``, for sweeps)."""
 
     max_accuracy_drop: float = 0.5
     min_agreement: float = 0.99
@@ -52,94 +59,92 @@ class StabilizeOptions:
     margin: float = 1e-3
     penalty: float = 1e-2
     time_limit: float | None = 300.0
+    score: str = "logit_change"
+    device: str = "cpu"
+    keep_all: bool = False
 
 
 @dataclass
 class StabilizeRecord:
-    """What happened: the metric before, one entry per round, the round chosen (None: none met the budget)."""
+    """What happened: the metric before (``recall_before`` per class, ``stable_before`` by interval bounds), one
+    entry per round, the round chosen (None: none met the budget), ``values``: each round's weights when kept."""
 
     metric: str
     before: float
+    classes: int
+    recall_before: list
+    stable_before: dict
     rounds: list = field(default_factory=list)
     chosen: int | None = None
     seconds: float = 0.0
     interrupted: bool = False
+    warnings: list = field(default_factory=list)
+    values: dict = field(default_factory=dict)
 
 
-def _unit_upper(bounds) -> torch.Tensor:
-    """Per unit (feature, or channel: max over positions) the interval upper bound over the domain's boxes."""
-    upper = bounds.upper
-    return upper.reshape(upper.shape[0], upper.shape[1], -1).amax(dim=(0, 2))
+@dataclass
+class _Run:
+    """The tensors of one run, on the options' device."""
 
-
-def _metric(logits: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((logits.argmax(1) == reference).double().mean())
+    graph: TorchGraph
+    X: torch.Tensor
+    teacher: torch.Tensor
+    y: torch.Tensor | None
+    reference: torch.Tensor
+    train: np.ndarray
+    val: np.ndarray
+    lo: torch.Tensor
+    hi: torch.Tensor
 
 
 def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarray, labels: np.ndarray | None = None,
-                    options: StabilizeOptions | None = None, progress=None, validation=None):
+                    options: StabilizeOptions | None = None, progress=None, validation=None, on_round=None):
     """Fine-tune ``model`` (an onnx ModelProto whose first output is the logits) on ``data`` (rows shaped like its
     input, inside the boxes ``lower``/``upper``, one box per row of those arrays) as the module doc says.
     Returns ``(values, record)``: the trained float initializers of the chosen round (None if none met the
     budget) and the :class:`StabilizeRecord`. An interrupt (``KeyboardInterrupt``) ends the rounds and returns
     the last accepted one (``record.interrupted``). ``validation``: ``(data, labels or None)`` to measure the budget
-    on instead of a split of ``data`` (e.g. held-out images the original model never saw)."""
+    on instead of a split of ``data`` (e.g. held-out images the original model never saw). ``progress``: an
+    object with ``phase(name, total) -> advance(done, total, note)`` (a bar per round, advanced every epoch);
+    ``on_round(entry)`` is called after each round."""
     options = options or StabilizeOptions()
     t0 = time.perf_counter()
     deadline = math.inf if options.time_limit is None else t0 + options.time_limit
-    rng = np.random.default_rng(options.seed)
-    order = rng.permutation(len(data))
-    n_val = max(1, int(round(options.val_fraction * len(data))))
-    val, train = order[:n_val], order[n_val:]
-    if validation is not None:
-        data = np.concatenate([np.asarray(data), np.asarray(validation[0])])
-        if labels is not None:
-            labels = np.concatenate([np.asarray(labels), np.asarray(validation[1])])
-        val, train = np.arange(len(data) - len(validation[0]), len(data)), np.arange(len(data) - len(validation[0]))
-    graph = TorchGraph(model)
-    X = torch.as_tensor(np.asarray(data, np.float64))
-    lo, hi = torch.as_tensor(np.asarray(lower, np.float64)), torch.as_tensor(np.asarray(upper, np.float64))
+    run = _prepare(model, lower, upper, data, labels, options, validation)
+    record = _record_before(run, options)
+    floor = record.before - options.max_accuracy_drop / 100 if run.y is not None else options.min_agreement
+    graph, relus = run.graph, run.graph.relu_names
     with torch.no_grad():
-        teacher = torch.cat([graph(X[i:i + 1024])[0] for i in range(0, len(X), 1024)])
-    y = torch.as_tensor(labels) if labels is not None else None
-    reference = y if y is not None else teacher.argmax(1)
-    before = _metric(teacher[val], reference[val])
-    floor = before - options.max_accuracy_drop / 100 if y is not None else options.min_agreement
-    record = StabilizeRecord("accuracy" if y is not None else "agreement", before)
-    relus = graph.relu_names
-    with torch.no_grad():
-        units = {name: b.upper.shape[1] for name, b in relu_bounds(graph, lo, hi).items()}
-    masks = {name: torch.ones(units[name], dtype=torch.float64) for name in relus}
+        units = {name: b.upper.shape[1] for name, b in relu_bounds(graph, run.lo, run.hi).items()}
+    masks = {name: torch.ones(units[name], dtype=torch.float64, device=run.X.device) for name in relus}
     best = None
     opt = torch.optim.Adam(graph.parameters(), lr=options.lr)
-    y_train = y[train] if y is not None else None
     try:   # Ctrl-C / SIGTERM (KeyboardInterrupt): the last accepted round stands
         for r, fraction in enumerate(options.fractions):
             if time.perf_counter() > deadline:
                 break
             graph.masks = masks
-            scores = _scores(graph, X[train], teacher[train], y_train, options)
+            scores = SCORES[options.score](graph, run.X[run.train], options.batch)
             for name in relus:
-                alive = np.flatnonzero(masks[name].numpy() > 0)
+                alive = np.flatnonzero(masks[name].cpu().numpy() > 0)
                 target = min(int(fraction * units[name]), units[name] - 1)
                 give_up = max(0, target - (units[name] - alive.size))
                 if give_up:
-                    masks[name][alive[np.argsort(scores[name][alive])[:give_up]]] = 0.0
-            proven = _fine_tune(graph, masks, X[train], teacher[train], y_train, lo, hi, opt, options, deadline)
-            graph.masks = {}   # the real function, which the ONNX model written computes
-            with torch.no_grad():
-                metric = _metric(graph(X[val])[0], reference[val])
-            entry = {"round": r + 1, "fraction": fraction,
-                     "units_given_up": int(sum(int((m == 0).sum()) for m in masks.values())),
-                     "units": int(sum(units.values())), "proven_dead": bool(proven), record.metric: metric,
-                     "seconds": time.perf_counter() - t0}
+                    masks[name][alive[np.argsort(scores[name][alive], kind="stable")[:give_up]]] = 0.0
+            advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
+            proven, epochs = _fine_tune(run, masks, opt, options, deadline, advance)
+            entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
             record.rounds.append(entry)
-            if progress is not None:
-                progress(entry)
-            if not (proven and metric >= floor - 1e-12):
+            if on_round is not None:
+                on_round(entry)
+            meets = proven and entry[record.metric] >= floor - 1e-12
+            if proven and options.keep_all:
+                record.values[r + 1] = graph.initializer_values()
+            if meets:
+                with held():   # the weights and the round they belong to change together
+                    best, record.chosen = graph.initializer_values(), r + 1
+            elif not (proven and options.keep_all):
                 break
-            with held():   # the weights and the round they belong to change together
-                best, record.chosen = graph.initializer_values(), r + 1
     except KeyboardInterrupt:
         record.interrupted = True
     graph.masks = {}
@@ -147,28 +152,83 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     return best, record
 
 
-def _scores(graph, X, teacher, y, options) -> dict:
-    """Importance of each unit: the first-order estimate of how much the logits move when the unit is zeroed,
-    ``Σ_x Σ_c (Σ_positions a_u(x) · ∂z_c(x)/∂a_u(x))²`` over up to 2,048 training rows. (The gradient of the
-    distillation loss vanishes at the start, where the student is the teacher, so a Taylor score of the loss
-    would rank every unit alike.)"""
-    totals = {}
-    graph.keep_activations = True
-    try:
-        for i in range(0, min(len(X), 2048), options.batch):
-            logits = graph(X[i:i + options.batch])[0]
-            acts = list(graph.activations)
-            for c in range(logits.shape[1]):
-                grads = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c + 1 < logits.shape[1],
-                                            allow_unused=True)
-                for name, a, g in zip(graph.relu_names, acts, grads):
-                    if g is None:
-                        continue
-                    change = (a * g).reshape(a.shape[0], a.shape[1], -1).sum(dim=2)   # per row and unit
-                    totals[name] = totals.get(name, 0) + (change ** 2).sum(dim=0).detach().numpy()
-    finally:
-        graph.keep_activations = False
-    return {name: totals.get(name, np.zeros(1)) for name in graph.relu_names}
+def _prepare(model, lower, upper, data, labels, options, validation) -> _Run:
+    """The split (seeded ``val_fraction`` of the data, or the validation data given), the teacher's logits."""
+    rng = np.random.default_rng(options.seed)
+    order = rng.permutation(len(data))
+    n_val = max(1, int(round(options.val_fraction * len(data))))
+    val, train = order[:n_val], order[n_val:]
+    if validation is not None:
+        n = len(validation[0])
+        data = np.concatenate([np.asarray(data), np.asarray(validation[0])])
+        if labels is not None:
+            labels = np.concatenate([np.asarray(labels), np.asarray(validation[1])])
+        val, train = np.arange(len(data) - n, len(data)), np.arange(len(data) - n)
+    device = torch.device(options.device)
+    graph = TorchGraph(model).to(device)
+    X = torch.as_tensor(np.asarray(data, np.float64), device=device)
+    with torch.no_grad():
+        teacher = torch.cat([graph(X[i:i + 1024])[0] for i in range(0, len(X), 1024)])
+    y = torch.as_tensor(np.asarray(labels), device=device) if labels is not None else None
+    lo = torch.as_tensor(np.asarray(lower, np.float64), device=device)
+    hi = torch.as_tensor(np.asarray(upper, np.float64), device=device)
+    return _Run(graph, X, teacher, y, y if y is not None else teacher.argmax(1), train, val, lo, hi)
+
+
+def _record_before(run: _Run, options) -> StabilizeRecord:
+    """The original's validation metric, recall and stable counts; refuse labels the model does not follow."""
+    classes = int(run.teacher.shape[1])
+    before = top1(run.teacher[run.val], run.reference[run.val])
+    if run.y is not None and before <= 1.5 / classes:
+        raise DomainError(f"the original model's accuracy on the validation labels is {100 * before:.1f} %, at chance "
+                          f"level for {classes} classes: labels that do not match the model's outputs?")
+    reference = run.reference[run.val].cpu().numpy()
+    recall = per_class_recall(run.teacher[run.val].argmax(1).cpu().numpy(), reference, classes)
+    with torch.no_grad():
+        stable = stable_counts(relu_bounds(run.graph, run.lo, run.hi), options.margin)
+    record = StabilizeRecord("accuracy" if run.y is not None else "agreement", before, classes, recall, stable)
+    if run.y is not None and before >= 0.995 and len(run.val) < len(run.X) and not _held_out(run):
+        record.warnings.append(f"the original is {100 * before:.1f} % right on the validation split: if --data is "
+                               "what it was trained on, the budget is measured on memorised rows and is hard to meet; "
+                               "pass held-out inputs as validation data")
+    return record
+
+
+def _held_out(run: _Run) -> bool:
+    """Validation rows given apart from the data (they are the last rows, in order)."""
+    return bool(run.val[0] == len(run.X) - len(run.val) and np.all(np.diff(run.val) == 1))
+
+
+def _phase(progress, name, run, options):
+    if progress is None:
+        return None
+    return progress.phase(name, _epochs(run, options) * _steps_per_epoch(run, options))
+
+
+def _steps_per_epoch(run, options) -> int:
+    return max(1, math.ceil(len(run.train) / options.batch))
+
+
+def _epochs(run, options) -> int:
+    return max(options.epochs, math.ceil(options.min_steps / _steps_per_epoch(run, options)))
+
+
+def _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0) -> dict:
+    """The round's line of the record, on the real function (no masks), which the ONNX model written computes."""
+    graph = run.graph
+    graph.masks = {}
+    with torch.no_grad():
+        predicted = torch.cat([graph(run.X[run.val][i:i + 1024])[0] for i in range(0, len(run.val), 1024)]).argmax(1)
+        stable = stable_counts(relu_bounds(graph, run.lo, run.hi), options.margin)
+    reference = run.reference[run.val]
+    recall = per_class_recall(predicted.cpu().numpy(), reference.cpu().numpy(), record.classes)
+    worst = worst_class(recall)
+    return {"round": r + 1, "fraction": fraction,
+            "units_given_up": int(sum(int((m == 0).sum()) for m in masks.values())),
+            "units": int(sum(units.values())), "proven_dead": bool(proven), "epochs": epochs,
+            record.metric: float((predicted == reference).double().mean()), "recall": recall,
+            "worst_class": {"class": worst[0], "recall": worst[1]}, "stable": stable,
+            "seconds": time.perf_counter() - t0}
 
 
 def _task_loss(logits, teacher, y, scale: float = 1.0):
@@ -178,31 +238,54 @@ def _task_loss(logits, teacher, y, scale: float = 1.0):
     return loss + F.cross_entropy(logits, y) if y is not None else loss
 
 
-def _fine_tune(graph, masks, X, teacher, y, lo, hi, opt, options, deadline) -> bool:
+def _fine_tune(run: _Run, masks, opt, options, deadline, advance) -> tuple:
     """At least ``options.epochs`` epochs and ``options.min_steps`` steps of the loss of the module doc; then,
     while some given-up unit is not proven dead by interval bounds, up to 4 more such stretches with λ doubled.
-    True when every given-up unit is proven dead."""
+    Returns (every given-up unit proven dead, epochs run)."""
+    graph, X, teacher, y = run.graph, run.X[run.train], run.teacher[run.train], run.y
+    y = None if y is None else y[run.train]
     penalty = options.penalty
     scale = float(teacher.var()) or 1.0
     gen = torch.Generator().manual_seed(options.seed)
-    steps_per_epoch = max(1, math.ceil(len(X) / options.batch))
-    epochs = max(options.epochs, math.ceil(options.min_steps / steps_per_epoch))
+    per_epoch, epochs = _steps_per_epoch(run, options), _epochs(run, options)
+    done = 0
     for stretch in range(5):
         for _ in range(epochs):
-            perm = torch.randperm(len(X), generator=gen)
+            perm = torch.randperm(len(X), generator=gen).to(X.device)
             for i in range(0, len(X), options.batch):
                 idx = perm[i:i + options.batch]
                 loss = _task_loss(graph(X[idx])[0], teacher[idx], None if y is None else y[idx], scale)
-                loss = loss + penalty * _dead_penalty(graph, masks, lo, hi, options.margin)
+                loss = loss + penalty * _dead_penalty(graph, masks, run.lo, run.hi, options.margin)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 if time.perf_counter() > deadline:
-                    return _all_dead(graph, masks, lo, hi, options.margin)
-        if _all_dead(graph, masks, lo, hi, options.margin):
-            return True
+                    return _all_dead(graph, masks, run.lo, run.hi, options.margin), done // per_epoch + 1
+            done += per_epoch
+            if advance is not None:
+                advance(done, (stretch + 1) * epochs * per_epoch, _note(run, masks, options))
+        if _all_dead(graph, masks, run.lo, run.hi, options.margin):
+            return True, done // per_epoch
         penalty *= 2
-    return False
+    return False, done // per_epoch
+
+
+def _note(run, masks, options) -> str:
+    """The bar's note: the masked validation metric and how many given-up units are proven dead so far."""
+    with torch.no_grad():
+        metric = top1(run.graph(run.X[run.val])[0], run.reference[run.val])
+        given = dead = 0
+        for name, b in relu_bounds(run.graph, run.lo, run.hi).items():
+            gone = masks[name] == 0
+            given += int(gone.sum())
+            dead += int((_unit_upper(b)[gone] <= -options.margin).sum())
+    return f"val {metric:.4f}, dead {dead}/{given}"
+
+
+def _unit_upper(bounds) -> torch.Tensor:
+    """Per unit (feature, or channel: max over positions) the interval upper bound over the domain's boxes."""
+    upper = bounds.upper
+    return upper.reshape(upper.shape[0], upper.shape[1], -1).amax(dim=(0, 2))
 
 
 def _dead_penalty(graph, masks, lo, hi, margin):
