@@ -183,3 +183,27 @@ def test_an_interrupt_leaves_nothing_or_a_model_that_meets_the_budget(work):
     if out.exists():
         after = float((run_onnx(onnx.load(str(out)), X)[0].argmax(1) == y).mean())
         assert after >= before - 0.01 - 1e-9
+
+
+def test_sweep_writes_a_table_a_png_and_points_that_match_compress(work):
+    proc = cli(*BASE, "--val-data", "vx.npy", "--val-labels", "vy.npy", "-o", "sw.onnx", "--report", "sw.json",
+               "--max-accuracy-drop", "3", "--time-limit", "20", "--epochs", "1", "--sweep", "2",
+               "--baseline-epochs", "3", "-q", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((work / "sw.json").read_text())
+    points = report["sweep"]["points"]
+    assert {p["method"] for p in points} == {"stabilize", "magnitude", "l1_scratch"}
+    assert (work / "sw.sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| stabilize |" in proc.stdout and "| l1_scratch |" in proc.stdout
+    # the written model is the chosen round: compressing it gives that round's point
+    chosen = [p for p in points if p["method"] == "stabilize" and p["strength"] == report["fraction"]]
+    compressed = cli("compress", "sw.onnx", "--domain", "box.json", "-o", "sw_small.onnx", "--report", "swc.json",
+                     cwd=work)
+    assert compressed.returncode == 0, compressed.stderr
+    assert len(chosen) == 1 and chosen[0]["meets_budget"]
+    assert json.loads((work / "swc.json").read_text())["parameters"]["after"] == chosen[0]["parameters"]
+    X, y = np.load(work / "vx.npy"), np.load(work / "vy.npy")
+    l1_point = next(p for p in points if p["method"] == "l1_scratch")
+    assert 0.0 <= l1_point["metric"] <= 1.0 and l1_point["parameters"] > 0
+    assert float((run_onnx(onnx.load(str(work / "sw.onnx")), X)[0].argmax(1) == y).mean()) == pytest.approx(
+        chosen[0]["metric"], abs=1e-9)

@@ -5,12 +5,15 @@ an accuracy budget, and write the same model with new weights (:mod:`exactcomp.f
         [--val-data V.npy [--val-labels v.npy]] [--max-accuracy-drop PTS | --min-agreement F]
         [--val-fraction F] [--epochs N] [--time-limit S] [--seed N] [--device cpu|cuda]
         [--report R.json] [--then-compress SMALL.onnx] [--quiet]
+        [--sweep N [--plot P.png] [--baseline-epochs E]]
 
 The budget is measured on validation data that fine-tuning never sees: ``--val-data`` (best: inputs the
 original model was not trained on either), else a seeded ``--val-fraction`` of ``--data``. ``compress`` of
 OUT over the same domain then removes the given-up units exactly (``--then-compress`` runs it). Data rows
 outside the domain are refused. Ctrl-C, SIGTERM and ``--time-limit`` write the last round that met the
-budget (or nothing, exit 1 / 130 / 143).
+budget (or nothing, exit 1 / 130 / 143). ``--sweep N`` measures the trade-off at N strengths beside two
+baselines (magnitude pruning, L1 from scratch), every point compressed exactly: a table, the report's
+``sweep`` entry and a PNG plot (:mod:`exactcomp.finetune.sweep`); OUT is still the round the budget chose.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from exactcomp.errors import ExactcompError, VerificationError
 
-MODEL, REPORT = "-o/--output", "--report"
+MODEL, REPORT, PLOT = "-o/--output", "--report", "--plot"
 
 
 def add_parser(sub, exit_codes: str, number, time_limit) -> None:
@@ -54,14 +57,22 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
     s.add_argument("--score", default="logit_change", choices=["logit_change", "magnitude"],
                    help="which units to give up first (default logit_change; magnitude: incoming weight norm)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress display and no per-round lines")
+    s.add_argument("--sweep", type=number(int, 2, 50), metavar="N",
+                   help="N strengths of stabilize and of the two baselines, each compressed exactly: a Pareto table, "
+                        "the report's 'sweep' entry and a PNG plot (long: several fine-tunings and trainings)")
+    s.add_argument("--plot", type=Path, metavar="P.png", help="the sweep's plot (default: OUT's name + .sweep.png)")
+    s.add_argument("--baseline-epochs", type=number(int, 1, 1000), default=10, metavar="E",
+                   help="epochs of the L1-from-scratch baseline of --sweep (default 10)")
 
 
 def run_stabilize(args) -> int:
+    from importlib import import_module
+
     from exactcomp.cli.signals import deferred, import_quietly, received
 
     import_quietly("torch")
     try:
-        import torch  # noqa: F401
+        import_module("torch")
     except ImportError:
         raise ExactcompError("exactcomp stabilize needs torch: pip install 'exactcomp[torch]'") from None
     from exactcomp.analysis import check_device
@@ -74,23 +85,47 @@ def run_stabilize(args) -> int:
     inputs = {"input model": args.model, "data file": args.data, "labels file": args.labels,
               "validation data file": args.val_data, "validation labels file": args.val_labels,
               **{f"domain file {d}": d for d in args.domain}}
-    plan_outputs(args.output, None, args.report, inputs)   # every output checked before any work
+    if args.plot is not None and args.sweep is None:
+        raise ExactcompError("--plot goes with --sweep N")
+    if args.sweep is not None:
+        if args.then_compress is not None:
+            raise ExactcompError("--sweep compresses every point itself; --then-compress goes without it")
+        import_quietly("matplotlib")
+        try:
+            import_module("matplotlib")
+        except ImportError:
+            raise ExactcompError("--sweep draws its plot with matplotlib: pip install matplotlib") from None
+        args.plot = args.plot or args.output.with_name(args.output.stem + ".sweep.png")
+    planned = plan_outputs(args.output, None, args.report, inputs)   # every output checked before any work
+    planned.add(PLOT, args.plot)
+    planned.check(inputs)
     if args.then_compress is not None:
         plan_outputs(args.then_compress, None, None, {**inputs, MODEL: args.output, REPORT: args.report})
     err = _console(stderr=True)
     on_round = None if args.quiet else (lambda entry: err.print(round_line(entry)))
+    options = dict(val_data=args.val_data, val_labels=args.val_labels, on_round=on_round,
+                   max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
+                   val_fraction=args.val_fraction, epochs=args.epochs, time_limit=args.time_limit, seed=args.seed,
+                   device=args.device)
+    points = None
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
-        result = stabilize(args.model, args.data, args.labels, list(args.domain), val_data=args.val_data,
-                           val_labels=args.val_labels, progress=progress, on_round=on_round,
-                           max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
-                           val_fraction=args.val_fraction, epochs=args.epochs, time_limit=args.time_limit,
-                           seed=args.seed, device=args.device, score=args.score)
+        if args.sweep is None:
+            result = stabilize(args.model, args.data, args.labels, list(args.domain), progress=progress,
+                               score=args.score, **options)
+        else:
+            from exactcomp.finetune.sweep import sweep
+
+            on_point = None if args.quiet else (lambda p: err.print(point_line(p)))
+            result, points = sweep(args.model, args.data, args.labels, list(args.domain), points=args.sweep,
+                                   baseline_epochs=args.baseline_epochs, on_point=on_point, progress=progress,
+                                   **options)
     record = result.record
     for warning in record.warnings:
         err.print(f"warning: {warning}")
     signum = received() if record.interrupted else None
+    extra = {} if points is None else _sweep_outputs(args, result, points)
     if result.model is None:
-        _write(None, args.report, result.report(output=None))
+        _write(None, args.report, result.report(output=None, **extra.get("report", {})), plot=extra.get("plot"))
         if signum:
             raise KeyboardInterrupt
         raise StabilizeFailed(f"{args.model}: no round met the budget ({record.metric} {record.before:.4f} before; "
@@ -98,24 +133,31 @@ def run_stabilize(args) -> int:
                               "nothing written")
     compressed = None
     if args.then_compress is None:
-        _write(result, args.report, result.report(output=str(args.output)), args.output)
+        _write(result, args.report, result.report(output=str(args.output), **extra.get("report", {})), args.output,
+               extra.get("plot"))
     else:   # the stabilized model first (compress reads and verifies against that file), the report last
         _write(result, None, None, args.output)
         compressed = _then_compress(args)
         _write(None, args.report, result.report(output=str(args.output), compress=compressed))
     with deferred():
+        if points is not None:
+            print(extra["report"]["sweep"]["table"])
+            print(f"plot: {args.plot}")
         print(summary(result, args, compressed))
     return 128 + signum if signum else 0
 
 
-def _write(result, report_path, report, model_path=None) -> None:
-    """The stabilized model and/or the report, together or not at all."""
+def _write(result, report_path, report, model_path=None, plot=None) -> None:
+    """The stabilized model, the report and the sweep's plot (``(path, PNG bytes)``), together or not at all."""
     from exactcomp.io.files import OutputSet, json_bytes
 
     outputs = OutputSet()
     outputs.add(MODEL, model_path if result is not None else None)
     outputs.add(REPORT, report_path)
+    outputs.add(PLOT, None if plot is None else plot[0])
     with outputs:
+        if plot is not None:
+            outputs.stage(PLOT, lambda fh: fh.write(plot[1]))
         if result is not None:
             data = result.model.SerializeToString()
             outputs.stage(MODEL, lambda fh: fh.write(data))
@@ -138,6 +180,30 @@ def _then_compress(args) -> dict:
     return {"output": str(args.then_compress), "parameters_before": small.parameters_before,
             "parameters_after": small.parameters_after, "removed_fraction": small.removed_fraction,
             "unknown": totals["unknown"], "seconds": time.perf_counter() - t0, "verified": True}
+
+
+def _sweep_outputs(args, result, points) -> dict:
+    """The sweep's table and JSON (for the report) and its plot's PNG bytes."""
+    import io
+
+    from exactcomp.finetune.plot import pareto_png
+    from exactcomp.finetune.sweep import as_json, table
+
+    r, o = result.record, result.options
+    before = result.original_parameters
+    floor = r.before - o.max_accuracy_drop / 100 if r.metric == "accuracy" else o.min_agreement
+    png = io.BytesIO()
+    pareto_png(points, png, metric=r.metric, before=r.before, floor=floor, parameters_before=before,
+               title=f"{args.model.name}: exact compression after fine-tuning")
+    text = table(points, r.metric, r.before, before)
+    return {"report": {"sweep": {"points": as_json(points), "table": text, "plot": str(args.plot),
+                                 "parameters_before": before}},
+            "plot": (args.plot, png.getvalue())}
+
+
+def point_line(p) -> str:
+    return (f"sweep {p.method} {p.strength:.3g}: {100 * p.metric:.2f} %, {p.parameters:,} parameters after exact "
+            f"compression, {p.unknown} unknown")
 
 
 class StabilizeFailed(VerificationError):

@@ -46,6 +46,13 @@ class StabilizeResult:
         return import_model(self.model, source="stabilized model")
 
     @property
+    def original_parameters(self) -> int:
+        """Parameters of the original model in exactcomp's IR (before any compression)."""
+        from exactcomp.io.onnx_import import import_model
+
+        return import_model(self.original, source="original model").parameter_count
+
+    @property
     def chosen(self) -> dict | None:
         """The record's entry of the round written (None: none met the budget)."""
         return None if self.record.chosen is None else self.record.rounds[self.record.chosen - 1]

@@ -154,16 +154,11 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
 
 def _prepare(model, lower, upper, data, labels, options, validation) -> _Run:
     """The split (seeded ``val_fraction`` of the data, or the validation data given), the teacher's logits."""
-    rng = np.random.default_rng(options.seed)
-    order = rng.permutation(len(data))
-    n_val = max(1, int(round(options.val_fraction * len(data))))
-    val, train = order[:n_val], order[n_val:]
     if validation is not None:
-        n = len(validation[0])
         data = np.concatenate([np.asarray(data), np.asarray(validation[0])])
         if labels is not None:
             labels = np.concatenate([np.asarray(labels), np.asarray(validation[1])])
-        val, train = np.arange(len(data) - n, len(data)), np.arange(len(data) - n)
+    train, val = split(len(data), options, None if validation is None else len(validation[0]))
     device = torch.device(options.device)
     graph = TorchGraph(model).to(device)
     X = torch.as_tensor(np.asarray(data, np.float64), device=device)
@@ -173,6 +168,16 @@ def _prepare(model, lower, upper, data, labels, options, validation) -> _Run:
     lo = torch.as_tensor(np.asarray(lower, np.float64), device=device)
     hi = torch.as_tensor(np.asarray(upper, np.float64), device=device)
     return _Run(graph, X, teacher, y, y if y is not None else teacher.argmax(1), train, val, lo, hi)
+
+
+def split(rows: int, options, given: int | None = None) -> tuple:
+    """``(training rows, validation rows)``: the last ``given`` rows when validation data was given (appended to
+    the data), else a seeded ``options.val_fraction`` of them."""
+    if given is not None:
+        return np.arange(rows - given), np.arange(rows - given, rows)
+    order = np.random.default_rng(options.seed).permutation(rows)
+    n_val = max(1, int(round(options.val_fraction * rows)))
+    return order[n_val:], order[:n_val]
 
 
 def _record_before(run: _Run, options) -> StabilizeRecord:
