@@ -35,6 +35,7 @@ from exactcomp.errors import DomainError
 from exactcomp.finetune.bounds import relu_bounds
 from exactcomp.finetune.graph import TorchGraph
 from exactcomp.finetune.metrics import per_class_recall, stable_counts, top1, worst_class
+from exactcomp.finetune.prune import make_dead_checked
 from exactcomp.finetune.scores import SCORES
 
 
@@ -133,6 +134,8 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
                     masks[name][alive[np.argsort(scores[name][alive], kind="stable")[:give_up]]] = 0.0
             advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
             proven, epochs = _fine_tune(run, masks, opt, options, deadline, advance)
+            if proven:
+                _write_dead(run, masks, record)
             entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
             record.rounds.append(entry)
             if on_round is not None:
@@ -234,6 +237,16 @@ def _round_entry(run, options, record, r, fraction, masks, units, proven, epochs
             record.metric: float((predicted == reference).double().mean()), "recall": recall,
             "worst_class": {"class": worst[0], "recall": worst[1]}, "stable": stable,
             "seconds": time.perf_counter() - t0}
+
+
+def _write_dead(run: _Run, masks, record) -> None:
+    """The given-up units written as structurally dead (:func:`exactcomp.finetune.prune.make_dead_checked`)."""
+    graph = run.graph
+    graph.masks = {}
+    warning = make_dead_checked(graph, masks, run.X[run.val])
+    if warning:
+        record.warnings.append(warning)
+    graph.masks = masks
 
 
 def _task_loss(logits, teacher, y, scale: float = 1.0):
