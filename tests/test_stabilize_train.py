@@ -71,7 +71,35 @@ def _saved(model, tmp_path):
 
 def test_no_round_meets_an_impossible_budget(digits_model):
     model, X, y = digits_model
-    options = StabilizeOptions(fractions=(0.9,), epochs=1, max_accuracy_drop=0.0, time_limit=60)
+    options = StabilizeOptions(fractions=(0.9,), epochs=1, max_accuracy_drop=0.0, time_limit=60, retries=0)
     values, record = stabilize_graph(model, np.zeros((1, 64)), np.ones((1, 64)), X[:1200], y[:1200], options,
                                      validation=(X[1200:], y[1200:]))
     assert values is None and record.chosen is None and len(record.rounds) == 1
+
+
+def test_a_round_that_misses_the_budget_backs_off_to_half_the_step(digits_model, monkeypatch):
+    """Rounds at 90 % are made to miss the budget: the next round starts again from the accepted 25 % round's
+    masks (its given-up units stay, and no more than half the step is added), twice, then the run stops."""
+    from exactcomp.finetune import train
+
+    real = train._round_entry
+
+    def entry(run, options, record, r, fraction, *rest):
+        out = real(run, options, record, r, fraction, *rest)
+        if fraction > 0.8:
+            out[record.metric] = 0.0
+        return out
+
+    monkeypatch.setattr(train, "_round_entry", entry)
+    model, X, y = digits_model
+    options = StabilizeOptions(fractions=(0.25, 0.9), epochs=1, lr=3e-3, max_accuracy_drop=5.0, time_limit=120)
+    values, record = stabilize_graph(model, np.zeros((1, 64)), np.ones((1, 64)), X[:1200], y[:1200], options,
+                                     validation=(X[1200:], y[1200:]))
+    fractions = [e["fraction"] for e in record.rounds]
+    assert fractions[:2] == [0.25, 0.9] and fractions[2] == pytest.approx(0.575)
+    given = [e["units_given_up"] for e in record.rounds]
+    assert given[2] == 2 * int(0.575 * 24) < given[1]   # from the accepted round's masks, not the failed one's
+    if record.rounds[2]["proven_dead"] and record.rounds[2]["accuracy"] >= record.before - 0.05:
+        assert record.chosen == 3
+    else:
+        assert fractions[3] == pytest.approx(0.25 + 0.325 / 2) and record.chosen == 1

@@ -236,7 +236,7 @@ def summary(result, args, compressed) -> str:
              f"{record.metric} {100 * record.before:.2f} % -> {100 * chosen[record.metric]:.2f} % on {where}; worst class "
              f"{wc} {100 * wr:.1f} % -> class {chosen['worst_class']['class']} "
              f"{100 * chosen['worst_class']['recall']:.1f} %; {sum(e['epochs'] for e in record.rounds)} epochs, "
-             f"{record.seconds:.0f} s"]
+             f"{record.seconds:.0f} s, stopped by: {record.stopped_by}"]
     if compressed is None:
         lines.append(f"next: exactcomp compress {args.output} " + " ".join(f"--domain {d}" for d in args.domain)
                      + " -o SMALL.onnx")

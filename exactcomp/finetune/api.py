@@ -97,7 +97,7 @@ class StabilizeResult:
                 "before": before, "after": after, "chosen": r.chosen,
                 "fraction": None if chosen is None else chosen["fraction"],
                 "epochs": sum(e["epochs"] for e in r.rounds), "rounds": r.rounds, "seconds": r.seconds,
-                "interrupted": r.interrupted, "warnings": r.warnings,
+                "interrupted": r.interrupted, "stopped_by": r.stopped_by, "warnings": r.warnings,
                 "options": {"score": o.score, "epochs": o.epochs, "time_limit": o.time_limit, "device": o.device},
                 **extra}
 

@@ -15,7 +15,10 @@ channel's positions), δ a small margin and λ doubled while some given-up unit 
 every given-up unit has ``ū_u <= -δ`` the mask changes nothing on the domain: the unmasked network, the
 ONNX model written, computes the masked function there, and ``exactcomp compress`` removes those units
 exactly. A round is accepted when that holds and the validation metric (accuracy with labels, top-1
-agreement with the original without) stays within the budget; the last accepted round is the result.
+agreement with the original without) stays within the budget; the last accepted round is the result. A
+round that misses the budget sends the schedule back to the last accepted round (weights and masks) with
+half the step, up to ``retries`` times. Units proven dead are written as structurally dead
+(:mod:`exactcomp.finetune.prune`: incoming weights 0, pre-activation -1), which any verifier sees at once.
 The record holds, per round, the validation metric, the per-class recall and the units and neurons stable
 by interval bounds (:mod:`exactcomp.finetune.metrics`).
 """
@@ -46,7 +49,9 @@ class StabilizeOptions:
     each round; ``epochs`` per round (at least ``min_steps`` optimiser steps, for small data sets);
     ``time_limit`` seconds for everything (None: none); ``score``: a name of
     :data:`exactcomp.finetune.scores.SCORES`; ``device``: torch device (``"cuda"`` where a GPU is);
-    ``keep_all``: go on past the budget and keep every proven round's weights (``record.values``, for sweeps)."""
+    ``keep_all``: go on past the budget and keep every proven round's weights (``record.values``, for sweeps);
+    ``retries``: after a round that misses the budget, go back to the last accepted round and try half the step
+    (at most this many times in a row, and not for steps under 4 %)."""
 
     max_accuracy_drop: float = 0.5
     min_agreement: float = 0.99
@@ -63,6 +68,7 @@ class StabilizeOptions:
     score: str = "logit_change"
     device: str = "cpu"
     keep_all: bool = False
+    retries: int = 2
 
 
 @dataclass
@@ -79,6 +85,7 @@ class StabilizeRecord:
     chosen: int | None = None
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str = "last round"
     warnings: list = field(default_factory=list)
     values: dict = field(default_factory=dict)
 
@@ -114,45 +121,88 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     run = _prepare(model, lower, upper, data, labels, options, validation)
     record = _record_before(run, options)
     floor = record.before - options.max_accuracy_drop / 100 if run.y is not None else options.min_agreement
-    graph, relus = run.graph, run.graph.relu_names
+    graph = run.graph
     with torch.no_grad():
         units = {name: b.upper.shape[1] for name, b in relu_bounds(graph, run.lo, run.hi).items()}
-    masks = {name: torch.ones(units[name], dtype=torch.float64, device=run.X.device) for name in relus}
-    best = None
+    masks = {name: torch.ones(units[name], dtype=torch.float64, device=run.X.device) for name in graph.relu_names}
+    best, accepted = None, _Snapshot.of(graph, masks, 0.0)
     opt = torch.optim.Adam(graph.parameters(), lr=options.lr)
+    schedule, retries = list(options.fractions), 0
     try:   # Ctrl-C / SIGTERM (KeyboardInterrupt): the last accepted round stands
-        for r, fraction in enumerate(options.fractions):
+        while schedule:
+            fraction = schedule.pop(0)
             if time.perf_counter() > deadline:
+                record.stopped_by = "time limit"
                 break
-            graph.masks = masks
-            scores = SCORES[options.score](graph, run.X[run.train], options.batch)
-            for name in relus:
-                alive = np.flatnonzero(masks[name].cpu().numpy() > 0)
-                target = min(int(fraction * units[name]), units[name] - 1)
-                give_up = max(0, target - (units[name] - alive.size))
-                if give_up:
-                    masks[name][alive[np.argsort(scores[name][alive], kind="stable")[:give_up]]] = 0.0
+            r = len(record.rounds)
+            _give_up(graph, masks, units, fraction, options, run)
             advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
             proven, epochs = _fine_tune(run, masks, opt, options, deadline, advance)
             if proven:
                 _write_dead(run, masks, record)
             entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
             record.rounds.append(entry)
-            if on_round is not None:
-                on_round(entry)
             meets = proven and entry[record.metric] >= floor - 1e-12
             if proven and options.keep_all:
                 record.values[r + 1] = graph.initializer_values()
             if meets:
                 with held():   # the weights and the round they belong to change together
                     best, record.chosen = graph.initializer_values(), r + 1
-            elif not (proven and options.keep_all):
+                accepted, retries = _Snapshot.of(graph, masks, fraction), 0
+            if on_round is not None:   # after the round is settled: a line that says it met the budget holds
+                on_round(entry)
+            if time.perf_counter() > deadline:
+                record.stopped_by = "time limit"
                 break
+            if meets or (proven and options.keep_all):
+                continue
+            step = fraction - accepted.fraction
+            if retries < options.retries and step > 0.04:   # back off: half the step, from the last accepted round
+                retries += 1
+                accepted.restore(graph, masks)
+                opt = torch.optim.Adam(graph.parameters(), lr=options.lr)
+                schedule.insert(0, accepted.fraction + step / 2)
+                continue
+            record.stopped_by = "budget" if proven else "units not proven dead"
+            break
     except KeyboardInterrupt:
-        record.interrupted = True
+        record.interrupted, record.stopped_by = True, "interrupt"
     graph.masks = {}
     record.seconds = time.perf_counter() - t0
     return best, record
+
+
+@dataclass
+class _Snapshot:
+    """The weights and masks of the last accepted round (or the start), to back off to."""
+
+    weights: dict
+    masks: dict
+    fraction: float
+
+    @classmethod
+    def of(cls, graph, masks, fraction) -> "_Snapshot":
+        return cls({k: p.detach().clone() for k, p in graph.weights.items()},
+                   {k: m.clone() for k, m in masks.items()}, fraction)
+
+    def restore(self, graph, masks) -> None:
+        with torch.no_grad():
+            for k, p in graph.weights.items():
+                p.copy_(self.weights[k])
+        for k, m in masks.items():
+            m.copy_(self.masks[k])
+
+
+def _give_up(graph, masks, units, fraction, options, run) -> None:
+    """Mask the units of lowest score until ``fraction`` of each ReLU node's units are given up."""
+    graph.masks = masks
+    scores = SCORES[options.score](graph, run.X[run.train], options.batch)
+    for name in graph.relu_names:
+        alive = np.flatnonzero(masks[name].cpu().numpy() > 0)
+        target = min(int(fraction * units[name]), units[name] - 1)
+        give_up = max(0, target - (units[name] - alive.size))
+        if give_up:
+            masks[name][alive[np.argsort(scores[name][alive], kind="stable")[:give_up]]] = 0.0
 
 
 def _prepare(model, lower, upper, data, labels, options, validation) -> _Run:
