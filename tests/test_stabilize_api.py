@@ -116,3 +116,15 @@ def test_bad_input_raises_one_line_before_training(digits, case, error, needle):
     with pytest.raises(error) as info:
         exactcomp.stabilize(path, data, labels, **kwargs)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_on_a_gpu_the_same_code_meets_the_budget_and_matches_onnxruntime(digits):
+    path, X, y = digits
+    result = exactcomp.stabilize(path, X[:1200], y[:1200], domain={"lower": 0.0, "upper": 1.0}, val_data=X[1200:],
+                                 val_labels=y[1200:], max_accuracy_drop=2.0, fractions=(0.25,), epochs=2,
+                                 time_limit=90, device="cuda")
+    assert result.model is not None
+    predicted = run_onnx(result.model, X[1200:])[0].argmax(1)
+    assert result.chosen["accuracy"] == pytest.approx(float((predicted == y[1200:]).mean()), abs=1e-9)
+    assert result.report()["after"]["stable"] == _interval_counts(result.model)
