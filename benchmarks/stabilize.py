@@ -2,7 +2,8 @@
 (models/train.py's recipe with l1 = 0), stabilized with the default budget (0.5 points of accuracy), then
 compressed exactly, over [0, 1]^784 and over the data-derived domain (``exactcomp domain from-data``).
 
-    python benchmarks/stabilize.py [mlp cnn maxpool resnet] [--domains box data] [--sweep mlp cnn] [--out DIR]
+    python benchmarks/stabilize.py [mlp cnn maxpool resnet] [--domains box data] [--sweep mlp cnn]
+        [--sweep-domains box data] [--only-sweep] [--out DIR]
 
 Three-way split of the MNIST file (../shared/data/mnist): the first 8,000 images train (the original and the
 fine-tuning); the last 2,000, shuffled with seed 0, give 1,000 validation images for the budget
@@ -42,22 +43,26 @@ def main() -> int:
     p.add_argument("models", nargs="*", default=list(NAMES))
     p.add_argument("--domains", nargs="*", default=["box", "data"])
     p.add_argument("--sweep", nargs="*", default=[])
+    p.add_argument("--sweep-domains", nargs="*", default=["box"])
+    p.add_argument("--only-sweep", action="store_true", help="skip the table; run the sweeps only")
     p.add_argument("--out", type=Path, default=Path("stabilize-bench"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     X, y = _data(args.out)
     rows = []
-    for name in args.models:
+    for name in [] if args.only_sweep else args.models:
         _train(name, args.out, X, y)
         for domain in args.domains:
             rows.append(_one(name, domain, args.out, X, y))
             _write_table(args.out, rows)
     for name in args.sweep:
         _train(name, args.out, X, y)
-        _run("stabilize", f"{name}.onnx", "--domain", "box.json", "--data", "x.npy", "--labels", "y.npy", "--val-data",
-             "vx_box.npy", "--val-labels", "vy.npy", "-o", f"{name}_sweep.onnx", "--report", f"{name}_sweep.json",
-             "--sweep", "5", "--plot", f"{name}_sweep.png", "--baseline-epochs",
-             str(_recipe(name)[2]), cwd=args.out, log=args.out / f"{name}_sweep.txt")
+        for domain in args.sweep_domains:
+            tag = f"{name}_{domain}_sweep"
+            _run("stabilize", f"{name}.onnx", "--domain", f"{domain if domain == 'data' else 'box'}.json", "--data",
+                 "x.npy", "--labels", "y.npy", "--val-data", f"vx_{domain}.npy", "--val-labels", "vy.npy", "-o",
+                 f"{tag}.onnx", "--report", f"{tag}.json", "--sweep", "5", "--plot", f"{tag}.png",
+                 "--baseline-epochs", str(_recipe(name)[2]), cwd=args.out, log=args.out / f"{tag}.txt")
     return 0
 
 

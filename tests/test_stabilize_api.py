@@ -73,6 +73,9 @@ def test_report_matches_onnxruntime_sklearn_and_interval_arithmetic(digits):
         assert report[side]["recall"] == pytest.approx(list(expected), abs=1e-12)
         assert report[side]["worst_class"]["recall"] == pytest.approx(expected.min(), abs=1e-12)
         assert report[side]["stable"] == _interval_counts(model)
+    right = [run_onnx(m, X[1200:])[0].argmax(1) == y[1200:] for m in (original, result.model)]
+    change = right[1].astype(float) - right[0].astype(float)   # per row; the s.e. of its mean, paired
+    assert report["after"]["change_se"] == pytest.approx(change.std() / np.sqrt(len(change)), abs=1e-12)
     assert report["after"]["value"] >= report["before"]["value"] - 0.02 - 1e-12
     assert report["after"]["stable"]["units_dead"] >= result.chosen["units_given_up"] > 0
     small = result.compress(time_limit=30)

@@ -233,7 +233,9 @@ def summary(result, args, compressed) -> str:
     lines = [f"wrote {args.output}: {chosen['units_given_up']} of {chosen['units']} units provably dead over the domain "
              f"(round {record.chosen}, {chosen['fraction']:.0%} given up; {chosen['stable']['units_dead']} units dead "
              f"by bounds, {record.stable_before['units_dead']} before)",
-             f"{record.metric} {100 * record.before:.2f} % -> {100 * chosen[record.metric]:.2f} % on {where}; worst class "
+             f"{record.metric} {100 * record.before:.2f} % -> {100 * chosen[record.metric]:.2f} % "
+             f"({100 * (chosen[record.metric] - record.before):+.2f} ± {100 * chosen['change_se']:.2f} points, paired s.e.) "
+             f"on {where}; worst class "
              f"{wc} {100 * wr:.1f} % -> class {chosen['worst_class']['class']} "
              f"{100 * chosen['worst_class']['recall']:.1f} %; {sum(e['epochs'] for e in record.rounds)} epochs, "
              f"{record.seconds:.0f} s, stopped by: {record.stopped_by}"]

@@ -86,7 +86,8 @@ class StabilizeResult:
         before = {"value": r.before, "recall": r.recall_before, "stable": r.stable_before,
                   "worst_class": dict(zip(("class", "recall"), worst_class(r.recall_before)))}
         chosen = self.chosen
-        after = None if chosen is None else {"value": chosen[r.metric], "recall": chosen["recall"],
+        after = None if chosen is None else {"value": chosen[r.metric], "change_se": chosen["change_se"],
+                                             "recall": chosen["recall"],
                                              "stable": chosen["stable"], "worst_class": chosen["worst_class"]}
         budget = ({"max_accuracy_drop": o.max_accuracy_drop} if r.metric == "accuracy" else
                   {"min_agreement": o.min_agreement})

@@ -37,7 +37,7 @@ from exactcomp.cli.signals import held
 from exactcomp.errors import DomainError
 from exactcomp.finetune.bounds import relu_bounds
 from exactcomp.finetune.graph import TorchGraph
-from exactcomp.finetune.metrics import per_class_recall, stable_counts, top1, worst_class
+from exactcomp.finetune.metrics import paired_change_se, per_class_recall, stable_counts, top1, worst_class
 from exactcomp.finetune.prune import make_dead_checked
 from exactcomp.finetune.scores import SCORES
 
@@ -281,10 +281,12 @@ def _round_entry(run, options, record, r, fraction, masks, units, proven, epochs
     reference = run.reference[run.val]
     recall = per_class_recall(predicted.cpu().numpy(), reference.cpu().numpy(), record.classes)
     worst = worst_class(recall)
+    original = run.teacher[run.val].argmax(1)
+    change_se = paired_change_se((original == reference).cpu().numpy(), (predicted == reference).cpu().numpy())
     return {"round": r + 1, "fraction": fraction,
             "units_given_up": int(sum(int((m == 0).sum()) for m in masks.values())),
             "units": int(sum(units.values())), "proven_dead": bool(proven), "epochs": epochs,
-            record.metric: float((predicted == reference).double().mean()), "recall": recall,
+            record.metric: float((predicted == reference).double().mean()), "change_se": change_se, "recall": recall,
             "worst_class": {"class": worst[0], "recall": worst[1]}, "stable": stable,
             "seconds": time.perf_counter() - t0}
 
