@@ -17,6 +17,7 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ def _feed(digest, value) -> None:
         array = np.ascontiguousarray(value)
         digest.update(f"A{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
+    elif _is_sparse(value):   # by its canonical CSR form: flags such as sorted indices change as it is used
+        canonical = value.tocsr(copy=True)
+        canonical.sum_duplicates()
+        canonical.sort_indices()
+        digest.update(f"S{canonical.shape}".encode())
+        for part in (canonical.indptr.astype(np.int64), canonical.indices.astype(np.int64), canonical.data):
+            _feed(digest, np.asarray(part))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         digest.update(f"D{type(value).__qualname__}(".encode())
         for f in dataclasses.fields(value):
@@ -66,8 +74,16 @@ def _feed(digest, value) -> None:
         digest.update(f"E{type(value).__qualname__}.{value.name}".encode())
     elif value is None or isinstance(value, (bool, int, float, str, np.generic)):
         digest.update(f"S{type(value).__name__}:{value!r};".encode())
-    else:   # an op that is no dataclass: its attributes
-        _feed(digest, {"__class__": type(value).__qualname__, **vars(value)})
+    else:   # an op that is no dataclass: its attributes, less the values its cached properties derive from them
+        derived = {name for name in vars(value) if isinstance(getattr(type(value), name, None), functools.cached_property)}
+        _feed(digest, {"__class__": type(value).__qualname__,
+                       **{k: v for k, v in vars(value).items() if k not in derived}})
+
+
+def _is_sparse(value) -> bool:
+    import scipy.sparse as sp
+
+    return sp.issparse(value)
 
 
 @dataclass(frozen=True, eq=False)
