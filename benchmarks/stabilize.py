@@ -156,17 +156,20 @@ def _one(name: str, domain: str, out: Path, X, y) -> dict:
 
 
 def _write_table(out: Path, rows: list) -> None:
-    head = ("| model (no L1) | domain | test accuracy before → after | worst class recall before → after | units dead | "
-            "parameters after exact compression | unknown | stabilize | compress |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| model (no L1) | domain | validation (budget) before → after | test accuracy before → after | "
+            "worst class recall (test) before → after | units dead | parameters after exact compression | unknown | "
+            "stabilize | compress |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         b = r["before"]
         if r["exit"] != 0:
-            lines.append(f"| {r['model']} | {r['domain']} | {100 * b[0]:.2f} % → no round met the budget | | | | | "
+            lines.append(f"| {r['model']} | {r['domain']} | | {100 * b[0]:.2f} % → no round met the budget | | | | | "
                          f"{r['stabilize_s']:.0f} s | |")
             continue
         a = r["after"]
-        lines.append(f"| {r['model']} | {r['domain']} | {100 * b[0]:.2f} % → {100 * a[0]:.2f} % | {b[1]}: "
+        v = r["val"]
+        lines.append(f"| {r['model']} | {r['domain']} | {100 * v[0]:.1f} % → {100 * v[1]:.1f} % | "
+                     f"{100 * b[0]:.2f} % → {100 * a[0]:.2f} % | {b[1]}: "
                      f"{100 * b[2]:.1f} % → {a[1]}: {100 * a[2]:.1f} % | {r['units']} of {r['of']} | "
                      f"{r['params'][0]:,} → {r['params'][1]:,} ({100 * r['removed']:.1f} %) | {r['unknown']} | "
                      f"{r['stabilize_s']:.0f} s | {r['compress_s']:.1f} s |")
