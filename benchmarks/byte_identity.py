@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the last commit before the refactoring of issue 22 began
-BASELINE = "HEAD"
+BASELINE = "7366f9d"
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import types
 from importlib import import_module
 from importlib.util import find_spec
 
-__version__ = "0.1.0"
+from exactcomp.version import __version__
 
 _EXPORTS = {
     "Analysis": "analysis", "AnalysisOptions": "analysis", "LayerAnalysis": "analysis", "Status": "analysis",

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exactcomp.analysis import Analysis, AnalysisOptions
+from exactcomp.options import AnalysisOptions
+
+from exactcomp.results import Analysis
 from exactcomp.analysis import analyze as _analyze
 from exactcomp.domain import Box, load_samples, make_box
 from exactcomp.errors import DomainError
@@ -125,7 +127,7 @@ MIN_SHARE = 1e-3
 def _nothing_decided(network: Network, whole, analyses) -> Analysis:
     """After an interrupt before every box was analysed: bounds and unstable neurons of the boxes done,
     every other neuron unknown (``interrupted``)."""
-    from exactcomp.analysis import LayerAnalysis, Status
+    from exactcomp.results import LayerAnalysis, Status
     from exactcomp.domains.merge import merge_analyses
 
     done = merge_analyses(network, whole, analyses) if len(analyses) > 1 else analyses[0]
@@ -182,7 +184,7 @@ class CompressionResult:
     def report(self, **fields) -> dict:
         """The JSON report (schema ``exactcomp.report/1``, as ``exactcomp compress --report`` writes it,
         without verification unless :meth:`save` ran it)."""
-        from exactcomp.cli.report import build_report
+        from exactcomp.report import build_report
 
         return build_report(self, model=self.source, **fields)
 

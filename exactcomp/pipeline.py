@@ -96,7 +96,7 @@ def finish(result, outputs, *, model_path: Path, witnesses_path: Path | None = N
     :class:`~exactcomp.io.files.OutputSet` whose targets were added and checked under :data:`MODEL`,
     :data:`WITNESSES`, :data:`REPORT`): the model and its witnesses only when verification passed, the
     report in any case. The model's metadata records the witnesses file's SHA-256."""
-    from exactcomp.cli.report import build_report
+    from exactcomp.report import build_report
     from exactcomp.io.files import json_bytes, npy_bytes
     from exactcomp.io.witness_file import WITNESSES_KEY, sha256_bytes
 

@@ -29,7 +29,7 @@ CSV_FIELDS = ["model", "hidden_neurons", "widths", "l1", "strategy", "solver", "
 
 
 def machine_info() -> dict:
-    from exactcomp.cli.report import versions
+    from exactcomp.report import versions
     from exactcomp.solvers import available
 
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),

@@ -6,28 +6,10 @@ Each ``cmd_*`` takes the parsed arguments and returns the exit status; user erro
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from exactcomp.cli.console import print_json as _print_json
 from exactcomp.errors import ExactcompError
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    console = Console(file=stream, highlight=False)
-    if not console.is_terminal:
-        console = Console(file=stream, highlight=False, width=160)
-    return console
-
-
-def _print_json(data: dict) -> None:
-    from exactcomp.io.files import json_bytes
-
-    sys.stdout.write(json_bytes(data).decode())
-    sys.stdout.flush()
 
 
 def cmd_compress(args) -> int:

@@ -49,7 +49,7 @@ def _prepare(args):
     samples = api.samples(net, args.samples) if args.samples else None
     resume = None
     if args.resume is not None:
-        from exactcomp.analysis import DEFAULT_MARGIN
+        from exactcomp.options import DEFAULT_MARGIN
         from exactcomp.io.resume import load_resume
 
         if len(domain.parts) > 1:
@@ -61,8 +61,8 @@ def _prepare(args):
 
 def run_compress(args) -> int:
     from exactcomp import api, pipeline
-    from exactcomp.analysis import check_device
-    from exactcomp.cli.commands import _console, _print_json
+    from exactcomp.options import check_device
+    from exactcomp.cli.console import console as _console, print_json as _print_json
     from exactcomp.cli.progress import progress_display
     from exactcomp.cli.signals import deferred, received, signal_name
     from exactcomp.verify.providers import check_provider
@@ -112,7 +112,7 @@ def _partial_line(report: dict) -> str:
 
 def _print_summary(report: dict, ok: bool, table: bool = True) -> None:
     """The per-layer table (unless ``--quiet``) and the summary lines."""
-    from exactcomp.cli.commands import _console
+    from exactcomp.cli.console import console as _console
     from exactcomp.cli.report import summary_lines, summary_table
 
     out = _console()

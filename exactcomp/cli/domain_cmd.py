@@ -112,7 +112,7 @@ def _print_summary(info: dict, what: str) -> None:
 
 
 def cmd_domain(args) -> int:
-    from exactcomp.cli.commands import _print_json
+    from exactcomp.cli.console import print_json as _print_json
     from exactcomp.domains import derive
 
     if args.domain_command == "show":

@@ -97,7 +97,8 @@ def _executor(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from exactcomp.analysis import DEFAULT_TIME_LIMIT, STRATEGIES
+    from exactcomp.analysis import STRATEGIES
+    from exactcomp.options import DEFAULT_TIME_LIMIT
     from exactcomp.formulations import REGISTRY as FORMULATIONS
     from exactcomp.verify.compare import TOLERANCES
 
@@ -227,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from exactcomp import __version__
+    from exactcomp.version import __version__
 
     return __version__
 

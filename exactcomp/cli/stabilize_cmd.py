@@ -75,8 +75,8 @@ def run_stabilize(args) -> int:
         import_module("torch")
     except ImportError:
         raise ExactcompError("exactcomp stabilize needs torch: pip install 'exactcomp[torch]'") from None
-    from exactcomp.analysis import check_device
-    from exactcomp.cli.commands import _console
+    from exactcomp.options import check_device
+    from exactcomp.cli.console import console as _console
     from exactcomp.cli.progress import progress_display
     from exactcomp.finetune.api import stabilize
     from exactcomp.pipeline import plan_outputs

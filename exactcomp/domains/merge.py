@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.analysis import Analysis, LayerAnalysis, Status
+from exactcomp.results import Analysis, LayerAnalysis, Status
 
 
 def _joined_methods(methods: np.ndarray) -> np.ndarray:

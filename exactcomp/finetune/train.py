@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from exactcomp.cli.signals import held
+from exactcomp.interrupts import held
 from exactcomp.errors import DomainError
 from exactcomp.finetune.bounds import relu_bounds
 from exactcomp.finetune.graph import TorchGraph
 from exactcomp.finetune.metrics import paired_change_se, per_class_recall, stable_counts, top1, worst_class
 from exactcomp.finetune.prune import make_dead_checked
 from exactcomp.finetune.scores import SCORES
+from exactcomp.finetune.tune import Snapshot, epochs_per_stretch, fine_tune, steps_per_epoch
 
 
 @dataclass
@@ -125,7 +125,7 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     with torch.no_grad():
         units = {name: b.upper.shape[1] for name, b in relu_bounds(graph, run.lo, run.hi).items()}
     masks = {name: torch.ones(units[name], dtype=torch.float64, device=run.X.device) for name in graph.relu_names}
-    best, accepted = None, _Snapshot.of(graph, masks, 0.0)
+    best, accepted = None, Snapshot.of(graph, masks, 0.0)
     opt = torch.optim.Adam(graph.parameters(), lr=options.lr)
     schedule, retries = list(options.fractions), 0
     try:   # Ctrl-C / SIGTERM (KeyboardInterrupt): the last accepted round stands
@@ -135,20 +135,15 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
                 record.stopped_by = "time limit"
                 break
             r = len(record.rounds)
-            _give_up(graph, masks, units, fraction, options, run)
-            advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
-            proven, epochs = _fine_tune(run, masks, opt, options, deadline, advance)
-            if proven:
-                _write_dead(run, masks, record)
-            entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
-            record.rounds.append(entry)
+            entry = _play_round(run, options, record, (masks, units), fraction, (opt, progress, deadline, t0))
+            proven = entry["proven_dead"]
             meets = proven and entry[record.metric] >= floor - 1e-12
             if proven and options.keep_all:
                 record.values[r + 1] = graph.initializer_values()
             if meets:
                 with held():   # the weights and the round they belong to change together
                     best, record.chosen = graph.initializer_values(), r + 1
-                accepted, retries = _Snapshot.of(graph, masks, fraction), 0
+                accepted, retries = Snapshot.of(graph, masks, fraction), 0
             if on_round is not None:   # after the round is settled: a line that says it met the budget holds
                 on_round(entry)
             if time.perf_counter() > deadline:
@@ -172,25 +167,18 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     return best, record
 
 
-@dataclass
-class _Snapshot:
-    """The weights and masks of the last accepted round (or the start), to back off to."""
-
-    weights: dict
-    masks: dict
-    fraction: float
-
-    @classmethod
-    def of(cls, graph, masks, fraction) -> "_Snapshot":
-        return cls({k: p.detach().clone() for k, p in graph.weights.items()},
-                   {k: m.clone() for k, m in masks.items()}, fraction)
-
-    def restore(self, graph, masks) -> None:
-        with torch.no_grad():
-            for k, p in graph.weights.items():
-                p.copy_(self.weights[k])
-        for k, m in masks.items():
-            m.copy_(self.masks[k])
+def _play_round(run, options, record, masks_units, fraction, context) -> dict:
+    """Give up ``fraction`` of the units, fine-tune, write the proven-dead ones; the round's record entry."""
+    (masks, units), (opt, progress, deadline, t0) = masks_units, context
+    r = len(record.rounds)
+    _give_up(run.graph, masks, units, fraction, options, run)
+    advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
+    proven, epochs = fine_tune(run, masks, opt, options, deadline, advance)
+    if proven:
+        _write_dead(run, masks, record)
+    entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
+    record.rounds.append(entry)
+    return entry
 
 
 def _give_up(graph, masks, units, fraction, options, run) -> None:
@@ -260,15 +248,7 @@ def _held_out(run: _Run) -> bool:
 def _phase(progress, name, run, options):
     if progress is None:
         return None
-    return progress.phase(name, _epochs(run, options) * _steps_per_epoch(run, options))
-
-
-def _steps_per_epoch(run, options) -> int:
-    return max(1, math.ceil(len(run.train) / options.batch))
-
-
-def _epochs(run, options) -> int:
-    return max(options.epochs, math.ceil(options.min_steps / _steps_per_epoch(run, options)))
+    return progress.phase(name, epochs_per_stretch(run, options) * steps_per_epoch(run, options))
 
 
 def _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0) -> dict:
@@ -299,75 +279,3 @@ def _write_dead(run: _Run, masks, record) -> None:
     if warning:
         record.warnings.append(warning)
     graph.masks = masks
-
-
-def _task_loss(logits, teacher, y, scale: float = 1.0):
-    """Distillation: the squared distance to the teacher's logits over their variance ``scale`` (scale-free, and
-    not flat where the logits are small, as a softmax KL is), plus cross-entropy with labels."""
-    loss = ((logits - teacher) ** 2).mean() / scale
-    return loss + F.cross_entropy(logits, y) if y is not None else loss
-
-
-def _fine_tune(run: _Run, masks, opt, options, deadline, advance) -> tuple:
-    """At least ``options.epochs`` epochs and ``options.min_steps`` steps of the loss of the module doc; then,
-    while some given-up unit is not proven dead by interval bounds, up to 4 more such stretches with λ doubled.
-    Returns (every given-up unit proven dead, epochs run)."""
-    graph, X, teacher, y = run.graph, run.X[run.train], run.teacher[run.train], run.y
-    y = None if y is None else y[run.train]
-    penalty = options.penalty
-    scale = float(teacher.var()) or 1.0
-    gen = torch.Generator().manual_seed(options.seed)
-    per_epoch, epochs = _steps_per_epoch(run, options), _epochs(run, options)
-    done = 0
-    for stretch in range(5):
-        for _ in range(epochs):
-            perm = torch.randperm(len(X), generator=gen).to(X.device)
-            for i in range(0, len(X), options.batch):
-                idx = perm[i:i + options.batch]
-                loss = _task_loss(graph(X[idx])[0], teacher[idx], None if y is None else y[idx], scale)
-                loss = loss + penalty * _dead_penalty(graph, masks, run.lo, run.hi, options.margin)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if time.perf_counter() > deadline:
-                    return _all_dead(graph, masks, run.lo, run.hi, options.margin), done // per_epoch + 1
-            done += per_epoch
-            if advance is not None:
-                advance(done, (stretch + 1) * epochs * per_epoch, _note(run, masks, options))
-        if _all_dead(graph, masks, run.lo, run.hi, options.margin):
-            return True, done // per_epoch
-        penalty *= 2
-    return False, done // per_epoch
-
-
-def _note(run, masks, options) -> str:
-    """The bar's note: the masked validation metric and how many given-up units are proven dead so far."""
-    with torch.no_grad():
-        metric = top1(run.graph(run.X[run.val])[0], run.reference[run.val])
-        given = dead = 0
-        for name, b in relu_bounds(run.graph, run.lo, run.hi).items():
-            gone = masks[name] == 0
-            given += int(gone.sum())
-            dead += int((_unit_upper(b)[gone] <= -options.margin).sum())
-    return f"val {metric:.4f}, dead {dead}/{given}"
-
-
-def _unit_upper(bounds) -> torch.Tensor:
-    """Per unit (feature, or channel: max over positions) the interval upper bound over the domain's boxes."""
-    upper = bounds.upper
-    return upper.reshape(upper.shape[0], upper.shape[1], -1).amax(dim=(0, 2))
-
-
-def _dead_penalty(graph, masks, lo, hi, margin):
-    total = 0.0
-    for name, b in relu_bounds(graph, lo, hi).items():
-        gone = masks[name] == 0
-        if gone.any():
-            total = total + torch.relu(_unit_upper(b)[gone] + margin).sum()
-    return total
-
-
-def _all_dead(graph, masks, lo, hi, margin) -> bool:
-    with torch.no_grad():
-        return all(bool((_unit_upper(b)[masks[name] == 0] <= -margin).all())
-                   for name, b in relu_bounds(graph, lo, hi).items())

@@ -84,7 +84,7 @@ class OutputSet:
 
     def check(self, inputs: dict[str, str | Path | None]) -> None:
         """Refuse targets that are inputs, directories or unwritable, before any work is done."""
-        from exactcomp.cli.signals import held
+        from exactcomp.interrupts import held
 
         for label, path in self._targets.items():
             for what, source in inputs.items():
@@ -115,7 +115,7 @@ class OutputSet:
 
     def commit(self) -> list[Path]:
         """Rename every staged file into place; on a failed rename restore what was replaced."""
-        from exactcomp.cli.signals import deferred
+        from exactcomp.interrupts import deferred
 
         done: list[tuple[Path, str | None]] = []
         with deferred():

@@ -5,7 +5,7 @@ basis ``h``; a ``Conv`` multiplies ``A`` by the convolution's sparse matrix, so 
 ops stays exact. To keep the *structure*, the value also remembers the :class:`~exactcomp.ir.conv.Conv`
 it came from when the convolution read the basis itself, up to a per-channel scale ``s`` and shift
 ``t`` (``conv(s ⊙ h + t) = conv_{K s}(h) + Σ K t`` exactly when there is no padding or ``t = 0``).
-When the layer ends (a ``Relu``, or the trunk output), :func:`layer_from_affine` checks whether
+When the layer ends (a ``Relu``, or the trunk output), :func:`exactcomp.io.onnx_layers.layer_from_affine` checks whether
 ``A = D M`` and ``c`` is constant per channel, with ``M`` the remembered convolution's matrix and ``D``
 a per-output-channel scale (batch normalisation, a bias ``Add``, ``Mul`` by a per-channel constant
 after the ``Conv``): then the layer is that convolution with kernel ``D K`` and bias ``c``; otherwise
@@ -66,7 +66,7 @@ def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
     if len(pads) != 4 or min(pads) < 0:
         tracer.fail_node(node, f"pads {list(pads)} must be four integers >= 0", UnsupportedOpError)
     groups = int(attrs.get("group", 1))
-    h_out, w_out = _out_hw(shape, (kh, kw), stride, pads, dilation)
+    h_out, w_out = out_hw(shape, (kh, kw), stride, pads, dilation)
     if min(h_out, w_out) < 1:
         tracer.fail_node(node, f"output would be empty (input {list(shape)}, kernel {[kh, kw]}, pads {list(pads)})")
     try:
@@ -76,7 +76,7 @@ def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
         raise  # pragma: no cover - fail_node raises
 
 
-def _out_hw(shape, kernel, stride, pads, dilation) -> tuple[int, int]:
+def out_hw(shape, kernel, stride, pads, dilation) -> tuple[int, int]:
     from exactcomp.ir.conv import conv_output_size
 
     return (conv_output_size(shape[1], kernel[0], stride[0], dilation[0], pads[0], pads[2]),
@@ -158,7 +158,7 @@ def conv_of_concatenation(spec: Conv, terms: dict, c: np.ndarray) -> dict:
     return out
 
 
-def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int, after=None) -> Conv | None:
+def as_conv(A, c: np.ndarray, spec: Conv, layer_id: int, after=None) -> Conv | None:
     """The convolution ``D spec`` with bias ``c`` when ``A = D M_spec`` (``A = D M_spec P`` with ``after = P``, a
     map applied before the convolution) and ``c`` is per-channel constant."""
     M = spec.matrix() if after is None else sp.csr_array(spec.matrix() @ after)
@@ -180,42 +180,6 @@ def _as_conv(A, c: np.ndarray, spec: Conv, layer_id: int, after=None) -> Conv | 
         return None
     return Conv(spec.kernel * d[:, None, None, None], bias, spec.in_shape, layer_id,
                 np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups, spec.channels_last)
-
-
-def layer_from_affine(tracer, A, c: np.ndarray, spec: Conv | None, layer_id: int, what: str):
-    """The IR layer for ``g = A h + c``: a :class:`Conv` if ``spec`` still describes it, else :class:`Dense`."""
-    if isinstance(spec, Conv):
-        conv = _as_conv(A, c, spec, layer_id)
-        if conv is not None:
-            return conv
-    if isinstance(spec, tuple) and spec[0] == "pooled":
-        from exactcomp.io.onnx_pool import as_pooled
-
-        pooled = as_pooled(A, c, spec, layer_id)
-        if pooled is not None:
-            return pooled
-    if A.shape[0] * A.shape[1] > MAX_DENSE_ENTRIES:
-        tracer.fail(f"{what} is affine but not a plain convolution, and as a dense matrix it would have "
-                    f"{A.shape[0]} x {A.shape[1]} entries", UnsupportedOpError)
-    W = A.toarray() if sp.issparse(A) else np.asarray(A)
-    return Dense(W, np.asarray(c, dtype=np.float64), layer_id, np.arange(len(c)))
-
-
-def skip_op_from_affine(tracer, A, spec: Conv | None, what: str):
-    """The op of a skip connection ``A h`` (no bias): a convolution if ``spec`` still describes it, an
-    :class:`~exactcomp.ir.skip.Embed` if ``A`` is a 0/1 selection (an identity shortcut), else dense."""
-    from exactcomp.ir.skip import Embed
-
-    if isinstance(spec, Conv):
-        conv = _as_conv(A, np.zeros(A.shape[0]), spec, 0)
-        if conv is not None:
-            return conv
-    coo = sp.coo_array(A)
-    coo.sum_duplicates()
-    ones = coo.data == 1.0
-    if ones.all() and np.unique(coo.row).size == coo.nnz and np.unique(coo.col).size == coo.nnz:
-        return Embed(A.shape[1], A.shape[0], coo.col, coo.row)
-    return layer_from_affine(tracer, A, np.zeros(A.shape[0]), None, 0, what)
 
 
 def zero_columns_as_selections(layers: list) -> list:

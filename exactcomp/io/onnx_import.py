@@ -26,7 +26,7 @@ import onnx
 import scipy.sparse as sp
 from onnx import helper, numpy_helper
 
-from exactcomp.io import onnx_conv, onnx_maxpool
+from exactcomp.io import onnx_conv, onnx_layers, onnx_maxpool
 from exactcomp.errors import ModelError, UnsupportedOpError
 from exactcomp.ir.lowering import lower_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
@@ -290,9 +290,9 @@ def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
             data = A.data if sp.issparse(A) else A
             if not (np.isfinite(data).all() and np.isfinite(value.c).all()):
                 tracer.fail(f"folded weights of {what} are not finite (overflow in the model's constants?)")
-        layers.append(onnx_conv.layer_from_affine(tracer, value.terms[i], value.c, value.convs.get(i), ids[i], what))
+        layers.append(onnx_layers.layer_from_affine(tracer, value.terms[i], value.c, value.convs.get(i), ids[i], what))
         for j in sorted(b for b in value.terms if b != i):
-            op = onnx_conv.skip_op_from_affine(tracer, value.terms[j], value.convs.get(j), f"the skip connection into {what}")
+            op = onnx_layers.skip_op_from_affine(tracer, value.terms[j], value.convs.get(j), f"the skip connection into {what}")
             skips.append(Skip(i, j - 1, op))
     return onnx_conv.zero_columns_as_selections(layers), skips, ids
 

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.io.onnx_conv import STRUCTURE_RTOL, _as_conv, _out_hw, channel_affine
+from exactcomp.io.onnx_conv import STRUCTURE_RTOL, as_conv, out_hw, channel_affine
 from exactcomp.ir.conv import Conv
 from exactcomp.ir.network import Dense
 
@@ -41,7 +41,7 @@ def average_pool(tracer, node, shape: tuple[int, ...], attrs: dict):
                              UnsupportedOpError)
         pads = tuple(attrs.get("pads", (0, 0, 0, 0)))
         include_pad = bool(attrs.get("count_include_pad", 0))
-    h_out, w_out = _out_hw(shape, kernel, stride, pads, (1, 1))
+    h_out, w_out = out_hw(shape, kernel, stride, pads, (1, 1))
     if min(h_out, w_out) < 1:
         tracer.fail_node(node, f"pooling window {list(kernel)} is larger than the input {list(shape)}")
     return AveragePool(shape, kernel, stride, pads, include_pad)
@@ -77,7 +77,7 @@ def as_pooled(A, c: np.ndarray, spec, layer_id: int):
 
     _, pool, M = spec
     if isinstance(M, Conv):              # a convolution after the pooling: A = D K P, c per channel
-        conv = _as_conv(A, c, M, layer_id, after=pool.matrix)
+        conv = as_conv(A, c, M, layer_id, after=pool.matrix)
         return Pooled(pool, conv) if conv is not None else None
     if A.shape != (M.shape[0], int(np.prod(pool.in_shape))):
         return None

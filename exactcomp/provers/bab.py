@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.milp import proven_edge
 from exactcomp.provers.state import Decision, Outcome
 from exactcomp.provers.walk import walk_outcome

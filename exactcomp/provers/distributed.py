@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 #: Seconds a map may run past the schedule's deadline (a unit's own clock stops it first).
@@ -54,7 +54,7 @@ class NeuronUnit:
 
 def prove_unit(unit: NeuronUnit) -> list:
     """Run one unit (in a worker): the portfolio's race on its candidate; returns the outcomes."""
-    from exactcomp.analysis import AnalysisOptions
+    from exactcomp.options import AnalysisOptions
     from exactcomp.formulations import get_formulation
     from exactcomp.provers.bab import torch_available
     from exactcomp.provers.milp import NeuronMilp

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.provers.milp import proven_edge

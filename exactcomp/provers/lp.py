@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.state import Decision, Outcome
 
 

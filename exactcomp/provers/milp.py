@@ -20,7 +20,9 @@ import numpy as np
 
 from exactcomp.solvers import SolveStatus
 
-from exactcomp.analysis import DEFAULT_JOBS, Status
+from exactcomp.options import DEFAULT_JOBS
+
+from exactcomp.results import Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 

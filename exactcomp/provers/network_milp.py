@@ -19,7 +19,7 @@ import numpy as np
 
 from exactcomp.solvers import SolveStatus
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.lp import deepest_candidate_layer
 from exactcomp.provers.milp import proven_edge
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome

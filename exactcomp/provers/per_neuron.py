@@ -19,7 +19,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from exactcomp.analysis import DEFAULT_MARGIN, Analysis, AnalysisOptions, Screening, Status, decide_by_bounds
+from exactcomp.options import AnalysisOptions, DEFAULT_MARGIN
+
+from exactcomp.provers.screening import decide_by_bounds
+
+from exactcomp.results import Analysis, Status, assemble
 from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.ir.network import Network
@@ -103,5 +107,6 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
                 report(done, total, f"layer {k + 1}")
         proven.append((L, U))
         layer_bounds[k] = replace(layer_bounds[k], lower=L, upper=U)
-    screening = Screening(layer_bounds, decided, tracker, {}, interrupted=stop == "interrupted")
-    return screening.finish(net, box, {"milp": time.perf_counter() - t0})
+    return assemble(net, box, [s for s, _ in decided], [m for _, m in decided], [b.lower for b in layer_bounds],
+                    [b.upper for b in layer_bounds], tracker, {"milp": time.perf_counter() - t0},
+                    interrupted=stop == "interrupted")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.bab import bab_outcome, best_point, run_bab, torch_available
 from exactcomp.provers.milp import NeuronMilp, Verdict, verdict_outcome
 from exactcomp.provers.state import Decision, Outcome

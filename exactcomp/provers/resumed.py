@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.state import Decision, Outcome
 
 _STATUS = {"stably_active": Status.ACTIVE, "stably_inactive": Status.INACTIVE}

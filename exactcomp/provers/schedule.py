@@ -68,7 +68,7 @@ def recheck_certificates(state) -> None:
     Certificates of one type are checked together when the type offers ``check_many`` (shared work)."""
     from collections import defaultdict
 
-    from exactcomp.analysis import Status
+    from exactcomp.results import Status
 
     t0 = time.perf_counter()
     groups = defaultdict(list)

@@ -13,10 +13,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.analysis import Status, decide_by_bounds
-from exactcomp.bounds.crown import compute_bounds
+from exactcomp.bounds.crown import LayerBounds, compute_bounds
+from exactcomp.results import Status
 from exactcomp.witnesses.search import gradient_search, sign_corners
 from exactcomp.provers.state import Decision, Outcome
+
+
+def decide_by_bounds(bounds: LayerBounds):
+    """Initial ``(status, method)`` arrays of a layer from its bounds (undecided neurons: UNKNOWN, "")."""
+    status = np.full(bounds.lower.size, Status.UNKNOWN, dtype=np.int8)
+    method = np.full(bounds.lower.size, "", dtype=object)
+    inactive, active = bounds.upper <= 0, (bounds.lower >= 0) & ~(bounds.upper <= 0)
+    status[inactive], status[active] = Status.INACTIVE, Status.ACTIVE
+    by_interval = (bounds.interval_upper <= 0) | (bounds.interval_lower >= 0)
+    method[(inactive | active) & by_interval] = "interval"
+    method[(inactive | active) & ~by_interval] = "symbolic"
+    return status, method
 
 
 class BoundsProver:

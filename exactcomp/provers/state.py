@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exactcomp.analysis import Analysis, LayerAnalysis, Status
+from exactcomp.results import Analysis, Status, assemble
 from exactcomp.witnesses.search import WitnessTracker
 
 
@@ -184,24 +184,8 @@ class ProofState:
             self.method[k][unknown] = "comparison" if self.is_auxiliary(k) else reason
 
     def finish(self, interrupted: bool) -> Analysis:
-        """The immutable :class:`Analysis`: neurons seen with both signs are unstable (witnesses)."""
-        pool = self.tracker.pool()
-        used: dict[int, int] = {}
-        layers = []
-        for k, net_layer in enumerate(self.net.hidden):
-            status, method = self.status[k].copy(), self.method[k].copy()
-            unstable = (status == Status.UNKNOWN) & self.tracker.unstable(k)
-            status[unstable] = Status.UNSTABLE
-            method[unstable] = "witness"
-            if self.is_auxiliary(k):
-                method[(status == Status.UNKNOWN) & np.isin(method, ["", "deferred"])] = "comparison"
-            pos = np.where(unstable, self.tracker.max_point[k], -1)
-            neg = np.where(unstable, self.tracker.min_point[k], -1)
-            for arr in (pos, neg):
-                for i in np.flatnonzero(arr >= 0):
-                    arr[i] = used.setdefault(int(arr[i]), len(used))
-            layers.append(LayerAnalysis(net_layer.layer_id, status, method, self.lower[k].copy(),
-                                        self.upper[k].copy(), pos, neg))
-        order = sorted(used, key=used.get)
-        witnesses = pool[order] if order else np.empty((0, self.net.input_size))
-        return Analysis(self.net, self.box, tuple(layers), witnesses, dict(self.times), interrupted, dict(self.stats))
+        """The immutable :class:`Analysis` (:func:`exactcomp.results.assemble`): neurons seen with both signs
+        are unstable (witnesses); undecided comparisons of a max pooling get ``comparison``."""
+        auxiliary = frozenset(k for k in range(len(self.net.hidden)) if self.is_auxiliary(k))
+        return assemble(self.net, self.box, self.status, self.method, self.lower, self.upper, self.tracker,
+                        self.times, interrupted, self.stats, auxiliary)

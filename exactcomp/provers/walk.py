@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from exactcomp.analysis import Status
+from exactcomp.results import Status
 from exactcomp.provers.state import Decision, Outcome
 
 #: Seconds one walk may take at most (a walk is usually a handful of LPs, 0.2-3 s on MNIST 5x100).

@@ -49,7 +49,7 @@ def constant_entries(net: Network, pos: int, box, status) -> tuple[np.ndarray, n
     """``(mask, values)`` of the output entries of hidden layer ``pos`` constant on ``box`` (see module doc).
 
     ``status(net, pos)`` gives the statuses of layer ``pos``'s neurons (a max pooling has none)."""
-    from exactcomp.analysis import Status
+    from exactcomp.results import Status
 
     mask, values = _input_constants(net, box) if pos == 0 else constant_entries(net, pos - 1, box, status)
     layer = net.layers[pos]

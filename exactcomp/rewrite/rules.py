@@ -184,7 +184,7 @@ def compress_network(net: Network, analysis) -> Network:
 
 
 def _compress_raised(net: Network, analysis) -> Network:
-    from exactcomp.analysis import Status
+    from exactcomp.results import Status
 
     net = fold_fixed_inputs(net, analysis.box)
 

@@ -31,7 +31,7 @@ from exactcomp.rewrite.constants import constant_entries
 
 def pool_winners(layer: MaxPoolLayer, analysis) -> np.ndarray:
     """:func:`~exactcomp.ir.lowering.fixed_winners` of a raised pooling from ``analysis``'s comparison statuses."""
-    from exactcomp.analysis import Status
+    from exactcomp.results import Status
 
     pool = layer.pool
     counts = tournament(pool)[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.cli.signals import held
+from exactcomp.interrupts import held
 from exactcomp.domain import Box
 from exactcomp.ir.network import Network
 

@@ -1,0 +1,117 @@
+"""The knobs of an analysis (:class:`AnalysisOptions`), their defaults and their validation
+(:func:`check_options`, :func:`check_device`): one-line :class:`~exactcomp.errors.ExactcompError` naming
+the option, as the CLI validates them."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from exactcomp.domain import check_random_points
+from exactcomp.errors import ExactcompError
+
+
+#: Safety margin τ of every LP/MILP proof: stably inactive means ``max g <= -τ`` was shown (stably
+#: active: ``min g >= τ``), far above HiGHS's feasibility (1e-6, 1e-7) and optimality tolerances, so
+#: a solver's rounding cannot produce a wrong "stable". Neurons with an extreme in (-τ, τ) are kept.
+DEFAULT_MARGIN = 1e-4
+
+#: Default time budget (seconds) of the proof phases, so that a default run always ends with a
+#: sound result; ``time_limit=None`` (``--time-limit none``) runs to completion.
+DEFAULT_TIME_LIMIT = 300.0
+
+#: Per-neuron MILPs solved at once by default: one per CPU core, at most 4 (each HiGHS MIP is serial).
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class AnalysisOptions:
+    """Knobs of :func:`analyze`; the defaults suit networks of a few thousand neurons.
+
+    ``time_limit`` (seconds for the proof phases, everything after bounds and witness search; default
+    :data:`DEFAULT_TIME_LIMIT`; None: no limit, run to completion): what is not decided in time
+    stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
+    a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
+    ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object.
+    ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
+    ``solver_log``: let the solver print its own log (native output; the CLI sends it to stderr).
+    ``provers``: a schedule (names of :data:`exactcomp.provers.PROVERS` or prover objects) replacing
+    the strategy's own (:data:`exactcomp.provers.SCHEDULES`). ``resume``: an earlier run's results
+    (:func:`exactcomp.io.resume.load_resume`) to start from. ``device``: where branch and bound runs its
+    batched bounds (torch): ``cpu`` (default, float64) or ``cuda`` / ``cuda:N`` (float64 on the GPU,
+    larger batches); proofs are re-checked in float64 on the CPU either way. ``executor`` (``local``,
+    ``ray``, ``ray://HOST:PORT`` or an executor object, :mod:`exactcomp.executors`) and ``workers``: with more
+    than one worker, or Ray, the portfolio's candidates run as work units there (prover ``distributed``).
+    """
+
+    symbolic: bool = True
+    random_points: int = 2048
+    gradient_steps: int = 40
+    gradient_restarts: int = 2
+    seed: int = 0
+    samples: np.ndarray | None = None
+    strategy: str = "auto"
+    solver: object = "highs"
+    time_limit: float | None = DEFAULT_TIME_LIMIT
+    threads: int | None = None
+    jobs: int | None = None
+    formulation: object = "bigm"
+    margin: float = DEFAULT_MARGIN
+    lp_tightening: bool = True
+    solver_log: bool = False
+    provers: tuple | None = None
+    resume: object = None
+    device: str = "cpu"
+    executor: object = "local"
+    workers: int = 1
+
+
+def check_options(options: AnalysisOptions) -> None:
+    """The numeric options as the CLI validates them: integers >= their minimum, finite margin in
+    (0, 1], positive finite time limit; anything else is an ExactcompError naming the option."""
+    for name, minimum, optional in (("random_points", 0, False), ("gradient_steps", 0, False),
+                                    ("gradient_restarts", 0, False), ("seed", 0, False),
+                                    ("jobs", 1, True), ("threads", 1, True), ("workers", 1, False)):
+        value = getattr(options, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ExactcompError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    check_random_points(options.random_points)   # at most MAX_RANDOM_POINTS
+    margin = options.margin
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin <= 1:
+        raise ExactcompError(f"margin must be a number in (0, 1], got {margin!r}")
+    samples = options.samples
+    if samples is not None and (not isinstance(samples, np.ndarray) or samples.dtype.kind not in "iuf"
+                                or not np.isfinite(samples).all()):
+        raise ExactcompError("samples must be a finite real numeric array (see exactcomp.samples to load a .npy)")
+    limit = options.time_limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                              or not 0 < limit < float("inf")):
+        raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
+    check_device(options.device)
+    executor = options.executor
+    if isinstance(executor, str) and not (executor in ("local", "ray") or executor.startswith("ray://")):
+        raise ExactcompError(f"executor must be 'local', 'ray' or 'ray://HOST:PORT', got {executor!r}")
+
+
+def check_device(device) -> None:
+    """``cpu``, or ``cuda``/``cuda:N`` with torch built for CUDA and that GPU present; else an
+    ExactcompError with one line saying what is missing."""
+    if device == "cpu":
+        return
+    if not isinstance(device, str) or not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ExactcompError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    try:
+        import torch
+    except ImportError:
+        raise ExactcompError(f"device {device} needs torch (pip install 'exactcomp[torch]')") from None
+    if not torch.cuda.is_available():
+        raise ExactcompError(f"device {device}: no CUDA GPU is available to torch {torch.__version__} "
+                             "(a CPU-only build, or no GPU on this machine); use --device cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ExactcompError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
