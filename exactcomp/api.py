@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from exactcomp.options import AnalysisOptions
-
 from exactcomp.results import Analysis
 from exactcomp.analysis import analyze as _analyze
 from exactcomp.domain import Box, load_samples, make_box

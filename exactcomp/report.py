@@ -52,7 +52,6 @@ import platform
 from importlib import metadata
 
 from exactcomp.options import DEFAULT_JOBS
-
 from exactcomp.results import Status
 
 SCHEMA = "exactcomp.report/1"

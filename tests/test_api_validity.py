@@ -186,3 +186,30 @@ def test_quiet_prints_only_the_summary_lines(model, tmp_path):
     assert len(loud.stdout.splitlines()) > len(quiet_lines) and quiet.stderr == ""
     silent = cli("compress", str(model), "--domain", str(box), "-o", str(tmp_path / "c.onnx"), "--quiet", "--json")
     assert silent.returncode == 0 and silent.stderr == "" and silent.stdout.lstrip().startswith("{")
+
+
+def test_network_hash_sees_sparse_values_not_their_storage():
+    """Sparse matrices inside ops hash by their values: an unsorted or duplicated CSR storage of the same
+    matrix hashes alike (scipy flips such flags as the matrix is used), a changed entry does not."""
+    import hashlib
+
+    import scipy.sparse as sp
+
+    from exactcomp.validity import _feed
+
+    def digest(value):
+        h = hashlib.sha256()
+        _feed(h, value)
+        return h.hexdigest()
+
+    dense = np.array([[0.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    sorted_csr = sp.csr_array(dense)
+    unsorted = sp.csr_array((np.array([3.0, 2.0, 4.0]), np.array([2, 1, 0]), np.array([0, 2, 3])), shape=(2, 3))
+    duplicated = sp.csr_array((np.array([1.0, 1.0, 3.0, 4.0]), np.array([1, 1, 2, 0]), np.array([0, 3, 4])),
+                              shape=(2, 3))
+    assert np.array_equal(unsorted.toarray(), dense) and np.array_equal(duplicated.toarray(), dense)
+    assert digest(sorted_csr) == digest(unsorted) == digest(duplicated)
+    changed = dense.copy()
+    changed[1, 0] = 4.0 + 1e-12
+    assert digest(sp.csr_array(changed)) != digest(sorted_csr)
+    assert digest(sp.csr_array(dense.T)) != digest(sorted_csr)

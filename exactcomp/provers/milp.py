@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exactcomp.solvers import SolveStatus
-
 from exactcomp.options import DEFAULT_JOBS
-
 from exactcomp.results import Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 

@@ -18,7 +18,6 @@ from dataclasses import replace
 import numpy as np
 
 from exactcomp.solvers import SolveStatus
-
 from exactcomp.results import Status
 from exactcomp.provers.lp import deepest_candidate_layer
 from exactcomp.provers.milp import proven_edge

@@ -19,14 +19,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from exactcomp.options import AnalysisOptions, DEFAULT_MARGIN
-
-from exactcomp.provers.screening import decide_by_bounds
-
-from exactcomp.results import Analysis, Status, assemble
 from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.ir.network import Network
+from exactcomp.options import DEFAULT_MARGIN, AnalysisOptions
+from exactcomp.provers.screening import decide_by_bounds
+from exactcomp.results import Analysis, Status, assemble
 from exactcomp.witnesses.search import WitnessTracker
 
 #: Kept for backwards compatibility: the default safety margin τ.
