@@ -52,7 +52,7 @@ def _feed(digest, value) -> None:
         canonical = value.tocsr(copy=True)
         canonical.sum_duplicates()
         canonical.sort_indices()
-        digest.update(f"Z{canonical.shape}".encode())
+        digest.update(f"S{canonical.shape}".encode())   # "S(" never begins a scalar tag
         for part in (canonical.indptr.astype(np.int64), canonical.indices.astype(np.int64), canonical.data):
             _feed(digest, np.asarray(part))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
