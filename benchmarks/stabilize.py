@@ -149,7 +149,8 @@ def _one(name: str, domain: str, out: Path, X, y) -> dict:
         row.update(after=_test_metrics(out / c["output"], X, y, out / domain_file), chosen=report["chosen"],
                    fraction=report["fraction"], units=report["rounds"][report["chosen"] - 1]["units_given_up"],
                    of=report["rounds"][0]["units"], params=(c["parameters_before"], c["parameters_after"]),
-                   removed=c["removed_fraction"], unknown=c["unknown"], compress_s=c["seconds"],
+                   removed=c["removed_fraction"], unknown=c["unknown"], not_needed=c.get("not_needed", 0),
+                   compress_s=c["seconds"],
                    val=(report["before"]["value"], report["after"]["value"]))
     print(json.dumps(row), flush=True)
     return row
@@ -157,7 +158,7 @@ def _one(name: str, domain: str, out: Path, X, y) -> dict:
 
 def _write_table(out: Path, rows: list) -> None:
     head = ("| model (no L1) | domain | validation (budget) before → after | test accuracy before → after | "
-            "worst class recall (test) before → after | units dead | parameters after exact compression | unknown | "
+            "worst class recall (test) before → after | units dead | parameters after exact compression | unknown (not needed) | "
             "stabilize | compress |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
@@ -171,7 +172,7 @@ def _write_table(out: Path, rows: list) -> None:
         lines.append(f"| {r['model']} | {r['domain']} | {100 * v[0]:.1f} % → {100 * v[1]:.1f} % | "
                      f"{100 * b[0]:.2f} % → {100 * a[0]:.2f} % | {b[1]}: "
                      f"{100 * b[2]:.1f} % → {a[1]}: {100 * a[2]:.1f} % | {r['units']} of {r['of']} | "
-                     f"{r['params'][0]:,} → {r['params'][1]:,} ({100 * r['removed']:.1f} %) | {r['unknown']} | "
+                     f"{r['params'][0]:,} → {r['params'][1]:,} ({100 * r['removed']:.1f} %) | {r['unknown']} ({r.get('not_needed', 0)}) | "
                      f"{r['stabilize_s']:.0f} s | {r['compress_s']:.1f} s |")
     clipped = {r["domain"]: r["before"][3] for r in rows}
     lines.append("")

@@ -218,9 +218,14 @@ class CompressionResult:
 
 
 def compress(network: Network | str | Path, box, analysis: Analysis | None = None, progress=None,
-             **kwargs) -> CompressionResult:
+             complete: bool = False, **kwargs) -> CompressionResult:
     """Analyse (unless ``analysis`` is given) and rewrite ``network`` into an equivalent smaller one on
     ``box`` (a box, VNN-LIB file, or a list of them for a union, as :func:`analyze`).
+
+    The analysis spends its time only on neurons whose decision can still change the written model
+    (:mod:`exactcomp.rewrite.payoff`) and ends when none is left; the others are reported
+    :attr:`~exactcomp.results.Status.NOT_NEEDED`. ``complete=True`` decides every neuron the budget allows
+    (what :func:`analyze` does by default); the written model is the same either way, given time.
 
     A given ``analysis`` must have been made for this very network (same weights and structure) over a
     domain that holds ``box`` (each box inside an analysed box): anything else raises
@@ -234,6 +239,10 @@ def compress(network: Network | str | Path, box, analysis: Analysis | None = Non
         times["import"] = time.perf_counter() - t0
     whole = _as_domain(network, box)
     if analysis is None:
+        if not complete:
+            from exactcomp.rewrite.payoff import needed_masks
+
+            kwargs.setdefault("payoff", needed_masks)
         analysis = analyze(network, whole, progress=progress, **kwargs)
     else:
         _check_given(analysis, network, whole, kwargs)

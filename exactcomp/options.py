@@ -45,6 +45,11 @@ class AnalysisOptions:
     larger batches); proofs are re-checked in float64 on the CPU either way. ``executor`` (``local``,
     ``ray``, ``ray://HOST:PORT`` or an executor object, :mod:`exactcomp.executors`) and ``workers``: with more
     than one worker, or Ray, the portfolio's candidates run as work units there (prover ``distributed``).
+    ``payoff``: None (default: decide every neuron the budget allows, as a research analysis wants), or a
+    function ``(net, box, statuses, open_masks, can_be_inactive) -> needed masks`` saying which undecided
+    neurons' decisions can still change the written model (:func:`exactcomp.rewrite.payoff.needed_masks`, what
+    ``exactcomp.compress`` passes unless ``complete=True``): provers then skip the others, and the analysis
+    ends, with those neurons :attr:`~exactcomp.results.Status.NOT_NEEDED`, once nothing that pays is left.
     """
 
     symbolic: bool = True
@@ -67,6 +72,7 @@ class AnalysisOptions:
     device: str = "cpu"
     executor: object = "local"
     workers: int = 1
+    payoff: object = None
 
 
 def check_options(options: AnalysisOptions) -> None:
@@ -93,6 +99,9 @@ def check_options(options: AnalysisOptions) -> None:
                               or not 0 < limit < float("inf")):
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
     check_device(options.device)
+    if options.payoff is not None and not callable(options.payoff):
+        raise ExactcompError(f"payoff must be None or a function (exactcomp.rewrite.payoff.needed_masks), got "
+                             f"{type(options.payoff).__name__}")
     executor = options.executor
     if isinstance(executor, str) and not (executor in ("local", "ray") or executor.startswith("ray://")):
         raise ExactcompError(f"executor must be 'local', 'ray' or 'ray://HOST:PORT', got {executor!r}")

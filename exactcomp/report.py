@@ -55,7 +55,8 @@ from exactcomp.options import DEFAULT_JOBS
 from exactcomp.results import Status
 
 SCHEMA = "exactcomp.report/1"
-_COUNT_KEYS = ("stably_active", "stably_inactive", "unstable", "unknown")
+_COUNT_KEYS = ("stably_active", "stably_inactive", "unstable", "unknown", "not_needed")
+_COUNTED = (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN, Status.NOT_NEEDED)
 
 
 def versions() -> dict[str, str]:
@@ -92,7 +93,7 @@ def _layer_kind(result, la) -> dict:
     kept = sum(conv_of(x).channels for x in result.compressed.hidden if x.layer_id == la.layer_id and conv_of(x))
     status = la.status.reshape(layer.channels, layer.positions)
     per_channel = {Status(s).label: (status == s).sum(axis=1).tolist()
-                   for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)}
+                   for s in _COUNTED}
     return {"node": node, "kind": "conv", "shape": list(layer.out_shape),
             "channels": {"count": layer.channels, "kept": kept, "per_channel": per_channel}}
 
@@ -105,7 +106,7 @@ def layer_entries(result) -> list[dict]:
     entries = []
     for la in result.analysis.layers:
         entry = {"layer": la.layer_id, "neurons": la.neurons}
-        entry.update({Status(s).label: la.count(Status(s)) for s in (Status.ACTIVE, Status.INACTIVE, Status.UNSTABLE, Status.UNKNOWN)})
+        entry.update({s.label: la.count(s) for s in _COUNTED})
         entry["kept"] = kept.get(la.layer_id, 0)
         entry["parameters_before"] = before.get(la.layer_id, 0)
         entry["parameters_after"] = after.get(la.layer_id, 0)
@@ -187,6 +188,7 @@ def _analysis_entry(analysis) -> dict:
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
             "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
+            "complete": None if o is None else getattr(o, "payoff", None) is None,
             "proof_seconds": round(analysis.proof_seconds, 6), "stats": dict(analysis.stats)}
 
 

@@ -5,7 +5,11 @@ active, stably inactive, unstable, unknown), per-layer arrays (:class:`LayerAnal
 * stably inactive: a proof that ``g <= 0`` on the whole box (``upper <= 0``), so ``relu(g) = 0``;
 * stably active: a proof that ``g >= 0`` on the box (``lower >= 0``), so ``relu(g) = g``;
 * unstable: two witness inputs inside the box with ``g > 0`` and ``g < 0`` (float64 forward pass);
-* unknown: neither (for example, a time limit or an interrupt); unknown neurons are kept.
+* unknown: neither (for example, a time limit or an interrupt); unknown neurons are kept;
+* not needed: undecided, but no decision on it could change the written model (its convolution channel stays
+  anyway, say; :mod:`exactcomp.rewrite.payoff`), so the analysis did not spend time on it; kept, like an unknown
+  neuron, and never counted as stable. Only analyses run with a payoff (``AnalysisOptions.payoff``: the default
+  of ``exactcomp compress``, not of ``--complete`` or :func:`exactcomp.analyze`) report it.
 
 ``method`` records how each neuron was decided: ``interval`` or ``symbolic`` bounds, ``lp``
 (LP bound tightening), ``milp`` (a MILP proof), ``witness``; for unknown neurons it says why:
@@ -35,10 +39,11 @@ class Status(enum.IntEnum):
     ACTIVE = 1
     INACTIVE = 2
     UNSTABLE = 3
+    NOT_NEEDED = 4
 
     @property
     def label(self) -> str:
-        return {0: "unknown", 1: "stably_active", 2: "stably_inactive", 3: "unstable"}[int(self)]
+        return {0: "unknown", 1: "stably_active", 2: "stably_inactive", 3: "unstable", 4: "not_needed"}[int(self)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +77,8 @@ class LayerAnalysis:
 
     def methods(self) -> dict[str, int]:
         """How the decided neurons were decided: ``{method: count}``."""
-        return _tally(self.method[(self.status != Status.UNKNOWN) & (self.method != "")])
+        decided = (self.status != Status.UNKNOWN) & (self.status != Status.NOT_NEEDED) & (self.method != "")
+        return _tally(self.method[decided])
 
     def unknown_reasons(self) -> dict[str, int]:
         """Why the unknown neurons are unknown: ``{reason: count}`` (``not_attempted`` if no reason)."""
@@ -105,7 +111,7 @@ class Analysis:
     @property
     def proof_seconds(self) -> float:
         """Seconds spent in the proof phases, the part that ``time_limit`` bounds (every phase but the
-        screening ones: resume, bounds, witnesses, and the final certificate re-check)."""
+        screening ones: resume, bounds, witnesses, and the final certificate re-check and payoff test)."""
         return float(sum(v for k, v in self.times.items() if k not in UNTIMED_PHASES))
 
     def layer(self, layer_id: int) -> LayerAnalysis:
@@ -130,16 +136,18 @@ class Analysis:
 
 
 #: Phases outside the time budget (see :attr:`Analysis.proof_seconds`).
-UNTIMED_PHASES = frozenset({"import", "resume", "bounds", "witnesses", "recheck"})
+UNTIMED_PHASES = frozenset({"import", "resume", "bounds", "witnesses", "recheck", "payoff"})
 
 
 def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker, times: dict, interrupted: bool,
-             stats: dict | None = None, auxiliary=frozenset()) -> Analysis:
+             stats: dict | None = None, auxiliary=frozenset(), not_needed=None) -> Analysis:
     """The immutable :class:`Analysis` of a finished run: per hidden layer ``k`` its status and method arrays
     (copied), bounds, and ``tracker`` (a :class:`~exactcomp.witnesses.search.WitnessTracker`): undecided
     neurons it saw take both signs become unstable (method ``witness``) and the witness points they cite are
     gathered, renumbered in order of first citation, into :attr:`Analysis.witnesses`. In the layers of
-    ``auxiliary`` (comparisons inside a max pooling) undecided neurons without a reason get ``comparison``."""
+    ``auxiliary`` (comparisons inside a max pooling) undecided neurons without a reason get ``comparison``.
+    ``not_needed`` (per layer, optional): undecided neurons that become :attr:`Status.NOT_NEEDED` (method
+    ``no_payoff`` where they had no reason yet)."""
     pool = tracker.pool()
     used: dict[int, int] = {}
     layers = []
@@ -150,6 +158,10 @@ def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker,
         method[unstable] = "witness"
         if k in auxiliary:
             method[(status == Status.UNKNOWN) & np.isin(method, ["", "deferred"])] = "comparison"
+        elif not_needed is not None:
+            spared = (status == Status.UNKNOWN) & np.asarray(not_needed[k], bool)
+            status[spared] = Status.NOT_NEEDED
+            method[spared & np.isin(method, ["", "deferred"])] = "no_payoff"
         pos = np.where(unstable, tracker.max_point[k], -1)
         neg = np.where(unstable, tracker.min_point[k], -1)
         for arr in (pos, neg):

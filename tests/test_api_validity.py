@@ -182,7 +182,7 @@ def test_quiet_prints_only_the_summary_lines(model, tmp_path):
     assert loud.returncode == quiet.returncode == 0, quiet.stderr
     quiet_lines = quiet.stdout.strip().splitlines()
     assert quiet_lines and all(line.split()[0] in {"widths", "parameters", "times", "proofs", "verify", "wrote",
-                                                   "witnesses", "channels", "note"} for line in quiet_lines)
+                                                   "witnesses", "channels", "note", "not"} for line in quiet_lines)
     assert len(loud.stdout.splitlines()) > len(quiet_lines) and quiet.stderr == ""
     silent = cli("compress", str(model), "--domain", str(box), "-o", str(tmp_path / "c.onnx"), "--quiet", "--json")
     assert silent.returncode == 0 and silent.stderr == "" and silent.stdout.lstrip().startswith("{")

@@ -199,8 +199,11 @@ def test_compress_strategies_report_how_neurons_were_decided(tmp_path, tiny, cap
     assert data["analysis"]["strategy"] == strategy and data["analysis"]["margin"] == 1e-5
     assert data["verification"]["passed"] is True
     methods = {m for layer in data["layers"] for m in layer["neuron_method"]}
-    allowed = {"interval", "symbolic", "lp", "milp", "alpha", "bab", "input_split", "witness", None}
+    allowed = {"interval", "symbolic", "lp", "milp", "alpha", "bab", "input_split", "witness", "no_payoff", None}
     assert methods <= allowed
+    for layer in data["layers"]:      # neurons left because no decision could change the model: not_needed
+        for status, method in zip(layer["neuron_status"], layer["neuron_method"]):
+            assert (method == "no_payoff") == (status == "not_needed")
     if strategy != "bounds":
         assert data["totals"]["unknown"] == 0
     Ws, bs = random_weights([3, 8, 6, 2], seed=0, bias_shift=-0.3)

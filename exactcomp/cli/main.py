@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"budget of the proof phases (after bounds and witness search) for the whole run, shared by "
                         f"the boxes of a union, default {DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not "
                         "decided in time are unknown and kept")
+    c.add_argument("--complete", action="store_true",
+                   help="decide every neuron the budget allows, also those whose decision cannot change the written "
+                        "model (by default they are skipped and reported not_needed; the written model is the same)")
     c.add_argument("--resume", type=Path, metavar="REPORT",
                    help="continue from an earlier --report of the same model, domain and margin (checked by "
                         "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")

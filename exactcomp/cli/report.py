@@ -7,18 +7,23 @@ def summary_table(report: dict):
     from rich.table import Table
 
     table = Table(title="exactcomp: stability and compression per layer", show_lines=False)
-    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", "kept", "params before", "params after",
-                "decided by"):
+    spared = report["totals"].get("not_needed", 0) > 0      # the column shows only when some neuron is not needed
+    for col in ("layer", "neurons", "active", "inactive", "unstable", "unknown", *(("not needed",) if spared else ()),
+                "kept", "params before", "params after", "decided by"):
         table.add_column(col, justify="right" if col not in ("decided by",) else "left")
+
+    def counts(e):
+        return [str(e["stably_active"]), str(e["stably_inactive"]), str(e["unstable"]), str(e["unknown"]),
+                *((str(e.get("not_needed", 0)),) if spared else ()), str(e["kept"])]
+
     for e in report["layers"]:
-        table.add_row(str(e["layer"]), str(e["neurons"]), str(e["stably_active"]), str(e["stably_inactive"]),
-                      str(e["unstable"]), str(e["unknown"]), str(e["kept"]), str(e["parameters_before"]),
+        table.add_row(str(e["layer"]), str(e["neurons"]), *counts(e), str(e["parameters_before"]),
                       str(e["parameters_after"]), _decided_text(e))
     p = report["parameters"]
-    table.add_row("output", "", "", "", "", "", "", str(p["output_layer_before"]), str(p["output_layer_after"]), "")
+    table.add_row("output", "", *[""] * (6 if spared else 5), str(p["output_layer_before"]),
+                  str(p["output_layer_after"]), "")
     t = report["totals"]
-    table.add_row("total", str(t["neurons"]), str(t["stably_active"]), str(t["stably_inactive"]), str(t["unstable"]),
-                  str(t["unknown"]), str(t["kept"]), str(p["before"]), str(p["after"]), "", style="bold")
+    table.add_row("total", str(t["neurons"]), *counts(t), str(p["before"]), str(p["after"]), "", style="bold")
     return table
 
 
@@ -45,6 +50,10 @@ def summary_lines(report: dict) -> list[str]:
         lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "
                         "original model: affine ops it folds into dense matrices (pooling, ops before a padded convolution, "
                         "scaled or sliced shortcuts) are larger written out")
+    spared = report["totals"].get("not_needed", 0)
+    if spared:
+        lines.insert(2, f"not needed  {spared} undecided neuron{'s' if spared != 1 else ''} whose decision could not change "
+                        "the written model (kept; --complete decides them too)")
     convs = [e for e in report["layers"] if e.get("kind") == "conv"]
     if convs:
         lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"

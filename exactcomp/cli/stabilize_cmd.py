@@ -179,7 +179,8 @@ def _then_compress(args) -> dict:
     totals = small.analysis.totals()
     return {"output": str(args.then_compress), "parameters_before": small.parameters_before,
             "parameters_after": small.parameters_after, "removed_fraction": small.removed_fraction,
-            "unknown": totals["unknown"], "seconds": time.perf_counter() - t0, "verified": True}
+            "unknown": totals["unknown"], "not_needed": totals["not_needed"], "seconds": time.perf_counter() - t0,
+            "verified": True}
 
 
 def _sweep_outputs(args, result, points) -> dict:
@@ -245,5 +246,7 @@ def summary(result, args, compressed) -> str:
     else:
         lines.append(f"compressed exactly to {compressed['output']}: {compressed['parameters_before']:,} -> "
                      f"{compressed['parameters_after']:,} parameters ({100 * compressed['removed_fraction']:.1f} % "
-                     f"removed), {compressed['unknown']} unknown, verified, {compressed['seconds']:.1f} s")
+                     f"removed), {compressed['unknown']} unknown"
+                     + (f", {compressed['not_needed']} not needed" if compressed.get("not_needed") else "")
+                     + f", verified, {compressed['seconds']:.1f} s")
     return "\n".join(lines)

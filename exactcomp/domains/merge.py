@@ -6,6 +6,8 @@ For neuron ``j`` with statuses ``s_1 .. s_k`` on the ``k`` boxes:
   on every box, so on the union; the method is the parts' methods joined with ``+`` where they differ;
 * unstable iff some ``s_i`` is unstable (that box's witnesses), or one box proves it active and another
   inactive: the centres of those boxes are its witnesses, re-checked by a float64 forward pass;
+* not needed iff no box says unknown and some box says not needed (its decision could not change the model
+  written for that box, whose kept channels the union keeps too): kept;
 * unknown otherwise (the first unknown box's reason): kept.
 
 Bounds are the hull of the boxes' bounds; times and statistics add up.
@@ -50,6 +52,10 @@ def _merge_layer(k, las, offsets, centre_base, pre_centres):
     checked = mixed & (pre_centres[a_part, columns] > 0) & (pre_centres[i_part, columns] < 0)
     pos[checked], neg[checked] = centre_base + a_part[checked], centre_base + i_part[checked]
     unstable = unstable | checked
+    spared = ~(stable_a | stable_i | unstable | mixed) & (S == Status.NOT_NEEDED).any(axis=0) \
+        & ~(S == Status.UNKNOWN).any(axis=0)
+    status[spared] = Status.NOT_NEEDED
+    method[spared] = M[np.argmax(S == Status.NOT_NEEDED, axis=0), np.arange(S.shape[1])][spared]
     status[unstable] = Status.UNSTABLE
     method[unstable] = "witness"
     method[mixed & ~checked] = "union_check"   # cannot happen for sound proofs; kept unknown if it does

@@ -10,7 +10,9 @@ neuron that took both signs becomes unstable at the end (:meth:`ProofState.finis
 exception: a prover may offer inputs straight to ``state.tracker`` (a witness is a float64 fact,
 and searches such as gradient ascent offer thousands of small batches).
 
-The state also carries the resources provers share: the solver back end and the formulation.
+The state also carries the resources provers share: the solver back end and the formulation; and, when the
+options give a payoff (:mod:`exactcomp.rewrite.payoff`), which undecided neurons can still change the written
+model: the others are no candidates (:meth:`ProofState.candidates`) and end :attr:`Status.NOT_NEEDED`.
 """
 
 from __future__ import annotations
@@ -76,13 +78,20 @@ class ProofState:
     certificates: dict = field(default_factory=dict)  # (layer, neuron) -> certificate of a proof
     stats: dict = field(default_factory=dict)
     times: dict = field(default_factory=dict)
+    payoff: object = None                             # options.payoff (None: every neuron is worth deciding)
+    _needed: object = None                            # cached needed masks, their key, when and at what cost made
+    _needed_key: object = None
+    _needed_at: float = 0.0
+    _needed_cost: float = 0.0
+    _version: int = 0                                 # changes with every applied outcome
 
     @classmethod
     def start(cls, net, box, options, deadline: float = float("inf")) -> "ProofState":
         widths = [layer.width for layer in net.hidden]
         return cls(net, box, options, [np.full(w, -np.inf) for w in widths], [np.full(w, np.inf) for w in widths],
                    [np.full(w, Status.UNKNOWN, dtype=np.int8) for w in widths],
-                   [np.full(w, "", dtype=object) for w in widths], WitnessTracker(net, box), deadline)
+                   [np.full(w, "", dtype=object) for w in widths], WitnessTracker(net, box), deadline,
+                   payoff=getattr(options, "payoff", None))
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -113,7 +122,33 @@ class ProofState:
             none = np.zeros(self.status[k].size, dtype=bool)
             return none, none
         open_ = self.undecided(k)
+        needed = self.needed()
+        if needed is not None:
+            open_ = open_ & needed[k]
         return open_ & ~self.tracker.seen_positive(k), open_ & ~self.tracker.seen_negative(k)
+
+    def needed(self, final: bool = False) -> list | None:
+        """Per hidden layer, the undecided neurons whose decision can still change the written model (None
+        without a payoff). During the run the open neurons are those with no reason yet (or deferred), counted
+        optimistically; ``final``: every undecided neuron. Recomputed when outcomes or witnesses arrived, at most
+        once per :data:`PAYOFF_REFRESH` times its own cost (a stale answer only spends proofs that may not pay)."""
+        if self.payoff is None:
+            return None
+        key = (self._version, self.tracker.evaluated, final)
+        now = time.perf_counter()
+        if final or self._needed is None or (key != self._needed_key
+                                             and now - self._needed_at >= PAYOFF_REFRESH * self._needed_cost):
+            open_, can_be_inactive = [], []
+            for k in range(len(self.status)):
+                unknown = self.status[k] == Status.UNKNOWN
+                if not final:
+                    unknown &= np.isin(self.method[k], ["", "deferred"])
+                unknown &= ~self.tracker.unstable(k) & (not self.is_auxiliary(k))
+                open_.append(unknown)
+                can_be_inactive.append(~self.tracker.seen_positive(k))
+            self._needed = self.payoff(self.net, self.box, self.status, open_, can_be_inactive)
+            self._needed_key, self._needed_at, self._needed_cost = key, now, time.perf_counter() - now
+        return self._needed
 
     def open_candidates(self) -> list[Candidate]:
         """Every open question, layer by layer (earlier layers first: their proofs tighten later ones)."""
@@ -129,8 +164,9 @@ class ProofState:
 
     def has_open_work(self) -> bool:
         """Whether any candidate is open or was deferred by a prover to a later one."""
+        needed = self.needed() or [True] * len(self.status)
         return self.candidate_count() > 0 or any(
-            ((s == Status.UNKNOWN) & (m == "deferred")).any() for s, m in zip(self.status, self.method))
+            ((s == Status.UNKNOWN) & (m == "deferred") & n).any() for s, m, n in zip(self.status, self.method, needed))
 
     def is_open(self, c: Candidate) -> bool:
         return bool(self.candidates(c.layer)[0 if c.sign > 0 else 1][c.neuron])
@@ -149,6 +185,7 @@ class ProofState:
 
     # -- changing (the schedule only) -----------------------------------------------------------
     def apply(self, outcome: Outcome) -> None:
+        self._version += 1
         for k, neurons, lo, hi in outcome.bounds:
             if lo is not None:
                 self.lower[k][neurons] = np.maximum(self.lower[k][neurons], lo)
@@ -187,5 +224,14 @@ class ProofState:
         """The immutable :class:`Analysis` (:func:`exactcomp.results.assemble`): neurons seen with both signs
         are unstable (witnesses); undecided comparisons of a max pooling get ``comparison``."""
         auxiliary = frozenset(k for k in range(len(self.net.hidden)) if self.is_auxiliary(k))
+        t0 = time.perf_counter()
+        needed = self.needed(final=True)
+        if needed is not None:
+            self.times["payoff"] = time.perf_counter() - t0
+        not_needed = None if needed is None else [~n for n in needed]
         return assemble(self.net, self.box, self.status, self.method, self.lower, self.upper, self.tracker,
-                        self.times, interrupted, self.stats, auxiliary)
+                        self.times, interrupted, self.stats, auxiliary, not_needed)
+
+
+#: A payoff refresh waits at least this many times its last cost (bounds its share of the run to ~1/(1+this)).
+PAYOFF_REFRESH = 4.0

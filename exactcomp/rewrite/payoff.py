@@ -1,0 +1,81 @@
+"""What deciding a neuron can still buy: the parameters of the written model that its proof could remove.
+
+Issue 23's rule. Let ``S`` be the statuses known now and ``O ⊆`` the *open* neurons (undecided, not shown
+unstable by witnesses). The **optimistic** statuses ``S*`` decide every open neuron the way its witnesses
+still allow (stably inactive if no input showed ``g > 0``, else stably active); ``P(S*)`` is the parameter
+count of :func:`~exactcomp.rewrite.rules.compress_network` under them, the smallest model the proofs still
+to come could give. A group ``G`` of open neurons is **needed** when leaving it undecided costs parameters
+even in that best case: ``P(S* with G undecided) != P(S*)``. Groups:
+
+* a convolution (or a pooled convolution): one group per output channel (a channel is removed, or folded,
+  only whole, so once one of its positions is unstable or stays unknown, its other positions can buy
+  nothing, unless a dense reader drops the columns of single constant positions: then the test says so);
+* any other hidden layer: its open neurons that ``S*`` makes inactive, and those it makes active (a stably
+  active dense neuron pays only through the active-rank reduction or a layer merge).
+
+A group that is not needed holds neurons whose decision cannot change the written model, whichever way the
+other open neurons go — up to interactions between groups, which the test does not follow (it is a guide to
+where proofs pay, never a soundness matter: a neuron that is not needed is kept, as an unknown one is).
+Comparison neurons of a max pooling (``auxiliary`` layers) are never open here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exactcomp.ir.pool import conv_of
+
+
+def _analysis_of(net, box, statuses):
+    """An :class:`~exactcomp.results.Analysis` carrying only ``statuses`` (what the rewriter reads)."""
+    from exactcomp.results import Analysis, LayerAnalysis
+
+    empty = np.empty(0)
+    layers = tuple(LayerAnalysis(layer.layer_id, s, empty, empty, empty, empty, empty)
+                   for layer, s in zip(net.hidden, statuses))
+    return Analysis(net, box, layers, np.empty((0, net.input_size)))
+
+
+def written_size(net, box, statuses) -> int:
+    """Parameters of ``net`` compressed exactly under ``statuses`` (one int8 array per hidden layer)."""
+    from exactcomp.rewrite.rules import compress_network
+
+    return compress_network(net, _analysis_of(net, box, statuses)).parameter_count
+
+
+def _groups(layer, open_: np.ndarray, optimistic_inactive: np.ndarray):
+    """The neuron groups of one hidden layer whose payoff is tested together (see module doc)."""
+    conv = conv_of(layer)
+    if conv is not None and open_.size == conv.channels * conv.positions:
+        per_channel = open_.reshape(conv.channels, conv.positions)
+        for c in np.flatnonzero(per_channel.any(axis=1)):
+            group = np.zeros_like(per_channel)
+            group[c] = per_channel[c]
+            yield group.ravel()
+        return
+    for side in (open_ & optimistic_inactive, open_ & ~optimistic_inactive):
+        if side.any():
+            yield side
+
+
+def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
+    """Per hidden layer, the open neurons whose decision can still change the written model (module doc).
+
+    ``statuses``: the known :class:`~exactcomp.results.Status` arrays; ``open_masks``: the open neurons;
+    ``can_be_inactive``: those no input has shown positive (the others can only be proven active)."""
+    from exactcomp.results import Status
+
+    best = [np.array(s, dtype=np.int8, copy=True) for s in statuses]
+    for s, open_, inactive in zip(best, open_masks, can_be_inactive):
+        s[open_ & inactive] = Status.INACTIVE
+        s[open_ & ~inactive] = Status.ACTIVE
+    size = written_size(net, box, best)
+    needed = [np.zeros(np.shape(m), dtype=bool) for m in open_masks]
+    for k, layer in enumerate(net.hidden):
+        for group in _groups(layer, np.asarray(open_masks[k], bool), np.asarray(can_be_inactive[k], bool)):
+            trial = list(best)
+            trial[k] = best[k].copy()
+            trial[k][group] = Status.UNKNOWN
+            if written_size(net, box, trial) != size:
+                needed[k] |= group
+    return needed
