@@ -234,4 +234,4 @@ class ProofState:
 
 
 #: A payoff refresh waits at least this many times its last cost (bounds its share of the run to ~1/(1+this)).
-PAYOFF_REFRESH = 4.0
+PAYOFF_REFRESH = 9.0

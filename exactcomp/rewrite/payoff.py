@@ -11,7 +11,9 @@ even in that best case: ``P(S* with G undecided) != P(S*)``. Groups:
   only whole, so once one of its positions is unstable or stays unknown, its other positions can buy
   nothing, unless a dense reader drops the columns of single constant positions: then the test says so);
 * any other hidden layer: its open neurons that ``S*`` makes inactive, and those it makes active (a stably
-  active dense neuron pays only through the active-rank reduction or a layer merge).
+  active dense neuron pays only through the active-rank reduction or a layer merge). The inactive side of a
+  dense layer read by a dense layer, away from skips, is needed without a test: a stably inactive neuron there
+  always loses its row and column (:func:`~exactcomp.rewrite.rules.remove_neurons`).
 
 A group that is not needed holds neurons whose decision cannot change the written model, whichever way the
 other open neurons go — up to interactions between groups, which the test does not follow (it is a guide to
@@ -43,19 +45,30 @@ def written_size(net, box, statuses) -> int:
     return compress_network(net, _analysis_of(net, box, statuses)).parameter_count
 
 
-def _groups(layer, open_: np.ndarray, optimistic_inactive: np.ndarray):
-    """The neuron groups of one hidden layer whose payoff is tested together (see module doc)."""
-    conv = conv_of(layer)
+def _plain_dense(net, k: int) -> bool:
+    """Hidden layer ``k`` is dense, read by a dense layer, and no skip connection touches it."""
+    from exactcomp.ir.network import Dense
+    from exactcomp.rewrite.skips import touches_skip
+
+    return type(net.layers[k]) is Dense and type(net.layers[k + 1]) is Dense and not touches_skip(net, k)
+
+
+def _groups(net, k: int, open_: np.ndarray, optimistic_inactive: np.ndarray):
+    """The neuron groups of hidden layer ``k`` whose payoff is tested together (see module doc), and those
+    needed without a test."""
+    conv = conv_of(net.layers[k])
     if conv is not None and open_.size == conv.channels * conv.positions:
         per_channel = open_.reshape(conv.channels, conv.positions)
         for c in np.flatnonzero(per_channel.any(axis=1)):
             group = np.zeros_like(per_channel)
             group[c] = per_channel[c]
-            yield group.ravel()
+            yield group.ravel(), False
         return
-    for side in (open_ & optimistic_inactive, open_ & ~optimistic_inactive):
-        if side.any():
-            yield side
+    inactive, active = open_ & optimistic_inactive, open_ & ~optimistic_inactive
+    if inactive.any():
+        yield inactive, _plain_dense(net, k)
+    if active.any():
+        yield active, False
 
 
 def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
@@ -71,8 +84,11 @@ def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.nda
         s[open_ & ~inactive] = Status.ACTIVE
     size = written_size(net, box, best)
     needed = [np.zeros(np.shape(m), dtype=bool) for m in open_masks]
-    for k, layer in enumerate(net.hidden):
-        for group in _groups(layer, np.asarray(open_masks[k], bool), np.asarray(can_be_inactive[k], bool)):
+    for k in range(len(net.hidden)):
+        for group, certain in _groups(net, k, np.asarray(open_masks[k], bool), np.asarray(can_be_inactive[k], bool)):
+            if certain:
+                needed[k] |= group
+                continue
             trial = list(best)
             trial[k] = best[k].copy()
             trial[k][group] = Status.UNKNOWN
