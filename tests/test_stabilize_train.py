@@ -103,3 +103,34 @@ def test_a_round_that_misses_the_budget_backs_off_to_half_the_step(digits_model,
         assert record.chosen == 3
     else:
         assert fractions[3] == pytest.approx(0.25 + 0.325 / 2) and record.chosen == 1
+
+
+@pytest.mark.parametrize("recovers_after", [1, None])
+def test_a_proven_round_under_the_budget_gets_recovery_stretches_before_backing_off(digits_model, monkeypatch,
+                                                                                     recovers_after):
+    """The 50 % round is made to miss the budget until it has had ``recovers_after`` recovery stretches (None:
+    never): it is accepted as soon as it meets it, and otherwise gets exactly ``recovery`` of them (each one more
+    stretch of fine-tuning, counted in its epochs) before the run backs off."""
+    from exactcomp.finetune import train
+
+    real, calls = train._round_entry, []
+
+    def entry(run, options, record, r, fraction, *rest):
+        out = real(run, options, record, r, fraction, *rest)
+        if fraction == 0.5:
+            calls.append(out["epochs"])
+            if recovers_after is None or len(calls) <= recovers_after:
+                out[record.metric] = 0.0
+        return out
+
+    monkeypatch.setattr(train, "_round_entry", entry)
+    model, X, y = digits_model
+    options = StabilizeOptions(fractions=(0.25, 0.5), epochs=1, lr=3e-3, max_accuracy_drop=50.0,
+                               time_limit=120, retries=0, recovery=3)
+    values, record = stabilize_graph(model, np.zeros((1, 64)), np.ones((1, 64)), X[:1200], y[:1200], options,
+                                     validation=(X[1200:], y[1200:]))
+    assert record.rounds[1]["proven_dead"]
+    assert len(calls) == (recovers_after + 1 if recovers_after is not None else options.recovery + 1)
+    assert all(b > a for a, b in zip(calls, calls[1:]))            # each recovery stretch adds epochs
+    assert record.chosen == (2 if recovers_after is not None else 1)
+    assert len(record.rounds) == 2                                   # a recovery is not a new round

@@ -51,7 +51,9 @@ class StabilizeOptions:
     :data:`exactcomp.finetune.scores.SCORES`; ``device``: torch device (``"cuda"`` where a GPU is);
     ``keep_all``: go on past the budget and keep every proven round's weights (``record.values``, for sweeps);
     ``retries``: after a round that misses the budget, go back to the last accepted round and try half the step
-    (at most this many times in a row, and not for steps under 4 %)."""
+    (at most this many times in a row, and not for steps under 4 %); ``recovery``: before that, fine-tune a round
+    whose units are proven dead but that misses the budget for up to this many more stretches of epochs (the
+    network often recovers the accuracy the units took with them)."""
 
     max_accuracy_drop: float = 0.5
     min_agreement: float = 0.99
@@ -69,6 +71,7 @@ class StabilizeOptions:
     device: str = "cpu"
     keep_all: bool = False
     retries: int = 2
+    recovery: int = 2
 
 
 @dataclass
@@ -135,7 +138,7 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
                 record.stopped_by = "time limit"
                 break
             r = len(record.rounds)
-            entry = _play_round(run, options, record, (masks, units), fraction, (opt, progress, deadline, t0))
+            entry = _play_round(run, options, record, (masks, units), fraction, (opt, progress, deadline, t0), floor)
             proven = entry["proven_dead"]
             meets = proven and entry[record.metric] >= floor - 1e-12
             if proven and options.keep_all:
@@ -167,16 +170,24 @@ def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarra
     return best, record
 
 
-def _play_round(run, options, record, masks_units, fraction, context) -> dict:
-    """Give up ``fraction`` of the units, fine-tune, write the proven-dead ones; the round's record entry."""
+def _play_round(run, options, record, masks_units, fraction, context, floor: float) -> dict:
+    """Give up ``fraction`` of the units, fine-tune, write the proven-dead ones; while the metric is under
+    ``floor``, up to ``options.recovery`` more stretches of fine-tuning; the round's record entry."""
     (masks, units), (opt, progress, deadline, t0) = masks_units, context
     r = len(record.rounds)
     _give_up(run.graph, masks, units, fraction, options, run)
     advance = _phase(progress, f"round {r + 1}: {fraction:.0%} of units", run, options)
     proven, epochs = fine_tune(run, masks, opt, options, deadline, advance)
-    if proven:
-        _write_dead(run, masks, record)
-    entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
+    for attempt in range(options.recovery + 1):
+        if proven:
+            _write_dead(run, masks, record)
+        entry = _round_entry(run, options, record, r, fraction, masks, units, proven, epochs, t0)
+        if (not proven or attempt == options.recovery or entry[record.metric] >= floor - 1e-12
+                or time.perf_counter() > deadline):
+            break
+        advance = _phase(progress, f"round {r + 1}: recovery {attempt + 1}", run, options)
+        proven, more = fine_tune(run, masks, opt, options, deadline, advance)
+        epochs += more
     record.rounds.append(entry)
     return entry
 
