@@ -126,7 +126,7 @@ MIN_SHARE = 1e-3
 def _nothing_decided(network: Network, whole, analyses) -> Analysis:
     """After an interrupt before every box was analysed: bounds and unstable neurons of the boxes done,
     every other neuron unknown (``interrupted``)."""
-    from exactcomp.results import LayerAnalysis, Status
+    from exactcomp.results import LayerAnalysis, Reason, Status
     from exactcomp.domains.merge import merge_analyses
 
     done = merge_analyses(network, whole, analyses) if len(analyses) > 1 else analyses[0]
@@ -134,7 +134,7 @@ def _nothing_decided(network: Network, whole, analyses) -> Analysis:
     for la in done.layers:
         status, method = la.status.copy(), la.method.copy()
         stable = (status == Status.ACTIVE) | (status == Status.INACTIVE)
-        status[stable], method[stable] = Status.UNKNOWN, "interrupted"
+        status[stable], method[stable] = Status.UNKNOWN, Reason.INTERRUPTED
         layers.append(LayerAnalysis(la.layer_id, status, method, np.full(la.lower.shape, -np.inf),
                                     np.full(la.upper.shape, np.inf), la.witness_pos, la.witness_neg))
     return Analysis(network, whole.hull, tuple(layers), done.witnesses, done.times, True, done.stats, done.options)

@@ -46,6 +46,53 @@ class Status(enum.IntEnum):
         return {0: "unknown", 1: "stably_active", 2: "stably_inactive", 3: "unstable", 4: "not_needed"}[int(self)]
 
 
+class Side(enum.IntEnum):
+    """The stability a candidate may still have, as the sign of its proof goal ``side * g <= -τ``: ``INACTIVE``
+    (no input showed ``g > 0``; prove ``g <= -τ``) or ``ACTIVE`` (no input showed ``g < 0``; prove ``g >= τ``)."""
+
+    INACTIVE = 1
+    ACTIVE = -1
+
+    @property
+    def status(self) -> Status:
+        """The status a proof on this side gives."""
+        return Status.INACTIVE if self > 0 else Status.ACTIVE
+
+
+class Reason(enum.StrEnum):
+    """Why an undecided neuron is left: the ``method`` of an unknown (or not needed) neuron. ``NONE`` (``""``): not
+    attempted yet; ``DEFERRED``: a prover handed it to a later one (never final: the schedule's end gives it
+    ``TIME_LIMIT`` or ``INTERRUPTED``); ``COMPARISON``: a max pooling's comparison neuron, which provers skip;
+    ``NO_PAYOFF``: no decision on it could change the written model; ``UNION_CHECK``: boxes of a union disagree
+    in a way sound proofs cannot (kept)."""
+
+    NONE = ""
+    DEFERRED = "deferred"
+    NEAR_ZERO = "near_zero"
+    TIME_LIMIT = "time_limit"
+    INTERRUPTED = "interrupted"
+    SOLVER_ERROR = "solver_error"
+    CERTIFICATE_REJECTED = "certificate_rejected"
+    COMPARISON = "comparison"
+    NO_PAYOFF = "no_payoff"
+    UNION_CHECK = "union_check"
+
+
+#: Reasons of neurons still open to provers (the others are final).
+OPEN_REASONS = (Reason.NONE, Reason.DEFERRED)
+
+
+class BabStatus(enum.StrEnum):
+    """How a branch-and-bound run on one candidate ended: ``PROVEN`` (every leaf bounded beyond τ: a
+    certificate), ``WITNESS`` (an input with the other sign), ``NEAR_ZERO`` (its extreme lies within τ of zero),
+    ``OPEN`` (out of time or subdomains)."""
+
+    PROVEN = "proven"
+    WITNESS = "witness"
+    NEAR_ZERO = "near_zero"
+    OPEN = "open"
+
+
 @dataclass(frozen=True, eq=False)
 class LayerAnalysis:
     """Per-neuron results for one hidden layer, arrays in the analysed layer's order (for an imported network
@@ -108,6 +155,12 @@ class Analysis:
     def totals(self) -> dict[str, int]:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
 
+    def model_totals(self) -> dict[str, int]:
+        """:meth:`totals` over the model's own neurons, without the comparison neurons of its max poolings
+        (``auxiliary`` layers: not neurons of the model, and never proof targets)."""
+        auxiliary = {x.layer_id for x in self.network.hidden if getattr(x, "auxiliary", False)}
+        return {s.label: sum(la.count(s) for la in self.layers if la.layer_id not in auxiliary) for s in Status}
+
     @property
     def proof_seconds(self) -> float:
         """Seconds spent in the proof phases, the part that ``time_limit`` bounds (every phase but the
@@ -157,11 +210,11 @@ def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker,
         status[unstable] = Status.UNSTABLE
         method[unstable] = "witness"
         if k in auxiliary:
-            method[(status == Status.UNKNOWN) & np.isin(method, ["", "deferred"])] = "comparison"
+            method[(status == Status.UNKNOWN) & np.isin(method, OPEN_REASONS)] = Reason.COMPARISON
         elif not_needed is not None:
             spared = (status == Status.UNKNOWN) & np.asarray(not_needed[k], bool)
             status[spared] = Status.NOT_NEEDED
-            method[spared & np.isin(method, ["", "deferred"])] = "no_payoff"
+            method[spared & np.isin(method, OPEN_REASONS)] = Reason.NO_PAYOFF
         pos = np.where(unstable, tracker.max_point[k], -1)
         neg = np.where(unstable, tracker.min_point[k], -1)
         for arr in (pos, neg):

@@ -26,6 +26,7 @@ import numpy as np
 from exactcomp.bab.certificate import Certificate, Leaf, check_certificate, covers_box  # noqa: F401 (re-exported)
 from exactcomp.bab.split_bounds import phases_of, split_bound
 from exactcomp.bab.torch_operators import torch_operator
+from exactcomp.results import BabStatus
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BabOptions:
 
 @dataclass
 class BabResult:
-    status: str                          # proven | witness | near_zero | open
+    status: BabStatus
     certificate: Certificate | None
     points: np.ndarray                   # inputs worth offering to the witness tracker
     best_value: float                    # largest σ g seen at a real input
@@ -209,22 +210,21 @@ class _Run:
             children = self._branch([s[take] for s in splits], [a[take] for a in alpha], [b[take] for b in beta])
             kept = ([s[rest] for s in splits], [a[rest] for a in alpha], [b[rest] for b in beta], bound[rest])
             if children is None:   # nothing left to split in the hardest subdomains
-                return self._result("open", root_bound)
+                return self._result(BabStatus.OPEN, root_bound)
             child_splits, child_alpha, child_beta = children
             child_alpha, child_beta = self.optimise(child_splits, child_alpha, child_beta, self.options.steps)
             open_ = _concat(kept, self._evaluate(child_splits, child_alpha, child_beta), torch)
 
-    def _status(self, open_):
+    def _status(self, open_) -> BabStatus | None:
         if self.best_value > 0:
-            return "witness"
+            return BabStatus.WITNESS
         if self.best_value >= -self.margin:
-            return "near_zero"
+            return BabStatus.NEAR_ZERO
         if open_ is None or not len(open_[3]):
-            return "proven"
-        if self.cancelled is not None and self.cancelled.is_set():
-            return "open"
-        if time.perf_counter() >= self.deadline or len(self.certificate.leaves) >= self.options.max_leaves:
-            return "open"
+            return BabStatus.PROVEN
+        if ((self.cancelled is not None and self.cancelled.is_set()) or time.perf_counter() >= self.deadline
+                or len(self.certificate.leaves) >= self.options.max_leaves):
+            return BabStatus.OPEN
         return None
 
     def _branch(self, splits, alpha, beta):
@@ -284,9 +284,9 @@ class _Run:
         if values[i] > self.best_value:
             self.best_value, self.best_point = float(values[i]), points[i]
 
-    def _result(self, status: str, root_bound: float) -> BabResult:
+    def _result(self, status: BabStatus, root_bound: float) -> BabResult:
         points = np.empty((0, self.box.size)) if self.best_point is None else self.best_point[None, :]
-        certificate = self.certificate if status == "proven" else None
+        certificate = self.certificate if status == BabStatus.PROVEN else None
         return BabResult(status, certificate, points, self.best_value, self.subdomains,
                          time.perf_counter() - self.t0, root_bound)
 
@@ -311,7 +311,7 @@ def _first_layer(net, box, target, margin, t0) -> BabResult:
     _, pre = net.forward(corner, return_preactivations=True)
     value = float(sign * pre[0][0, t])
     certificate = Certificate(target, [], margin, [Leaf([], [], [])])
-    status = ("proven" if bound[0] <= -margin else "witness" if value > 0 else
-              "near_zero" if value >= -margin else "open")
-    return BabResult(status, certificate if status == "proven" else None, corner, value, 1,
+    status = (BabStatus.PROVEN if bound[0] <= -margin else BabStatus.WITNESS if value > 0 else
+              BabStatus.NEAR_ZERO if value >= -margin else BabStatus.OPEN)
+    return BabResult(status, certificate if status == BabStatus.PROVEN else None, corner, value, 1,
                      time.perf_counter() - t0, float(bound[0]))

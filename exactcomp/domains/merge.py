@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exactcomp.results import Analysis, LayerAnalysis, Status
+from exactcomp.results import Analysis, LayerAnalysis, Reason, Status
 
 
 def _joined_methods(methods: np.ndarray) -> np.ndarray:
@@ -58,7 +58,7 @@ def _merge_layer(k, las, offsets, centre_base, pre_centres):
     method[spared] = M[np.argmax(S == Status.NOT_NEEDED, axis=0), np.arange(S.shape[1])][spared]
     status[unstable] = Status.UNSTABLE
     method[unstable] = "witness"
-    method[mixed & ~checked] = "union_check"   # cannot happen for sound proofs; kept unknown if it does
+    method[mixed & ~checked] = Reason.UNION_CHECK   # cannot happen for sound proofs; kept unknown if it does
     lower = np.min([la.lower for la in las], axis=0)
     upper = np.max([la.upper for la in las], axis=0)
     return LayerAnalysis(las[0].layer_id, status, method, lower, upper, pos, neg)

@@ -82,7 +82,7 @@ def _compressed(result, model, time_limit) -> tuple:
 
     t0 = time.perf_counter()
     small = compress(import_model(model, source="sweep point"), result.domain, time_limit=time_limit)
-    return small.parameters_after, small.analysis.totals()["unknown"], time.perf_counter() - t0
+    return small.parameters_after, small.analysis.model_totals()["unknown"], time.perf_counter() - t0
 
 
 def _rounds(result, method: str, time_limit, add) -> None:

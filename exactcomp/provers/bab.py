@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from exactcomp.results import Status
+from exactcomp.results import BabStatus, Reason, Status
 from exactcomp.provers.milp import proven_edge
 from exactcomp.provers.state import Decision, Outcome
 from exactcomp.provers.walk import walk_outcome
@@ -29,15 +29,15 @@ def bab_outcome(c, result, margin: float) -> Outcome:
     """An outcome from a :class:`exactcomp.bab.engine.BabResult` for candidate ``c``."""
     out = Outcome(points=result.points if len(result.points) else None,
                   stats={"bab_subdomains": result.subdomains})
-    if result.status == "proven":
+    if result.status == BabStatus.PROVEN:
         leaves = result.certificate.leaves
         how = "alpha" if len(leaves) == 1 and not any(len(idx) for idx, _ in leaves[0].splits) else "bab"
-        out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE),
+        out.decisions.append(Decision(c.layer, c.neuron, c.sign.status,
                                       how, result.certificate))
         out.bounds.append(proven_edge(c, margin))
         out.stats["bab_proofs"] = 1
-    elif result.status == "near_zero":
-        out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+    elif result.status == BabStatus.NEAR_ZERO:
+        out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.NEAR_ZERO))
     return out
 
 
@@ -84,7 +84,7 @@ class BabProver:
             if state.is_open(c):
                 state.remaining()   # raises OutOfTime past the deadline
                 result = run_bab(state, c, self.per_neuron)
-                if result.status in ("near_zero", "open"):
+                if result.status in (BabStatus.NEAR_ZERO, BabStatus.OPEN):
                     yield walk_outcome(state, c, best_point(result))
                 yield bab_outcome(c, result, state.margin)
             if report:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from exactcomp.results import Status
+from exactcomp.results import BabStatus, Reason, Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 #: Seconds a map may run past the schedule's deadline (a unit's own clock stops it first).
@@ -65,15 +65,14 @@ def prove_unit(unit: NeuronUnit) -> list:
     options = AnalysisOptions(margin=unit.margin, solver=unit.solver, formulation=unit.formulation,
                               device=unit.device, threads=1, time_limit=unit.seconds)
     deadline = float("inf") if unit.seconds is None else time.perf_counter() + unit.seconds
-    state = ProofState.start(unit.net, unit.box, options, deadline)
+    state = ProofState.start(unit.net, unit.box, options, deadline, get_solver(unit.solver, threads=1),
+                             get_formulation(unit.formulation))
     k = unit.candidate.layer
     for i in range(k + 1):
         state.lower[i], state.upper[i] = unit.lower[i].copy(), unit.upper[i].copy()
         if i < k:
             state.status[i] = unit.status[i].copy()
             state.method[i][state.status[i] != Status.UNKNOWN] = "given"
-    state.backend = get_solver(unit.solver, threads=1)
-    state.formulation = get_formulation(unit.formulation)
     outcomes = []
     try:
         for outcome in _race(state, NeuronMilp(state, k), unit.candidate, unit.seconds, torch_available(), final=True):
@@ -112,7 +111,7 @@ class DistributedProver:
                 deferred = yield from self._layer(state, executor, todo, progress, "round 2", share_all=True)
             for c in deferred:
                 if state.is_open(c):
-                    yield Outcome(decisions=[Decision(c.layer, c.neuron, int(Status.UNKNOWN), "time_limit")])
+                    yield Outcome(decisions=[Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.TIME_LIMIT)])
         except ExecutorTimeout:
             raise OutOfTime from None
         finally:
@@ -137,12 +136,12 @@ class DistributedProver:
                 executor, state.net, state.box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign), state.margin,
                 depth, share, timeout=None if share is None else share + GRACE, device=state.options.device)
             out = Outcome(points=points if len(points) else None, stats={"bab_subtree_units": 2 ** depth})
-            if status == "proven":
-                out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE),
+            if status == BabStatus.PROVEN:
+                out.decisions.append(Decision(c.layer, c.neuron, c.sign.status,
                                               "bab", certificate))
                 out.bounds.append(proven_edge(c, state.margin))
-            elif status == "near_zero":
-                out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+            elif status == BabStatus.NEAR_ZERO:
+                out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.NEAR_ZERO))
             yield out
 
     def _layer(self, state, executor, todo, progress, label, share_all=False):

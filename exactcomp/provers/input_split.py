@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exactcomp.results import Status
+from exactcomp.results import Reason, Status
 from exactcomp.bounds.crown import compute_bounds
 from exactcomp.domain import Box
 from exactcomp.provers.milp import proven_edge
@@ -162,7 +162,7 @@ class _Search:
             c = self.todo[i]
             best = float((c.sign * pre[c.layer][:, c.neuron]).max())
             if -self.state.margin <= best <= 0:
-                out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+                out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.NEAR_ZERO))
                 self.done[i] = True
                 self.resolved += 1
                 keep[n] = False
@@ -212,7 +212,7 @@ class _Search:
             certificate = InputSplitCertificate((c.layer, c.neuron, c.sign), state.box.lower.copy(),
                                                 state.box.upper.copy(), state.margin, dict(self.tree),
                                                 frozenset(self.leaves[i]))
-            status = Status.INACTIVE if c.sign > 0 else Status.ACTIVE
+            status = c.sign.status
             decisions.append(Decision(c.layer, c.neuron, int(status), "input_split", certificate))
             bounds.append(proven_edge(c, state.margin))
         for i in np.flatnonzero(~self.done):

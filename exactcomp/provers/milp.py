@@ -20,7 +20,7 @@ import numpy as np
 
 from exactcomp.solvers import SolveStatus
 from exactcomp.options import DEFAULT_JOBS
-from exactcomp.results import Status
+from exactcomp.results import Reason, Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 
@@ -42,11 +42,11 @@ def verdict_outcome(c: Candidate, verdict: Verdict, margin: float, how: str = "m
     out = Outcome(points=np.array(verdict.points) if verdict.points else None,
                   stats={"per_neuron_milps": verdict.milps} if verdict.milps else {})
     if verdict.kind == "infeasible":   # σ g >= -τ infeasible: σ g < -τ on the box
-        out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE), how))
+        out.decisions.append(Decision(c.layer, c.neuron, c.sign.status, how))
         out.bounds.append(proven_edge(c, margin))
     elif verdict.kind in ("near_zero", "solver_error", "no_witness"):
-        reason = "near_zero" if verdict.kind == "near_zero" else "solver_error"
-        out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), reason))
+        reason = Reason.NEAR_ZERO if verdict.kind == "near_zero" else Reason.SOLVER_ERROR
+        out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, reason))
     return out
 
 
@@ -143,8 +143,8 @@ class PerNeuronMilp:
     name = "milp"
 
     def run(self, state, progress=None):
-        undefer = [Decision(k, int(j), int(Status.UNKNOWN), "") for k in range(len(state.method))
-                   for j in np.flatnonzero((state.status[k] == Status.UNKNOWN) & (state.method[k] == "deferred"))]
+        undefer = [Decision(k, int(j), Status.UNKNOWN, Reason.NONE) for k in range(len(state.method))
+                   for j in np.flatnonzero((state.status[k] == Status.UNKNOWN) & (state.method[k] == Reason.DEFERRED))]
         if undefer:
             yield Outcome(decisions=undefer)
         total = state.candidate_count()

@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from exactcomp.solvers import SolveStatus
-from exactcomp.results import Status
+from exactcomp.results import Reason, Side, Status
 from exactcomp.provers.lp import deepest_candidate_layer
 from exactcomp.provers.milp import proven_edge
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
@@ -29,17 +29,17 @@ def _prove_all(state, depth: int) -> Outcome:
     out = Outcome()
     for c in state.open_candidates():
         if c.layer < depth:
-            out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if c.sign > 0 else Status.ACTIVE),
+            out.decisions.append(Decision(c.layer, c.neuron, c.sign.status,
                                           "milp"))
             out.bounds.append(proven_edge(c, state.margin))
     return out
 
 
-def _mark(state, depth: int, reason: str) -> Outcome:
+def _mark(state, depth: int, reason: Reason) -> Outcome:
     out = Outcome()
     for i in range(depth):
         inactive, active = state.candidates(i)
-        out.decisions += [Decision(i, int(j), int(Status.UNKNOWN), reason) for j in np.flatnonzero(inactive | active)]
+        out.decisions += [Decision(i, int(j), Status.UNKNOWN, reason) for j in np.flatnonzero(inactive | active)]
     return out
 
 
@@ -85,7 +85,7 @@ class NetworkMilp:
                 continue
             if result.status == SolveStatus.TIME_LIMIT:
                 raise OutOfTime
-            yield _mark(state, depth, "solver_error")
+            yield _mark(state, depth, Reason.SOLVER_ERROR)
             return
 
 
@@ -107,7 +107,7 @@ def _defer(state, suspect) -> Outcome:
     out = Outcome()
     for i, mask in enumerate(suspect):
         inactive, active = state.candidates(i)
-        out.decisions += [Decision(i, int(j), int(Status.UNKNOWN), "deferred")
+        out.decisions += [Decision(i, int(j), Status.UNKNOWN, Reason.DEFERRED)
                           for j in np.flatnonzero(mask & (inactive | active))]
     return out
 
@@ -210,18 +210,18 @@ def _single_tree_rounds(state, milp, depth: int, report, count: int):
             still = open_indicators()
             out = Outcome()
             for i, j, ina in zip(layer[still], neuron[still], inactive[still]):
-                c = Candidate(int(i), int(j), 1.0 if ina else -1.0)
-                out.decisions.append(Decision(c.layer, c.neuron, int(Status.INACTIVE if ina else Status.ACTIVE), "milp"))
+                c = Candidate(int(i), int(j), Side.INACTIVE if ina else Side.ACTIVE)
+                out.decisions.append(Decision(c.layer, c.neuron, c.sign.status, "milp"))
                 out.bounds.append(proven_edge(c, state.margin))
             yield out
             return
         if result.x is not None:   # accepted: flips not confirmed in float64 go to the per-neuron prover
             lazy(result.x)
             suspects = open_indicators() & (result.x[cols] > 1e-6)
-            yield Outcome(decisions=[Decision(int(i), int(j), int(Status.UNKNOWN), "deferred")
+            yield Outcome(decisions=[Decision(int(i), int(j), Status.UNKNOWN, Reason.DEFERRED)
                                      for i, j in zip(layer[suspects], neuron[suspects])])
             continue
         if result.status == SolveStatus.TIME_LIMIT:
             raise OutOfTime
-        yield _mark(state, depth, "solver_error")
+        yield _mark(state, depth, Reason.SOLVER_ERROR)
         return

@@ -24,7 +24,7 @@ from exactcomp.domain import Box
 from exactcomp.ir.network import Network
 from exactcomp.options import DEFAULT_MARGIN, AnalysisOptions
 from exactcomp.provers.screening import decide_by_bounds
-from exactcomp.results import Analysis, Status, assemble
+from exactcomp.results import Analysis, Reason, Status, assemble
 from exactcomp.witnesses.search import WitnessTracker
 
 #: Kept for backwards compatibility: the default safety margin τ.
@@ -85,11 +85,11 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
                         else:
                             L[j] = max(L[j], -result.dual_bound - margin)
             except TimeoutError:
-                stop = "time_limit"
+                stop = Reason.TIME_LIMIT
                 method[j] = stop
                 continue
             except KeyboardInterrupt:
-                stop = "interrupted"
+                stop = Reason.INTERRUPTED
                 method[j] = stop
                 continue
             # U[j] = proven max + τ and L[j] = proven min - τ, so these mean max g <= -τ / min g >= τ
@@ -99,7 +99,7 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
                 status[j], method[j] = Status.ACTIVE, "milp"
             elif ((not tracker.seen_positive(k)[j] and U[j] <= 2 * margin)
                   or (not tracker.seen_negative(k)[j] and L[j] >= -2 * margin)):
-                method[j] = "near_zero"   # its max (min) lies within τ of zero: kept
+                method[j] = Reason.NEAR_ZERO   # its max (min) lies within τ of zero: kept
             done += 1
             if report:
                 report(done, total, f"layer {k + 1}")
@@ -107,4 +107,4 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
         layer_bounds[k] = replace(layer_bounds[k], lower=L, upper=U)
     return assemble(net, box, [s for s, _ in decided], [m for _, m in decided], [b.lower for b in layer_bounds],
                     [b.upper for b in layer_bounds], tracker, {"milp": time.perf_counter() - t0},
-                    interrupted=stop == "interrupted")
+                    interrupted=stop == Reason.INTERRUPTED)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from exactcomp.results import Status
+from exactcomp.results import BabStatus, Reason, Status
 from exactcomp.provers.bab import bab_outcome, best_point, run_bab, torch_available
 from exactcomp.provers.milp import NeuronMilp, Verdict, verdict_outcome
 from exactcomp.provers.state import Decision, Outcome
@@ -40,7 +40,7 @@ class Portfolio:
                     break
                 deferred = yield from self._next_round(state, progress, has_torch, deferred, round_)
             for c in deferred:   # both ran out of this neuron's share of the time, in every round
-                yield Outcome(decisions=[Decision(c.layer, c.neuron, int(Status.UNKNOWN), "time_limit")])
+                yield Outcome(decisions=[Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.TIME_LIMIT)])
         finally:
             if threads is not None:
                 threads()
@@ -118,7 +118,7 @@ def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = 
         timer.start()
     try:
         result = run_bab(state, c, seconds, cancelled=stop) if has_torch else None
-        if result is not None and result.status != "open":
+        if result is not None and result.status != BabStatus.OPEN:
             stop.set()
         worker.join()
     except BaseException:   # Ctrl-C: stop the MILP too
@@ -130,8 +130,8 @@ def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = 
         if timer is not None:
             timer.cancel()
     milp_decided = bool(verdict) and verdict[0].kind in ("infeasible", "witness")
-    near_zero = (result is not None and result.status == "near_zero") or bool(verdict) and verdict[0].kind == "near_zero"
-    if not milp_decided and (near_zero or final) and (result is None or result.status != "witness"):
+    near_zero = (result is not None and result.status == BabStatus.NEAR_ZERO) or bool(verdict) and verdict[0].kind == "near_zero"
+    if not milp_decided and (near_zero or final) and (result is None or result.status != BabStatus.WITNESS):
         # neither proved it: a region walk from the best point may still find a positive input
         yield walk_outcome(state, c, best_point(result) if result is not None else None)
     if result is not None:

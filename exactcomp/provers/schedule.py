@@ -19,6 +19,7 @@ import time
 
 from exactcomp.provers import SCHEDULES, get_prover
 from exactcomp.provers.state import OutOfTime, ProofState
+from exactcomp.results import Reason
 
 SCREENING = ("resume", "bounds", "witnesses")
 
@@ -35,9 +36,9 @@ def analyze_with_schedule(net, box, options, progress=None):
     if options.resume is not None:   # an earlier run's proofs, bounds and witnesses first
         names = ["resume", *[n for n in names if n != "resume"]]
     provers = [get_prover(p) for p in names]
-    state = ProofState.start(net, box, options)
-    state.backend = get_solver(options.solver, threads=options.threads, verbose=options.solver_log)
-    state.formulation = get_formulation(options.formulation)
+    state = ProofState.start(net, box, options, backend=get_solver(options.solver, threads=options.threads,
+                                                                   verbose=options.solver_log),
+                             formulation=get_formulation(options.formulation))
     state.stats.update(lp_solves=0, milp_rounds=0, per_neuron_milps=0)
     interrupted, out_of_time = False, False
     try:
@@ -58,7 +59,7 @@ def analyze_with_schedule(net, box, options, progress=None):
     except OutOfTime:
         out_of_time = True
     if interrupted or out_of_time:
-        state.mark_open("interrupted" if interrupted else "time_limit")
+        state.mark_open(Reason.INTERRUPTED if interrupted else Reason.TIME_LIMIT)
     recheck_certificates(state)
     return state.finish(interrupted)
 
@@ -84,7 +85,7 @@ def recheck_certificates(state) -> None:
         for ((k, j), _), ok in zip(items, verdicts):
             checked += 1
             if not ok:
-                state.status[k][j], state.method[k][j] = Status.UNKNOWN, "certificate_rejected"
+                state.status[k][j], state.method[k][j] = Status.UNKNOWN, Reason.CERTIFICATE_REJECTED
                 state.stats["certificates_rejected"] = state.stats.get("certificates_rejected", 0) + 1
     if checked:
         state.stats["certificates_checked"] = checked

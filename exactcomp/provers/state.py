@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exactcomp.results import Analysis, Status, assemble
+from exactcomp.results import OPEN_REASONS, Analysis, Reason, Side, Status, assemble
 from exactcomp.witnesses.search import WitnessTracker
 
 
@@ -37,7 +37,10 @@ class Candidate:
 
     layer: int
     neuron: int
-    sign: float
+    sign: Side
+
+    def __post_init__(self):
+        object.__setattr__(self, "sign", Side(self.sign))   # ±1 given as a number is its Side
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,8 @@ class Decision:
 
     layer: int
     neuron: int
-    status: int
-    method: str
+    status: Status
+    method: str                                       # a prover's name, or a Reason
     certificate: object = None
 
 
@@ -86,12 +89,13 @@ class ProofState:
     _version: int = 0                                 # changes with every applied outcome
 
     @classmethod
-    def start(cls, net, box, options, deadline: float = float("inf")) -> "ProofState":
+    def start(cls, net, box, options, deadline: float = float("inf"), backend=None, formulation=None) -> "ProofState":
+        """Nothing known yet; with its resources: the solver ``backend`` and the ``formulation`` (objects)."""
         widths = [layer.width for layer in net.hidden]
         return cls(net, box, options, [np.full(w, -np.inf) for w in widths], [np.full(w, np.inf) for w in widths],
                    [np.full(w, Status.UNKNOWN, dtype=np.int8) for w in widths],
-                   [np.full(w, "", dtype=object) for w in widths], WitnessTracker(net, box), deadline,
-                   payoff=getattr(options, "payoff", None))
+                   [np.full(w, Reason.NONE, dtype=object) for w in widths], WitnessTracker(net, box), deadline,
+                   backend, formulation, payoff=getattr(options, "payoff", None))
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -108,7 +112,7 @@ class ProofState:
         return left
 
     def undecided(self, k: int) -> np.ndarray:
-        return (self.status[k] == Status.UNKNOWN) & (self.method[k] == "")
+        return (self.status[k] == Status.UNKNOWN) & (self.method[k] == Reason.NONE)
 
     def is_auxiliary(self, k: int) -> bool:
         """Layer ``k`` holds the comparison neurons of a max pooling (:mod:`exactcomp.ir.maxpool`): not
@@ -142,7 +146,7 @@ class ProofState:
             for k in range(len(self.status)):
                 unknown = self.status[k] == Status.UNKNOWN
                 if not final:
-                    unknown &= np.isin(self.method[k], ["", "deferred"])
+                    unknown &= np.isin(self.method[k], OPEN_REASONS)
                 unknown &= ~self.tracker.unstable(k) & (not self.is_auxiliary(k))
                 open_.append(unknown)
                 can_be_inactive.append(~self.tracker.seen_positive(k))
@@ -155,8 +159,8 @@ class ProofState:
         out = []
         for k in range(len(self.status)):
             inactive, active = self.candidates(k)
-            out += [Candidate(k, int(j), 1.0) for j in np.flatnonzero(inactive)]
-            out += [Candidate(k, int(j), -1.0) for j in np.flatnonzero(active)]
+            out += [Candidate(k, int(j), Side.INACTIVE) for j in np.flatnonzero(inactive)]
+            out += [Candidate(k, int(j), Side.ACTIVE) for j in np.flatnonzero(active)]
         return out
 
     def candidate_count(self) -> int:
@@ -166,7 +170,7 @@ class ProofState:
         """Whether any candidate is open or was deferred by a prover to a later one."""
         needed = self.needed() or [True] * len(self.status)
         return self.candidate_count() > 0 or any(
-            ((s == Status.UNKNOWN) & (m == "deferred") & n).any() for s, m, n in zip(self.status, self.method, needed))
+            ((s == Status.UNKNOWN) & (m == Reason.DEFERRED) & n).any() for s, m, n in zip(self.status, self.method, needed))
 
     def is_open(self, c: Candidate) -> bool:
         return bool(self.candidates(c.layer)[0 if c.sign > 0 else 1][c.neuron])
@@ -196,7 +200,7 @@ class ProofState:
         for d in outcome.decisions:
             if self.status[d.layer][d.neuron] != Status.UNKNOWN or self._contradicted(d):
                 continue
-            if d.status == Status.UNKNOWN and self.method[d.layer][d.neuron] not in ("", "deferred"):
+            if d.status == Status.UNKNOWN and self.method[d.layer][d.neuron] not in OPEN_REASONS:
                 continue
             self.status[d.layer][d.neuron] = d.status
             self.method[d.layer][d.neuron] = d.method
@@ -214,11 +218,11 @@ class ProofState:
             return True
         return False
 
-    def mark_open(self, reason: str) -> None:
+    def mark_open(self, reason: Reason) -> None:
         """Give every still-undecided neuron (open or deferred) the unknown reason ``reason``."""
         for k in range(len(self.status)):
-            unknown = (self.status[k] == Status.UNKNOWN) & np.isin(self.method[k], ["", "deferred"])
-            self.method[k][unknown] = "comparison" if self.is_auxiliary(k) else reason
+            unknown = (self.status[k] == Status.UNKNOWN) & np.isin(self.method[k], OPEN_REASONS)
+            self.method[k][unknown] = Reason.COMPARISON if self.is_auxiliary(k) else reason
 
     def finish(self, interrupted: bool) -> Analysis:
         """The immutable :class:`Analysis` (:func:`exactcomp.results.assemble`): neurons seen with both signs

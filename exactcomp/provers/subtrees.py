@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exactcomp.results import BabStatus
+
 
 @dataclass
 class SubtreeUnit:
@@ -72,11 +74,11 @@ def merge_subtrees(target, bounds, margin, results):
     points = [r.points for r in sorted(results, key=lambda r: -r.best_value) if len(r.points)]   # best first
     points = np.vstack(points) if points else np.empty((0, 0))
     statuses = {r.status for r in results}
-    for status in ("witness", "near_zero", "open"):
+    for status in (BabStatus.WITNESS, BabStatus.NEAR_ZERO, BabStatus.OPEN):
         if status in statuses:
             return status, None, points
     leaves = [leaf for r in results for leaf in r.certificate.leaves]
-    return "proven", Certificate(target, [tuple(map(np.asarray, b)) for b in bounds[:target[0]]], margin, leaves), points
+    return BabStatus.PROVEN, Certificate(target, [tuple(map(np.asarray, b)) for b in bounds[:target[0]]], margin, leaves), points
 
 
 def run_subtrees(executor, units, timeout=None) -> list:
@@ -87,7 +89,7 @@ def run_subtrees(executor, units, timeout=None) -> list:
     try:
         for _, result in runs:
             results.append(result)
-            if result.status != "proven":
+            if result.status != BabStatus.PROVEN:
                 break
     finally:
         runs.close()   # cancels the subtrees still running

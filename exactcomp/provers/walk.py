@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from exactcomp.results import Status
+from exactcomp.results import Reason, Status
 from exactcomp.provers.state import Decision, Outcome
 
 #: Seconds one walk may take at most (a walk is usually a handful of LPs, 0.2-3 s on MNIST 5x100).
@@ -38,7 +38,7 @@ def walk_outcome(state, c, start=None) -> Outcome:
     if value > 0:
         out.stats["region_walk_witnesses"] = 1
     elif value >= -state.margin:
-        out.decisions.append(Decision(c.layer, c.neuron, int(Status.UNKNOWN), "near_zero"))
+        out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.NEAR_ZERO))
     return out
 
 
