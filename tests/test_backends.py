@@ -16,7 +16,7 @@ from exactcomp.formulations.milp import MILP
 from exactcomp.solvers import SolveStatus, available, get_solver
 
 from .conftest import random_network
-from .test_solvers import brute_force, knapsack
+from .oracles import brute_force, knapsack
 
 #: Registry names (with an inner solver where a back end reaches several) tried by this suite.
 BACKENDS = ["highs", "scip", "pyomo", "ortools:scip", "ortools:highs"]

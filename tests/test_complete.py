@@ -5,28 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exactcomp.analysis import DEFAULT_MARGIN, AnalysisOptions, Status, analyze
+from exactcomp.analysis import AnalysisOptions, Status, analyze
 from exactcomp.domain import Box
 
 from .conftest import random_network
-from .test_per_neuron import exact_ranges
-
-#: No witness search beyond the symbolic-bound corners, so the LP and MILP phases must do the work.
-WEAK_SCREEN = dict(random_points=0, gradient_restarts=0, gradient_steps=0)
-#: The MILP route alone (no branch and bound), for tests of the MILP machinery.
-MILP_ONLY = ("bounds", "witnesses", "milp")
-
-CASES = [([2, 4, 4, 1], 0, -0.4), ([2, 5, 3, 1], 1, -0.6), ([3, 3, 3, 3, 1], 2, -0.5), ([2, 4, 4, 1], 3, 0.3)]
-
-
-def _check_against_oracle(result, lo, hi, margin=DEFAULT_MARGIN):
-    for layer, l, h in zip(result.layers, lo, hi):
-        clear = (np.abs(h) > 2 * margin) & (np.abs(l) > 2 * margin)  # outside the margin band
-        assert np.all((layer.status == Status.INACTIVE)[clear] == (h <= 0)[clear])
-        assert np.all((layer.status == Status.ACTIVE)[clear] == (l >= 0)[clear])
-        assert np.all((layer.status == Status.UNSTABLE)[clear] == ((h > 0) & (l < 0))[clear])
-        assert not np.any(layer.status[clear] == Status.UNKNOWN)
-
+from .oracles import CASES, MILP_ONLY, WEAK_SCREEN, check_against_oracle, exact_ranges
 
 @pytest.mark.parametrize("sizes,seed,shift", CASES)
 @pytest.mark.parametrize("strategy", ["auto", "network", "per-neuron"])
@@ -37,7 +20,7 @@ def test_strategies_match_exact_oracle(sizes, seed, shift, strategy, screen):
     lo, hi = exact_ranges(net, box)
     options = AnalysisOptions(strategy=strategy, **(WEAK_SCREEN if screen == "weak" else {}))
     result = analyze(net, box, options)
-    _check_against_oracle(result, lo, hi)
+    check_against_oracle(result, lo, hi)
     # unstable claims carry witnesses inside the box with the claimed signs (float64 forward pass)
     _, pre = net.forward(result.witnesses, return_preactivations=True) if len(result.witnesses) else (None, None)
     assert box.contains(result.witnesses).all()

@@ -22,8 +22,8 @@ from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network, remove_dead_channels
 
 from .conftest import assert_engine_matches_split_bound, export_torch, run_onnx
-from .test_complete import _check_against_oracle
-from .test_per_neuron import exact_ranges
+from .oracles import check_against_oracle
+from .oracles import exact_ranges
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -154,7 +154,7 @@ def test_cnn_statuses_match_the_exact_oracle(seed, shift):
     box = Box(np.zeros(9), np.ones(9))
     lo, hi = exact_ranges(_densified(net), box)
     result = analyze(net, box, AnalysisOptions())
-    _check_against_oracle(result, lo, hi)
+    check_against_oracle(result, lo, hi)
 
 
 def test_cnn_bounds_are_sound_by_sampling():

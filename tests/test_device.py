@@ -17,7 +17,7 @@ from exactcomp.errors import ExactcompError
 
 from .conftest import random_network
 from .faults import assert_one_line_error, cli
-from .test_complete import WEAK_SCREEN
+from .oracles import WEAK_SCREEN
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from exactcomp.domains.vnnlib import read_vnnlib_boxes
 from exactcomp.errors import DomainError
 
 from .conftest import onnx_mlp, random_network, random_weights, run_onnx
-from .test_per_neuron import exact_ranges
+from .oracles import exact_ranges
 
 PROPERTY = """; a property in the VNN-COMP style
 (declare-const X_0 Real)

@@ -16,8 +16,8 @@ from exactcomp.executors import ExecutorTimeout, InProcess, LocalPool, get_execu
 
 from .conftest import random_network
 from .faults import assert_one_line_error, cli
-from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle
-from .test_per_neuron import exact_ranges
+from .oracles import CASES, WEAK_SCREEN, check_against_oracle
+from .oracles import exact_ranges
 
 
 def square(x):
@@ -92,7 +92,7 @@ def test_distributed_prover_matches_exact_oracle(sizes, seed, shift):
     net = random_network(sizes, seed=seed, bias_shift=shift)
     box = Box(-np.ones(sizes[0]), np.linspace(0.5, 1.5, sizes[0]))
     result = analyze(net, box, AnalysisOptions(provers=DISTRIBUTED, workers=2, **WEAK_SCREEN))
-    _check_against_oracle(result, *exact_ranges(net, box))
+    check_against_oracle(result, *exact_ranges(net, box))
     assert result.stats.get("certificates_rejected", 0) == 0
 
 

@@ -24,8 +24,8 @@ from exactcomp.io.onnx_import import import_model
 from exactcomp.rewrite.rules import compress_network
 
 from .conftest import assert_engine_matches_split_bound, export_torch, run_onnx
-from .test_complete import WEAK_SCREEN
-from .test_per_neuron import exact_ranges
+from .oracles import WEAK_SCREEN
+from .oracles import exact_ranges
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

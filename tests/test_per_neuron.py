@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-from scipy.optimize import linprog
 
 from exactcomp.analysis import Status, analyze
 from exactcomp.domain import Box
@@ -14,45 +11,7 @@ from exactcomp.formulations.bigm import build_bigm
 from exactcomp.provers.per_neuron import per_neuron_analysis
 
 from .conftest import random_network
-
-
-def exact_ranges(net, box):
-    """Exact min/max of every hidden pre-activation: on each activation pattern the network is affine
-    (every path, skip connections included, written out with dense matrices); maximise/minimise over
-    each non-empty region with scipy's LP."""
-    widths = [layer.width for layer in net.hidden]
-    lo, hi = [np.full(w, np.inf) for w in widths], [np.full(w, -np.inf) for w in widths]
-    n = box.size
-    for pattern in itertools.product([0, 1], repeat=sum(widths)):
-        maps = {-1: (np.eye(n), np.zeros(n))}   # h_j = M x + c on this region
-        rows, rhs, exprs, start = [], [], [], 0
-        for i, layer in enumerate(net.hidden):
-            M, c = maps[i - 1]
-            W = layer.matrix().toarray()
-            G, g0 = W @ M, W @ c + layer.b
-            for skip in net.skips_into(i):
-                S = skip.op.matrix().toarray()
-                Ms, cs = maps[skip.source]
-                G, g0 = G + S @ Ms, g0 + S @ cs
-            s = np.array(pattern[start:start + layer.width])
-            start += layer.width
-            sign = np.where(s == 1, -1.0, 1.0)
-            rows.append(sign[:, None] * G)
-            rhs.append(np.where(s == 1, g0, -g0))
-            exprs.append((G, g0))
-            maps[i] = (G * s[:, None], g0 * s)
-        A, b = np.vstack(rows), np.concatenate(rhs)
-        bounds = list(zip(box.lower, box.upper))
-        if linprog(np.zeros(n), A_ub=A, b_ub=b, bounds=bounds, method="highs").status != 0:
-            continue
-        for k, (G, g0) in enumerate(exprs):
-            for j in range(G.shape[0]):
-                for direction in (1.0, -1.0):
-                    r = linprog(-direction * G[j], A_ub=A, b_ub=b, bounds=bounds, method="highs")
-                    if r.status == 0:
-                        value = G[j] @ r.x + g0[j]
-                        lo[k][j], hi[k][j] = min(lo[k][j], value), max(hi[k][j], value)
-    return lo, hi
+from .oracles import exact_ranges
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -17,8 +17,8 @@ from exactcomp.provers.state import Decision, Outcome
 from exactcomp.bab.split_bounds import split_bound
 
 from .conftest import random_network
-from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle
-from .test_per_neuron import exact_ranges
+from .oracles import CASES, WEAK_SCREEN, check_against_oracle
+from .oracles import exact_ranges
 
 SCHEDULES = {
     "bab": ("bounds", "witnesses", "bab"),
@@ -36,7 +36,7 @@ def test_every_prover_matches_the_exact_oracle(sizes, seed, shift, schedule):
     box = Box(-np.ones(sizes[0]), np.linspace(0.5, 1.5, sizes[0]))
     lo, hi = exact_ranges(net, box)
     result = analyze(net, box, AnalysisOptions(provers=SCHEDULES[schedule], **WEAK_SCREEN))
-    _check_against_oracle(result, lo, hi)
+    check_against_oracle(result, lo, hi)
     if schedule == "bab":
         assert sum(layer.methods().get("bab", 0) + layer.methods().get("alpha", 0) for layer in result.layers) > 0 \
             or all(not (layer.status == Status.UNKNOWN).any() for layer in result.layers)

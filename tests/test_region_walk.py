@@ -11,8 +11,8 @@ from exactcomp.domain import Box
 from exactcomp.witnesses.region_walk import region_lp, region_walk
 
 from .conftest import random_network
-from .test_complete import CASES, WEAK_SCREEN, _check_against_oracle
-from .test_per_neuron import exact_ranges
+from .oracles import CASES, WEAK_SCREEN, check_against_oracle
+from .oracles import exact_ranges
 
 
 def _patterns(net, X, k):
@@ -72,6 +72,6 @@ def test_a_schedule_with_the_walk_matches_the_exact_oracle(sizes, seed, shift):
     box = Box(-np.ones(sizes[0]), np.linspace(0.5, 1.5, sizes[0]))
     lo, hi = exact_ranges(net, box)
     result = analyze(net, box, AnalysisOptions(provers=("bounds", "witnesses", "region-walk", "bab"), **WEAK_SCREEN))
-    _check_against_oracle(result, lo, hi)
+    check_against_oracle(result, lo, hi)
     assert result.stats.get("region_walks", 0) > 0 or all(
         not (layer.status == 0).any() for layer in result.layers)

@@ -24,8 +24,8 @@ from exactcomp.rewrite.rules import compress_network
 from exactcomp.ir.skip import Embed, Skip
 
 from .conftest import assert_engine_matches_split_bound, export_torch, run_onnx
-from .test_complete import MILP_ONLY, WEAK_SCREEN, _check_against_oracle
-from .test_per_neuron import exact_ranges
+from .oracles import MILP_ONLY, WEAK_SCREEN, check_against_oracle
+from .oracles import exact_ranges
 
 RNG = np.random.default_rng(5)
 
@@ -66,7 +66,7 @@ def test_skip_network_statuses_match_the_exact_oracle(build, seed, shift, schedu
     box = Box(-np.ones(net.input_size), np.linspace(0.5, 1.5, net.input_size))
     lo, hi = exact_ranges(net, box)
     options = AnalysisOptions(**WEAK_SCREEN, **({"provers": MILP_ONLY} if schedule == "milp-only" else {}))
-    _check_against_oracle(analyze(net, box, options), lo, hi)
+    check_against_oracle(analyze(net, box, options), lo, hi)
 
 
 def test_forward_and_bounds_follow_every_path():

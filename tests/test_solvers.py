@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import scipy.sparse as sp
 
 from exactcomp.formulations.milp import MILP
 from exactcomp.solvers import SolveStatus, get_solver
 
-
-def knapsack(seed: int, n: int = 8) -> MILP:
-    rng = np.random.default_rng(seed)
-    weights, values = rng.integers(1, 10, size=(2, n)), rng.integers(1, 10, size=n).astype(float)
-    return MILP(c=values, A=sp.csr_matrix(weights.astype(float)), row_lower=np.full(2, -np.inf),
-                row_upper=np.array([15.0, 18.0]), col_lower=np.zeros(n), col_upper=np.ones(n),
-                integrality=np.ones(n, bool))
-
-
-def brute_force(milp: MILP) -> float:
-    best = -np.inf
-    A = milp.A.toarray()
-    for bits in itertools.product([0.0, 1.0], repeat=milp.num_vars):
-        x = np.array(bits)
-        if np.all(A @ x <= milp.row_upper + 1e-9):
-            best = max(best, milp.c @ x)
-    return best
+from .oracles import brute_force, knapsack
 
 
 def test_optimum_matches_enumeration_and_every_incumbent_is_feasible():
