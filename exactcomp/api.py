@@ -218,7 +218,7 @@ class CompressionResult:
 
 
 def compress(network: Network | str | Path, box, analysis: Analysis | None = None, progress=None,
-             complete: bool = False, **kwargs) -> CompressionResult:
+             complete: bool = False, min_gain: float | None = None, **kwargs) -> CompressionResult:
     """Analyse (unless ``analysis`` is given) and rewrite ``network`` into an equivalent smaller one on
     ``box`` (a box, VNN-LIB file, or a list of them for a union, as :func:`analyze`).
 
@@ -226,6 +226,10 @@ def compress(network: Network | str | Path, box, analysis: Analysis | None = Non
     (:mod:`exactcomp.rewrite.payoff`) and ends when none is left; the others are reported
     :attr:`~exactcomp.results.Status.NOT_NEEDED`. ``complete=True`` decides every neuron the budget allows
     (what :func:`analyze` does by default); the written model is the same either way, given time.
+    ``min_gain`` (default :data:`~exactcomp.rewrite.payoff.DEFAULT_MIN_GAIN`, a fraction of the parameters):
+    the proofs stop once all the undecided neurons together could remove less (they end unknown, reason
+    ``low_gain``; ``Analysis.gain_left`` bounds what was left); 0 tries everything the budget allows. Either
+    way ``Analysis.sizes`` records the parameters written over time.
 
     A given ``analysis`` must have been made for this very network (same weights and structure) over a
     domain that holds ``box`` (each box inside an analysed box): anything else raises
@@ -239,10 +243,7 @@ def compress(network: Network | str | Path, box, analysis: Analysis | None = Non
         times["import"] = time.perf_counter() - t0
     whole = _as_domain(network, box)
     if analysis is None:
-        if not complete:
-            from exactcomp.rewrite.payoff import needed_masks
-
-            kwargs.setdefault("payoff", needed_masks)
+        kwargs.setdefault("payoff", _payoff(complete, min_gain))
         analysis = analyze(network, whole, progress=progress, **kwargs)
     else:
         _check_given(analysis, network, whole, kwargs)
@@ -251,6 +252,18 @@ def compress(network: Network | str | Path, box, analysis: Analysis | None = Non
     compressed = compress_network(network, analysis)
     times["rewrite"] = time.perf_counter() - t0
     return CompressionResult(network, compressed, analysis, times, whole, source)
+
+
+def _payoff(complete: bool, min_gain: float | None):
+    from exactcomp.errors import ExactcompError
+    from exactcomp.rewrite.payoff import DEFAULT_MIN_GAIN, Payoff
+
+    if complete and min_gain:
+        raise ExactcompError("compress: min_gain has no effect with complete=True (which decides every neuron)")
+    gain = DEFAULT_MIN_GAIN if min_gain is None else float(min_gain)
+    if not 0.0 <= gain < 1.0:
+        raise ExactcompError(f"compress: min_gain must be a fraction of the parameters in [0, 1), got {min_gain!r}")
+    return Payoff(skip_unneeded=not complete, min_gain=0.0 if complete else gain)
 
 
 def _check_given(analysis, network: Network, whole, kwargs: dict) -> None:

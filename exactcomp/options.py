@@ -46,10 +46,12 @@ class AnalysisOptions:
     ``ray``, ``ray://HOST:PORT`` or an executor object, :mod:`exactcomp.executors`) and ``workers``: with more
     than one worker, or Ray, the portfolio's candidates run as work units there (prover ``distributed``).
     ``payoff``: None (default: decide every neuron the budget allows, as a research analysis wants), or a
-    function ``(net, box, statuses, open_masks, can_be_inactive) -> needed masks`` saying which undecided
-    neurons' decisions can still change the written model (:func:`exactcomp.rewrite.payoff.needed_masks`, what
-    ``exactcomp.compress`` passes unless ``complete=True``): provers then skip the others, and the analysis
-    ends, with those neurons :attr:`~exactcomp.results.Status.NOT_NEEDED`, once nothing that pays is left.
+    callable ``(net, box, statuses, open_masks, can_be_inactive)`` returning the needed masks or an
+    :class:`~exactcomp.rewrite.payoff.Assessment`: which undecided neurons' decisions can still change the
+    written model. :class:`exactcomp.rewrite.payoff.Payoff` is what ``exactcomp.compress`` passes: provers skip
+    the others, and the analysis ends, with those neurons :attr:`~exactcomp.results.Status.NOT_NEEDED`, once
+    nothing that pays is left, or once all that is left could remove less than its ``min_gain`` (reason
+    ``low_gain``); it also records the size over time (``Analysis.sizes``).
     """
 
     symbolic: bool = True
@@ -100,7 +102,7 @@ def check_options(options: AnalysisOptions) -> None:
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
     check_device(options.device)
     if options.payoff is not None and not callable(options.payoff):
-        raise ExactcompError(f"payoff must be None or a function (exactcomp.rewrite.payoff.needed_masks), got "
+        raise ExactcompError(f"payoff must be None or callable (exactcomp.rewrite.payoff.Payoff()), got "
                              f"{type(options.payoff).__name__}")
     executor = options.executor
     if isinstance(executor, str) and not (executor in ("local", "ray") or executor.startswith("ray://")):

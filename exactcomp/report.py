@@ -188,8 +188,16 @@ def _analysis_entry(analysis) -> dict:
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
             "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
-            "complete": None if o is None else getattr(o, "payoff", None) is None,
+            "complete": None if o is None else _complete(getattr(o, "payoff", None)),
+            "min_gain": None if o is None else getattr(getattr(o, "payoff", None), "min_gain", None),
+            "gain_left": analysis.gain_left,
+            "sizes": [list(x) for x in analysis.sizes],
             "proof_seconds": round(analysis.proof_seconds, 6), "stats": dict(analysis.stats)}
+
+
+def _complete(payoff) -> bool:
+    """Whether the analysis tried every neuron (no payoff, or one that skips nothing)."""
+    return payoff is None or not getattr(payoff, "skip_unneeded", True)
 
 
 def _schedule(options) -> list | None:

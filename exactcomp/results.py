@@ -63,7 +63,8 @@ class Reason(enum.StrEnum):
     """Why an undecided neuron is left: the ``method`` of an unknown (or not needed) neuron. ``NONE`` (``""``): not
     attempted yet; ``DEFERRED``: a prover handed it to a later one (never final: the schedule's end gives it
     ``TIME_LIMIT`` or ``INTERRUPTED``); ``COMPARISON``: a max pooling's comparison neuron, which provers skip;
-    ``NO_PAYOFF``: no decision on it could change the written model; ``UNION_CHECK``: boxes of a union disagree
+    ``NO_PAYOFF``: no decision on it could change the written model; ``LOW_GAIN``: the proofs stopped because
+    all the open neurons together could remove less than ``--min-gain``; ``UNION_CHECK``: boxes of a union disagree
     in a way sound proofs cannot (kept)."""
 
     NONE = ""
@@ -75,6 +76,7 @@ class Reason(enum.StrEnum):
     CERTIFICATE_REJECTED = "certificate_rejected"
     COMPARISON = "comparison"
     NO_PAYOFF = "no_payoff"
+    LOW_GAIN = "low_gain"
     UNION_CHECK = "union_check"
 
 
@@ -151,6 +153,8 @@ class Analysis:
     stats: dict = field(default_factory=dict)
     options: "AnalysisOptions | None" = None
     valid_for: "Validity | None" = None   # network hash, boxes, margin (exactcomp.validity); set by analyze
+    sizes: tuple = ()                     # ((seconds, parameters written if stopped then), ...): with a payoff
+    gain_left: int | None = None          # at most what deciding the undecided neurons could remove (payoff)
 
     def totals(self) -> dict[str, int]:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
@@ -193,14 +197,15 @@ UNTIMED_PHASES = frozenset({"import", "resume", "bounds", "witnesses", "recheck"
 
 
 def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker, times: dict, interrupted: bool,
-             stats: dict | None = None, auxiliary=frozenset(), not_needed=None) -> Analysis:
+             stats: dict | None = None, auxiliary=frozenset(), not_needed=None, sizes: tuple = (),
+             gain_left: int | None = None) -> Analysis:
     """The immutable :class:`Analysis` of a finished run: per hidden layer ``k`` its status and method arrays
     (copied), bounds, and ``tracker`` (a :class:`~exactcomp.witnesses.search.WitnessTracker`): undecided
     neurons it saw take both signs become unstable (method ``witness``) and the witness points they cite are
     gathered, renumbered in order of first citation, into :attr:`Analysis.witnesses`. In the layers of
     ``auxiliary`` (comparisons inside a max pooling) undecided neurons without a reason get ``comparison``.
     ``not_needed`` (per layer, optional): undecided neurons that become :attr:`Status.NOT_NEEDED` (method
-    ``no_payoff`` where they had no reason yet)."""
+    ``no_payoff`` where they had no reason yet). ``sizes`` and ``gain_left``: the payoff's anytime record."""
     pool = tracker.pool()
     used: dict[int, int] = {}
     layers = []
@@ -224,4 +229,5 @@ def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker,
                                     np.array(uppers[k], copy=True), pos, neg))
     order = sorted(used, key=used.get)
     witnesses = pool[order] if order else np.empty((0, net.input_size))
-    return Analysis(net, box, tuple(layers), witnesses, dict(times), interrupted, dict(stats or {}))
+    return Analysis(net, box, tuple(layers), witnesses, dict(times), interrupted, dict(stats or {}),
+                    sizes=tuple(sizes), gain_left=gain_left)

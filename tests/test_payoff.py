@@ -222,3 +222,108 @@ def test_cli_complete_flag(tmp_path):
     assert a["parameters"]["after"] == b["parameters"]["after"]
     assert a["analysis"]["complete"] is False and b["analysis"]["complete"] is True
     assert b["totals"]["not_needed"] == 0
+
+
+def _witnessed_best(net, box, result, points):
+    """The oracle of what is left: the written size now, and with every undecided neuron decided the way the
+    witness ``points`` allow (inactive unless one of them showed it positive)."""
+    _, pre = net.forward(points, return_preactivations=True)
+    now = [la.status.copy() for la in result.analysis.layers]
+    for s in now:
+        s[s == Status.NOT_NEEDED] = Status.UNKNOWN
+    best = [s.copy() for s in now]
+    for k, s in enumerate(best):
+        open_ = s == Status.UNKNOWN
+        positive = (pre[k] > 0).any(axis=0)
+        s[open_ & ~positive], s[open_ & positive] = Status.INACTIVE, Status.ACTIVE
+    return written_size(net, box, now), written_size(net, box, best)
+
+
+def _hidden_dead_mlp(extra: int, seed: int) -> Network:
+    """[0,1]^2 -> (relu(x-y), relu(y-x), relu(x), relu(y)) -> n = a - b - c + d - 0.1 = -0.1 everywhere (dead, but
+    interval and symbolic bounds leave it open), beside ``extra`` random neurons -> dense 2."""
+    rng = np.random.default_rng(seed)
+    w1 = np.array([[1.0, -1.0], [-1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    w2 = np.vstack([[1.0, -1.0, -1.0, 1.0], rng.normal(size=(extra, 4))])
+    b2 = np.concatenate([[-0.1], rng.normal(size=extra)])
+    layers = (Dense(w1, np.zeros(4), 1, np.arange(4)), Dense(w2, b2, 2, np.arange(1 + extra)),
+              Dense(rng.normal(size=(2, 1 + extra)), rng.normal(size=2), 3, np.arange(2)))
+    info = TensorInfo("x", (2,), "float64")
+    return Network(layers, info, TensorInfo("y", (2,), "float64"), (TensorInfo("y", (2,), "float64"),), "float64")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_min_gain_stops_the_proofs_and_bounds_what_was_left(seed):
+    net, box = _hidden_dead_mlp(3, seed), Box(np.zeros(2), np.ones(2))
+    points = box.sample(50, np.random.default_rng(seed))
+    runs = {}
+    for gain in (0.0, 0.99):
+        recorder = _Recorder()
+        result = exactcomp.compress(net, box, min_gain=gain, provers=("bounds", _Points(points), recorder))
+        runs[gain] = result, recorder
+    (full, offered), (stopped, skipped) = runs[0.0], runs[0.99]
+    now, best = _witnessed_best(net, box, stopped, points)
+    assert now == stopped.parameters_after and stopped.analysis.gain_left == now - best > 0   # the oracle
+    assert (1, 0) in {(c.layer, c.neuron) for c in offered.offered}   # the dead neuron pays and stays open
+    assert skipped.offered is None                                   # ... but the prover never ran
+    assert stopped.analysis.gain_left < 0.99 * net.parameter_count
+    reasons = np.concatenate([la.method[la.status == Status.UNKNOWN] for la in stopped.analysis.layers])
+    assert reasons.size and set(reasons) == {"low_gain"}
+    assert not any("low_gain" in set(la.method) for la in full.analysis.layers)
+    from exactcomp.cli.report import summary_lines
+
+    line = [x for x in summary_lines(stopped.report()) if x.startswith("low gain")]
+    assert len(line) == 1 and f"at most {now - best} more parameters" in line[0]
+    assert not any(x.startswith("low gain") for x in summary_lines(full.report()))
+    assert stopped.parameters_after == full.parameters_after         # nothing was decided after the screening
+    X = box.sample(500, np.random.default_rng(9))
+    np.testing.assert_allclose(run_onnx(to_onnx(stopped.compressed), X)[0], net.forward(X), rtol=1e-9, atol=1e-9)
+    proven = exactcomp.compress(net, box, min_gain=0.0)             # the real schedule proves it dead
+    assert proven.analysis.layers[1].status[0] == Status.INACTIVE and proven.parameters_after == best
+
+
+def test_the_size_record_ends_at_the_written_size_and_never_grows():
+    net, box = _open_cnn()
+    for complete in (False, True):
+        result = exactcomp.compress(net, box, complete=complete, time_limit=30)
+        sizes = result.analysis.sizes
+        assert sizes and sizes[-1][1] == result.parameters_after
+        assert all(b[0] >= a[0] and b[1] < a[1] for a, b in zip(sizes, sizes[1:]))
+        assert result.report()["analysis"]["sizes"] == [list(x) for x in sizes]
+    assert exactcomp.analyze(net, box).sizes == ()                   # the research API records nothing
+
+
+def test_cli_min_gain(tmp_path, capsys):
+    net, box = _open_cnn()
+    model = tmp_path / "cnn.onnx"
+    model.write_bytes(to_onnx(net).SerializeToString())
+    (tmp_path / "box.json").write_text(json.dumps({"lower": box.lower.tolist(), "upper": box.upper.tolist()}))
+    args = ["compress", str(model), "--domain", str(tmp_path / "box.json"), "--quiet"]
+    assert main([*args, "--min-gain", "0.5%", "-o", str(tmp_path / "a.onnx"), "--report", str(tmp_path / "a.json")]) == 0
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["analysis"]["min_gain"] == pytest.approx(0.005) and report["analysis"]["gain_left"] is not None
+    for bad in (["--min-gain", "1.5"], ["--min-gain", "-0.1"], ["--min-gain", "x"], ["--complete", "--min-gain", "0.01"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            code = main(args + bad + ["-o", str(tmp_path / "b.onnx")])
+            raise SystemExit(code)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "min-gain" in err[0].replace("min_gain", "min-gain"), err
+        assert not (tmp_path / "b.onnx").exists()
+
+
+def test_progress_notes_show_the_size_so_far():
+    class Notes:
+        def __init__(self):
+            self.seen = []
+
+        def phase(self, name, total):
+            return lambda done, total_, note="": self.seen.append((name, note))
+
+    net, box = _hidden_dead_mlp(3, 0), Box(np.zeros(2), np.ones(2))
+    notes = Notes()
+    result = exactcomp.compress(net, box, min_gain=0.0, progress=notes)
+    sizes = {f"{size:,} params" for _, size in result.analysis.sizes}
+    proving = [note for name, note in notes.seen if name not in ("bounds", "random points", "witness search")]
+    assert proving and all(any(s in note for s in sizes) for note in proving)

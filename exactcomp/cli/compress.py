@@ -79,7 +79,7 @@ def run_compress(args) -> int:
                               time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
                               formulation=args.formulation, solver_log=args.solver_log, provers=args.provers,
                               resume=resume, device=args.device, executor=args.executor, workers=args.workers,
-                              complete=args.complete,
+                              complete=args.complete, min_gain=args.min_gain,
                               **({"margin": args.margin} if args.margin is not None else {}))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import

@@ -9,10 +9,14 @@ The commands themselves are in :mod:`exactcomp.cli.commands`.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
+
+from exactcomp.cli.argtypes import (MAX_COUNT, MAX_JOBS, MAX_MARGIN, MAX_THREADS, _count, _executor, _fraction, _number,
+                                    _prover_list, _seed, _time_limit, _tolerance)
+
+__all__ = ["EXIT_CODES", "MAX_COUNT", "entry", "main"]
 
 EXIT_CODES = """\
 exit status:
@@ -26,74 +30,11 @@ exit status:
   141  standard output was closed early (e.g. piped into head)
 """
 
-#: Largest values accepted for numeric options (larger ones are almost surely typos). MAX_COUNT, the most
-#: --random-points, is exactcomp.domain.MAX_RANDOM_POINTS (written out: this module must not import numpy).
-MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10_000_000
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``exactcomp compress: error: ...``) and exit status 2."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def _number(cast, low, high=None, low_open: bool = False):
-    """An argparse type: ``cast(text)``, finite, ``low <= value`` (``<`` when ``low_open``), ``<= high``."""
-    kind = "an integer" if cast is int else "a number"
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
-        if cast is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        if value < low or (low_open and value == low) or (high is not None and value > high):
-            fmt = (lambda v: str(v)) if cast is int else (lambda v: f"{v:g}")
-            lo = f"> {fmt(low)}" if low_open else f">= {fmt(low)}"
-            hi = f" and <= {fmt(high)}" if high is not None else ""
-            raise argparse.ArgumentTypeError(f"must be {lo}{hi}, got {text}")
-        return value
-    return parse
-
-
-_seconds = _number(float, 0.0, low_open=True)
-
-
-def _time_limit(text: str):
-    """Seconds (> 0, finite) or ``none`` for no limit."""
-    return None if text.strip().lower() == "none" else _seconds(text)
-
-
-def _prover_list(text: str) -> tuple:
-    from exactcomp.provers import PROVERS
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in PROVERS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"unknown prover {unknown[0] if unknown else repr(text)}; "
-                                         f"available: {', '.join(PROVERS)}")
-    return names
-
-
-def _count(text: str) -> int:
-    """A count of random points: an integer from 0 to MAX_COUNT."""
-    value = _number(int, 0)(text)
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,} (points are drawn and run in batches; "
-                                         f"10 million already take minutes), got {text}")
-    return value
-
-
-_seed = _number(int, 0, 2 ** 63 - 1)
-_tolerance = _number(float, 0.0)
-
-
-def _executor(text: str) -> str:
-    if text in ("local", "ray") or (text.startswith("ray://") and len(text) > len("ray://")):
-        return text
-    raise argparse.ArgumentTypeError(f"'{text}': choose local, ray or ray://HOST:PORT")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--complete", action="store_true",
                    help="decide every neuron the budget allows, also those whose decision cannot change the written "
                         "model (by default they are skipped and reported not_needed; the written model is the same)")
+    c.add_argument("--min-gain", type=_fraction, metavar="F",
+                   help="stop proving once all the undecided neurons together could remove less than this fraction "
+                        "of the parameters (default 0.005, also written 0.5%%; 0 tries everything the budget allows); "
+                        "they stay unknown with reason low_gain and the summary bounds what was left")
     c.add_argument("--resume", type=Path, metavar="REPORT",
                    help="continue from an earlier --report of the same model, domain and margin (checked by "
                         "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")

@@ -54,6 +54,9 @@ def summary_lines(report: dict) -> list[str]:
     if spared:
         lines.insert(2, f"not needed  {spared} undecided neuron{'s' if spared != 1 else ''} whose decision could not change "
                         "the written model (kept; --complete decides them too)")
+    left = _low_gain_line(report)
+    if left:
+        lines.insert(2, left)
     convs = [e for e in report["layers"] if e.get("kind") == "conv"]
     if convs:
         lines.insert(1, "channels    " + ", ".join(f"layer {e['layer']} {e['channels']['count']} -> {e['channels']['kept']}"
@@ -91,3 +94,15 @@ def _size(count) -> str:
         if count < 1000 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1000
+
+
+def _low_gain_line(report: dict) -> str | None:
+    """The summary line of a run that stopped at ``--min-gain`` (neurons with unknown reason ``low_gain``)."""
+    a = report.get("analysis") or {}
+    stopped = sum((e.get("unknown_reasons") or {}).get("low_gain", 0) for e in report["layers"])
+    if not stopped or a.get("gain_left") is None:
+        return None
+    before = report["parameters"]["before"]
+    return (f"low gain    stopped with {stopped} neuron{'s' if stopped != 1 else ''} undecided: deciding them could remove "
+            f"at most {a['gain_left']} more parameters ({100 * a['gain_left'] / max(before, 1):.2f}%), below --min-gain "
+            f"{100 * a['min_gain']:g}%")

@@ -40,6 +40,8 @@ def analyze_with_schedule(net, box, options, progress=None):
                                                                    verbose=options.solver_log),
                              formulation=get_formulation(options.formulation))
     state.stats.update(lp_solves=0, milp_rounds=0, per_neuron_milps=0)
+    if progress is not None and state.payoff is not None:
+        progress = SizedProgress(progress, state)
     interrupted, out_of_time = False, False
     try:
         for prover in provers:
@@ -62,6 +64,23 @@ def analyze_with_schedule(net, box, options, progress=None):
         state.mark_open(Reason.INTERRUPTED if interrupted else Reason.TIME_LIMIT)
     recheck_certificates(state)
     return state.finish(interrupted)
+
+
+class SizedProgress:
+    """A progress display whose notes also show the parameters the written model would have if the run stopped
+    now (the payoff's anytime record, :attr:`ProofState.sizes`)."""
+
+    def __init__(self, progress, state):
+        self._progress, self._state = progress, state
+
+    def phase(self, name: str, total: int):
+        advance = self._progress.phase(name, total)
+
+        def sized(done: int, total_: int, note: str = ""):
+            size = f"{self._state.sizes[-1][1]:,} params" if self._state.sizes else ""
+            advance(done, total_, ", ".join(x for x in (note, size) if x))
+
+        return sized
 
 
 def recheck_certificates(state) -> None:

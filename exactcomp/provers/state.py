@@ -87,6 +87,10 @@ class ProofState:
     _needed_at: float = 0.0
     _needed_cost: float = 0.0
     _version: int = 0                                 # changes with every applied outcome
+    assessment: object = None                         # the payoff's last Assessment (what is left to gain)
+    sizes: list = field(default_factory=list)         # (seconds, parameters written if stopped then), on change
+    low_gain: bool = False                            # the open neurons could buy less than the payoff's min_gain
+    _started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def start(cls, net, box, options, deadline: float = float("inf"), backend=None, formulation=None) -> "ProofState":
@@ -132,27 +136,44 @@ class ProofState:
         return open_ & ~self.tracker.seen_positive(k), open_ & ~self.tracker.seen_negative(k)
 
     def needed(self, final: bool = False) -> list | None:
-        """Per hidden layer, the undecided neurons whose decision can still change the written model (None
-        without a payoff). During the run the open neurons are those with no reason yet (or deferred), counted
-        optimistically; ``final``: every undecided neuron. Recomputed when outcomes or witnesses arrived, at most
-        once per :data:`PAYOFF_REFRESH` times its own cost (a stale answer only spends proofs that may not pay)."""
+        """Per hidden layer, the undecided neurons worth proving (None without a payoff): those whose decision
+        can still change the written model, none once all of them together can buy less than the payoff's
+        ``min_gain`` (:class:`~exactcomp.rewrite.payoff.Payoff`). During the run the open neurons are those with
+        no reason yet (or deferred), counted optimistically; ``final``: every undecided neuron. Recomputed when
+        outcomes or witnesses arrived, at most once per :data:`PAYOFF_REFRESH` times its own cost (a stale
+        answer only spends proofs that may not pay)."""
         if self.payoff is None:
             return None
         key = (self._version, self.tracker.evaluated, final)
         now = time.perf_counter()
         if final or self._needed is None or (key != self._needed_key
                                              and now - self._needed_at >= PAYOFF_REFRESH * self._needed_cost):
-            open_, can_be_inactive = [], []
-            for k in range(len(self.status)):
-                unknown = self.status[k] == Status.UNKNOWN
-                if not final:
-                    unknown &= np.isin(self.method[k], OPEN_REASONS)
-                unknown &= ~self.tracker.unstable(k) & (not self.is_auxiliary(k))
-                open_.append(unknown)
-                can_be_inactive.append(~self.tracker.seen_positive(k))
-            self._needed = self.payoff(self.net, self.box, self.status, open_, can_be_inactive)
+            self._assess(final)
             self._needed_key, self._needed_at, self._needed_cost = key, now, time.perf_counter() - now
         return self._needed
+
+    def _assess(self, final: bool) -> None:
+        open_, can_be_inactive = [], []
+        for k in range(len(self.status)):
+            unknown = self.status[k] == Status.UNKNOWN
+            if not final:
+                unknown &= np.isin(self.method[k], OPEN_REASONS)
+            unknown &= ~self.tracker.unstable(k) & (not self.is_auxiliary(k))
+            open_.append(unknown)
+            can_be_inactive.append(~self.tracker.seen_positive(k))
+        found = self.payoff(self.net, self.box, self.status, open_, can_be_inactive)
+        if isinstance(found, list):               # a plain needed-masks function
+            self._needed = found
+            return
+        self.assessment = found
+        if not self.sizes or self.sizes[-1][1] != found.size_now:
+            self.sizes.append((round(time.perf_counter() - self._started, 3), int(found.size_now)))
+        threshold = getattr(self.payoff, "min_gain", 0.0) * self.net.parameter_count
+        if not final and found.gain < threshold:
+            self.low_gain = True
+        skip = getattr(self.payoff, "skip_unneeded", True)
+        self._needed = [np.zeros_like(m) for m in open_] if self.low_gain and not final else (
+            found.needed if skip else open_)
 
     def open_candidates(self) -> list[Candidate]:
         """Every open question, layer by layer (earlier layers first: their proofs tighten later ones)."""
@@ -226,15 +247,25 @@ class ProofState:
 
     def finish(self, interrupted: bool) -> Analysis:
         """The immutable :class:`Analysis` (:func:`exactcomp.results.assemble`): neurons seen with both signs
-        are unstable (witnesses); undecided comparisons of a max pooling get ``comparison``."""
+        are unstable (witnesses); undecided comparisons of a max pooling get ``comparison``; with a payoff,
+        undecided neurons that cannot change the written model are not needed, and the open ones left by
+        ``min_gain`` get ``low_gain``."""
         auxiliary = frozenset(k for k in range(len(self.net.hidden)) if self.is_auxiliary(k))
         t0 = time.perf_counter()
         needed = self.needed(final=True)
+        not_needed = None
         if needed is not None:
             self.times["payoff"] = time.perf_counter() - t0
-        not_needed = None if needed is None else [~n for n in needed]
+            if getattr(self.payoff, "skip_unneeded", True):
+                not_needed = [~n for n in needed]
+            for k in range(len(self.status)) if self.low_gain else ():
+                left = (self.status[k] == Status.UNKNOWN) & np.isin(self.method[k], OPEN_REASONS) & needed[k]
+                self.method[k][left] = Reason.LOW_GAIN
+        anytime = {}
+        if self.assessment is not None:
+            anytime = {"sizes": tuple(self.sizes), "gain_left": int(self.assessment.gain)}
         return assemble(self.net, self.box, self.status, self.method, self.lower, self.upper, self.tracker,
-                        self.times, interrupted, self.stats, auxiliary, not_needed)
+                        self.times, interrupted, self.stats, auxiliary, not_needed, **anytime)
 
 
 #: A payoff refresh waits at least this many times its last cost (bounds its share of the run to ~1/(1+this)).

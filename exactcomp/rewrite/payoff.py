@@ -19,13 +19,24 @@ A group that is not needed holds neurons whose decision cannot change the writte
 other open neurons go — up to interactions between groups, which the test does not follow (it is a guide to
 where proofs pay, never a soundness matter: a neuron that is not needed is kept, as an unknown one is).
 Comparison neurons of a max pooling (``auxiliary`` layers) are never open here.
+
+The whole of what is left is ``gain = P(S with the open neurons undecided) - P(S*)``: no proof still to come can
+remove more (up to the same interactions). :class:`Payoff` (the ``AnalysisOptions.payoff`` of ``exactcomp
+compress``) stops the proofs once ``gain < min_gain * P(original)`` (``--min-gain``), and records ``P`` over time
+(the anytime size record).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from exactcomp.ir.pool import conv_of
+
+#: ``exactcomp compress``'s ``--min-gain``: stop once what is left could remove less than this fraction of the
+#: original's parameters.
+DEFAULT_MIN_GAIN = 0.005
 
 
 def _analysis_of(net, box, statuses):
@@ -71,18 +82,44 @@ def _groups(net, k: int, open_: np.ndarray, optimistic_inactive: np.ndarray):
         yield active, False
 
 
-def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
-    """Per hidden layer, the open neurons whose decision can still change the written model (module doc).
-
-    ``statuses``: the known :class:`~exactcomp.results.Status` arrays; ``open_masks``: the open neurons;
-    ``can_be_inactive``: those no input has shown positive (the others can only be proven active)."""
+def optimistic(statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
+    """``S*``: every open neuron decided the way its witnesses still allow (inactive unless seen positive)."""
     from exactcomp.results import Status
 
     best = [np.array(s, dtype=np.int8, copy=True) for s in statuses]
     for s, open_, inactive in zip(best, open_masks, can_be_inactive):
         s[open_ & inactive] = Status.INACTIVE
         s[open_ & ~inactive] = Status.ACTIVE
+    return best
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the open neurons can still buy: ``needed`` (per hidden layer, the open neurons whose decision can
+    change the written model), ``size_now`` (parameters written if no open neuron were decided) and
+    ``size_best`` (``P(S*)``, if each were decided the way its witnesses allow)."""
+
+    needed: list
+    size_now: int
+    size_best: int
+
+    @property
+    def gain(self) -> int:
+        """At most what the proofs still to come can remove (parameters)."""
+        return self.size_now - self.size_best
+
+
+def assess(net, box, statuses, open_masks, can_be_inactive, groups: bool = True) -> Assessment:
+    """The :class:`Assessment` of the open neurons (module doc); ``groups=False`` skips the per-group tests
+    (every open neuron counts as needed): two compressions instead of one per group."""
+    from exactcomp.results import Status
+
+    best = optimistic(statuses, open_masks, can_be_inactive)
     size = written_size(net, box, best)
+    anything_open = any(np.any(m) for m in open_masks)
+    now = written_size(net, box, [np.array(s, dtype=np.int8) for s in statuses]) if anything_open else size
+    if not groups:
+        return Assessment([np.asarray(m, bool).copy() for m in open_masks], now, size)
     needed = [np.zeros(np.shape(m), dtype=bool) for m in open_masks]
     for k in range(len(net.hidden)):
         for group, certain in _groups(net, k, np.asarray(open_masks[k], bool), np.asarray(can_be_inactive[k], bool)):
@@ -94,4 +131,29 @@ def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.nda
             trial[k][group] = Status.UNKNOWN
             if written_size(net, box, trial) != size:
                 needed[k] |= group
-    return needed
+    return Assessment(needed, now, size)
+
+
+def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
+    """Per hidden layer, the open neurons whose decision can still change the written model (module doc).
+
+    ``statuses``: the known :class:`~exactcomp.results.Status` arrays; ``open_masks``: the open neurons;
+    ``can_be_inactive``: those no input has shown positive (the others can only be proven active)."""
+    return assess(net, box, statuses, open_masks, can_be_inactive).needed
+
+
+@dataclass(frozen=True)
+class Payoff:
+    """The payoff policy of an analysis (``AnalysisOptions.payoff``), called like :func:`assess`.
+
+    ``skip_unneeded``: provers skip neurons whose decision cannot change the written model (they end
+    ``not_needed``); False decides every neuron (``--complete``) and only records the size over time.
+    ``min_gain``: a fraction of the original's parameters; once all the open neurons together can remove less
+    (:attr:`Assessment.gain`), the proofs stop and those neurons end unknown with reason ``low_gain``
+    (0: never)."""
+
+    skip_unneeded: bool = True
+    min_gain: float = 0.0
+
+    def __call__(self, net, box, statuses, open_masks, can_be_inactive) -> Assessment:
+        return assess(net, box, statuses, open_masks, can_be_inactive, groups=self.skip_unneeded)
