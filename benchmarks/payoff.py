@@ -1,6 +1,7 @@
 """Proofs that pay (issue 23): ``exactcomp compress`` by default (proofs only where they can change the written
-model) against ``--complete`` (every neuron the budget allows, the behaviour before), same networks, same budget,
-one run on this machine.
+model, stopped once what is left is below ``--min-gain``), with ``--min-gain 0`` (proofs that pay, to the end of
+the budget) and ``--complete`` (every neuron the budget allows, the behaviour before), same networks, same
+budget, one run on this machine.
 
     python benchmarks/payoff.py [--time-limit 120] [--only SUBSTRING] [--out benchmarks/results/payoff.json]
     python benchmarks/payoff.py --summarize benchmarks/results/payoff.json
@@ -54,14 +55,18 @@ def _networks(only: str | None) -> list[Path]:
     return out
 
 
-def _compress(model: Path, time_limit: float, complete: bool) -> dict:
-    tag = "complete" if complete else "payoff"
+#: mode -> extra compress options: every neuron; proofs that pay, to the end; proofs that pay, above --min-gain
+MODES = {"complete": ["--complete"], "payoff": ["--min-gain", "0"], "default": []}
+
+
+def _compress(model: Path, time_limit: float, mode: str) -> dict:
+    tag = mode
     small, report = model.with_suffix(f".{tag}.onnx"), model.with_suffix(f".{tag}.json")
     for path in (small, report):
         path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "exactcomp", "compress", str(model), "--domain", str(model.with_suffix(".box.json")),
            "-o", str(small), "--report", str(report), "-q", "--no-witnesses", "--time-limit", str(time_limit),
-           *(["--complete"] if complete else [])]
+           *MODES[mode]]
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, capture_output=True, text=True).returncode
     wall = time.perf_counter() - t0
@@ -72,19 +77,27 @@ def _compress(model: Path, time_limit: float, complete: bool) -> dict:
             "parameters_before": data["parameters"]["before"],
             "unknown": sum(e["unknown"] for e in model_layers),
             "not_needed": sum(e.get("not_needed", 0) for e in model_layers),
+            "low_gain": sum((e.get("unknown_reasons") or {}).get("low_gain", 0) for e in model_layers),
+            "gain_left": data["analysis"].get("gain_left"),
+            "final_size_at": _reached(data["analysis"].get("sizes") or [], data["parameters"]["after"]),
             "analysis_seconds": round(analysis, 1), "wall_seconds": round(wall, 1),
             "verified": (data.get("verification") or {}).get("passed"),
             "sha256": hashlib.sha256(small.read_bytes()).hexdigest() if small.exists() else None}
+
+
+def _reached(sizes: list, final: int) -> float | None:
+    """Seconds into the analysis when the written size was first reached (the anytime record)."""
+    return next((t for t, size in sizes if size <= final), None)
 
 
 def run(args) -> int:
     models = _networks(args.only) + [Path(m) for m in args.model]
     records = []
     for model in models:
-        pair = [_compress(model, args.time_limit, complete) for complete in (True, False)]
-        record = {"network": model.stem, "time_limit": args.time_limit, "runs": pair,
-                  "same_parameters": pair[0]["parameters_after"] == pair[1]["parameters_after"],
-                  "same_bytes": pair[0]["sha256"] == pair[1]["sha256"]}
+        runs = [_compress(model, args.time_limit, mode) for mode in MODES]
+        record = {"network": model.stem, "time_limit": args.time_limit, "runs": runs,
+                  "same_parameters": len({r["parameters_after"] for r in runs}) == 1,
+                  "same_bytes": len({r["sha256"] for r in runs}) == 1}
         records.append(record)
         print(json.dumps(record), flush=True)
         args.out.write_text(json.dumps({"records": records}, indent=1) + "\n")
@@ -93,14 +106,17 @@ def run(args) -> int:
 
 def summarize(path: Path) -> int:
     data = json.loads(Path(path).read_text())
-    print("| network | mode | parameters after | unknown | not needed | analysis s | wall s | same model |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| network | mode | parameters after | unknown (low gain) | not needed | gain left | size reached at s "
+          "| analysis s | wall s | same model |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in data["records"]:
+        base = r["runs"][0]
         for run in r["runs"]:
-            same = ("same bytes" if r["same_bytes"] else "same size" if r["same_parameters"] else "**differs**")
+            same = ("" if run is base else "same bytes" if run["sha256"] == base["sha256"] else
+                    "same size" if run["parameters_after"] == base["parameters_after"] else "**differs**")
             print(f"| {r['network']} | {run['mode']} | {run['parameters_before']:,} → {run['parameters_after']:,} | "
-                  f"{run['unknown']} | {run['not_needed']} | {run['analysis_seconds']} | {run['wall_seconds']} | "
-                  f"{same if run['mode'] == 'payoff' else ''} |")
+                  f"{run['unknown']} ({run.get('low_gain', 0)}) | {run['not_needed']} | {run.get('gain_left')} | "
+                  f"{run.get('final_size_at')} | {run['analysis_seconds']} | {run['wall_seconds']} | {same} |")
     return 0
 
 
