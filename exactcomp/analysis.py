@@ -27,6 +27,7 @@ from exactcomp.options import (DEFAULT_JOBS, DEFAULT_MARGIN, DEFAULT_TIME_LIMIT,
 from exactcomp.provers.per_neuron import per_neuron_strategy
 from exactcomp.provers.schedule import analyze_with_schedule
 from exactcomp.provers.screening import decide_by_bounds
+from exactcomp.registry import Registry
 from exactcomp.results import UNTIMED_PHASES, Analysis, LayerAnalysis, Status, assemble
 
 _check_numbers = check_options   # the earlier name
@@ -36,12 +37,12 @@ __all__ = ["DEFAULT_JOBS", "DEFAULT_MARGIN", "DEFAULT_TIME_LIMIT", "STRATEGIES",
            "decide_by_bounds"]
 
 #: strategy name -> function(net, box, options, progress) -> Analysis
-STRATEGIES: dict = {
+STRATEGIES = Registry("strategy", {
     "bounds": analyze_with_schedule,
     "network": analyze_with_schedule,
     "auto": analyze_with_schedule,
     "per-neuron": per_neuron_strategy,
-}
+})
 
 
 def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, progress=None) -> Analysis:
@@ -56,13 +57,12 @@ def analyze(net: Network, box: Box, options: AnalysisOptions | None = None, prog
     from exactcomp.validity import Validity
 
     options = options or AnalysisOptions()
-    if options.strategy not in STRATEGIES:
-        raise ExactcompError(f"unknown strategy '{options.strategy}'; available: {', '.join(STRATEGIES)}")
+    strategy = STRATEGIES.load(options.strategy)
     check_options(options)
     if options.strategy == "per-neuron" and (options.provers or options.resume is not None):
         raise ExactcompError("the per-neuron baseline runs no provers: --provers and --resume need the strategy "
                              "auto, network or bounds")
     get_formulation(options.formulation)   # unknown names fail here, before any work
     net = net.with_full_input()  # bounds, witnesses and MILPs read the whole input box
-    result = STRATEGIES[options.strategy](net, box, options, progress)
+    result = strategy(net, box, options, progress)
     return replace(result, options=options, valid_for=Validity.of(net, (box,), options.margin))

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from exactcomp.errors import ExactcompError
+from exactcomp.registry import Registry
 
 
 class ExecutorTimeout(Exception):
@@ -172,8 +173,12 @@ class RayExecutor:
 
 
 #: --executor name -> factory(workers, address).
-EXECUTORS = {"local": lambda workers, address=None: InProcess() if workers <= 1 else LocalPool(workers),
-             "ray": lambda workers, address=None: RayExecutor(workers, address)}
+def local_executor(workers: int, address=None):
+    """This process for one worker, else a pool of worker processes."""
+    return InProcess() if workers <= 1 else LocalPool(workers)
+
+
+EXECUTORS = Registry("executor", {"local": local_executor, "ray": RayExecutor})
 
 
 def get_executor(spec: str = "local", workers: int = 1):
@@ -182,5 +187,5 @@ def get_executor(spec: str = "local", workers: int = 1):
         return spec   # a user's own executor object
     name, address = ("ray", spec) if spec.startswith("ray://") else (spec, None)
     if name not in EXECUTORS:
-        raise ExactcompError(f"unknown executor '{spec}'; choose local, ray or ray://HOST:PORT")
-    return EXECUTORS[name](workers, address)
+        raise ExactcompError(f"unknown executor '{spec}'; choose {', '.join(EXECUTORS)} or ray://HOST:PORT")
+    return EXECUTORS.load(name)(workers, address)

@@ -15,19 +15,16 @@ rows for the model's objective; identity for plain big-M). :data:`REGISTRY` maps
 from exactcomp.formulations.bigm import build_bigm
 from exactcomp.formulations.ideal import BigM, IdealCuts, separate_ideal_cuts
 from exactcomp.formulations.milp import MILP
+from exactcomp.registry import Registry
 
-REGISTRY = {"bigm": BigM(), "bigm-ideal": IdealCuts()}
+REGISTRY = Registry("formulation", {"bigm": BigM(), "bigm-ideal": IdealCuts()})
 
 
 def get_formulation(name_or_formulation="bigm"):
     """A formulation by registry name, or a user's own object passed through unchanged."""
     if not isinstance(name_or_formulation, str):
         return name_or_formulation
-    if name_or_formulation not in REGISTRY:
-        from exactcomp.errors import ExactcompError
-
-        raise ExactcompError(f"unknown formulation '{name_or_formulation}'; available: {', '.join(REGISTRY)}")
-    return REGISTRY[name_or_formulation]
+    return REGISTRY.load(name_or_formulation)
 
 
 __all__ = ["MILP", "REGISTRY", "BigM", "IdealCuts", "build_bigm", "get_formulation", "separate_ideal_cuts"]

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Protocol
 
 import numpy as np
+
+from exactcomp.registry import Registry
 
 
 class SolveStatus(enum.Enum):
@@ -61,12 +62,12 @@ class Backend(Protocol):
 
 
 #: name -> "module:Class", imported lazily so optional libraries are loaded only when used.
-REGISTRY: dict[str, str] = {
+REGISTRY = Registry("solver", {
     "highs": "exactcomp.solvers.highs:HighsBackend",
     "scip": "exactcomp.solvers.scip:ScipBackend",
     "pyomo": "exactcomp.solvers.pyomo_backend:PyomoBackend",
     "ortools": "exactcomp.solvers.ortools_backend:OrtoolsBackend",
-}
+})
 
 
 def available() -> dict[str, str]:
@@ -74,10 +75,9 @@ def available() -> dict[str, str]:
     from exactcomp.errors import ExactcompError
 
     found = {}
-    for name, target in REGISTRY.items():
-        module, cls = target.split(":")
+    for name in REGISTRY:
         try:
-            found[name] = getattr(import_module(module), cls).version()
+            found[name] = REGISTRY.load(name).version()
         except (ExactcompError, ImportError) as exc:
             found[name] = f"unavailable: {exc}"
     return found
@@ -91,13 +91,8 @@ def get_solver(name_or_backend="highs", **options):
     """
     if not isinstance(name_or_backend, str):
         return name_or_backend
-    from exactcomp.errors import ExactcompError
-
     name, _, inner = name_or_backend.partition(":")
-    if name not in REGISTRY:
-        raise ExactcompError(f"unknown solver '{name}'; available: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[name].split(":")
-    backend = getattr(import_module(module), cls)
+    backend = REGISTRY.load(name)
     if inner:
         return backend(solver=inner, **options)
     return backend(**options)

@@ -21,7 +21,7 @@ SOURCES = {"exactcomp": "exactcomp", "formulations": "exactcomp.formulations", "
 #: stage of each module or package (longest prefix wins); a module may import its own stage or lower ones.
 #: ir < io, bounds < witnesses, provers, bab < rewrite < verify < pipeline < api < cli (issue 22).
 STAGES = {
-    "exactcomp.errors": 0, "exactcomp.interrupts": 0, "exactcomp.version": 0,
+    "exactcomp.errors": 0, "exactcomp.interrupts": 0, "exactcomp.version": 0, "exactcomp.registry": 0,
     "exactcomp.ir": 1,
     "exactcomp.domain": 2, "exactcomp.domains": 2, "exactcomp.validity": 2, "exactcomp.results": 2,
     "exactcomp.options": 2, "exactcomp.executors": 2, "exactcomp.formulations": 2, "exactcomp.solvers": 2,
@@ -177,3 +177,27 @@ def test_no_long_modules_or_functions_beyond_the_listed_debts(limit, debts, find
     over = set().union(*(find(m, p) for m, p in MODULES.items()))
     assert over - debts == set(), f"over {limit} lines: split them"
     assert debts - over == set(), "paid debts: remove them from the list"
+
+
+def test_every_plug_in_point_is_one_kind_of_registry():
+    """One registry style (issue 22): names -> objects or lazy 'module:attr', one error for unknown names."""
+    import exactcomp.executors
+    import exactcomp.formulations
+    import exactcomp.provers
+    import exactcomp.solvers
+    from exactcomp.analysis import STRATEGIES
+    from exactcomp.errors import ExactcompError
+    from exactcomp.finetune.scores import SCORES
+    from exactcomp.registry import Registry
+
+    registries = [exactcomp.solvers.REGISTRY, exactcomp.formulations.REGISTRY, exactcomp.provers.PROVERS,
+                  exactcomp.executors.EXECUTORS, STRATEGIES, SCORES]
+    for registry in registries:
+        assert type(registry) is Registry and registry.kind
+        for name in registry:
+            if registry is not exactcomp.solvers.REGISTRY:    # optional libraries may be missing here
+                assert registry.load(name) is not None
+        with pytest.raises(ExactcompError, match=f"unknown {registry.kind} 'nope'; available: {next(iter(registry))}"):
+            registry.load("nope")
+    mine = Registry("thing", {"path": "os.path:join", "obj": len})
+    assert mine.load("path")("a", "b") == str(Path("a") / "b") and mine.load("obj") is len

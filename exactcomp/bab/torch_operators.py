@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from exactcomp.ir.conv import Conv
+from exactcomp.ir.maxpool import PoolCarry, PoolLevel
+from exactcomp.ir.network import Dense
+from exactcomp.ir.pool import Pooled
+from exactcomp.ir.select import Selected
+from exactcomp.ir.skip import Embed, Shift
+
 
 class TorchDense:
     """A dense layer as the engine's linear operator: its bias ``b`` and ``λ ↦ λ W`` on a batch."""
@@ -151,15 +158,14 @@ class TorchSelected:
         return mu.new_zeros((*mu.shape[:-1], self.fan_in)).index_add(-1, self.index, mu)
 
 
-#: Layer type name -> its torch operator class (the plug-in point for convolutions and other affine ops).
-TORCH_OPERATORS = {"Dense": TorchDense, "Conv": TorchConv, "Embed": TorchEmbed, "Pooled": TorchPooled,
-                   "PoolLevel": _torch_pool_level, "PoolCarry": TorchPoolCarry,
-                   "Shift": TorchShift, "Selected": TorchSelected}
+#: Layer type -> its torch operator class (the plug-in point for convolutions and other affine ops).
+TORCH_OPERATORS = {Dense: TorchDense, Conv: TorchConv, Embed: TorchEmbed, Pooled: TorchPooled,
+                   PoolLevel: _torch_pool_level, PoolCarry: TorchPoolCarry, Shift: TorchShift, Selected: TorchSelected}
 
 
 def torch_operator(layer, device):
-    """The torch linear operator of a network layer (:data:`TORCH_OPERATORS`)."""
-    kind = type(layer).__name__
-    if kind not in TORCH_OPERATORS:
-        raise TypeError(f"branch and bound has no torch operator for layer type {kind}")
-    return TORCH_OPERATORS[kind](layer, device)
+    """The torch linear operator of a network layer (:data:`TORCH_OPERATORS`, by exact type)."""
+    make = TORCH_OPERATORS.get(type(layer))
+    if make is None:
+        raise TypeError(f"branch and bound has no torch operator for layer type {type(layer).__name__}")
+    return make(layer, device)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from exactcomp.registry import Registry
+
 
 def logit_change_scores(graph, X: torch.Tensor, batch: int = 128, rows: int = 2048) -> dict:
     """``{relu node: score per unit}`` as the module doc says, over the first ``rows`` rows of ``X``."""
@@ -43,4 +45,4 @@ def magnitude_scores(graph, X: torch.Tensor, batch: int = 128, rows: int = 2048)
     return scores(graph, X[:rows])
 
 
-SCORES = {"logit_change": logit_change_scores, "magnitude": magnitude_scores}
+SCORES = Registry("unit score", {"logit_change": logit_change_scores, "magnitude": magnitude_scores})

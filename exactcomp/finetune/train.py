@@ -195,7 +195,7 @@ def _play_round(run, options, record, masks_units, fraction, context, floor: flo
 def _give_up(graph, masks, units, fraction, options, run) -> None:
     """Mask the units of lowest score until ``fraction`` of each ReLU node's units are given up."""
     graph.masks = masks
-    scores = SCORES[options.score](graph, run.X[run.train], options.batch)
+    scores = SCORES.load(options.score)(graph, run.X[run.train], options.batch)
     for name in graph.relu_names:
         alive = np.flatnonzero(masks[name].cpu().numpy() > 0)
         target = min(int(fraction * units[name]), units[name] - 1)

@@ -11,16 +11,17 @@ A *prover* decides open questions about neurons. Protocol (see :mod:`exactcomp.p
   :class:`~exactcomp.provers.state.OutOfTime` (via ``state.remaining()``) or let ``KeyboardInterrupt``
   through: what was applied stays.
 
-:data:`PROVERS` maps names to ``"module:Class"`` (imported lazily); :func:`get_prover` also accepts
+:data:`PROVERS` (a :class:`~exactcomp.registry.Registry`) maps names to ``"module:Class"`` (imported lazily);
+:func:`get_prover` also accepts
 your own object. A schedule is a list of provers run from cheap to expensive
 (``AnalysisOptions.provers`` / ``--provers``); :data:`SCHEDULES` gives each strategy's default.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from exactcomp.registry import Registry
 
-PROVERS: dict[str, str] = {
+PROVERS = Registry("prover", {
     "bounds": "exactcomp.provers.screening:BoundsProver",
     "witnesses": "exactcomp.provers.screening:WitnessProver",
     "lp": "exactcomp.provers.lp:LpTightening",
@@ -32,7 +33,7 @@ PROVERS: dict[str, str] = {
     "input-split": "exactcomp.provers.input_split:InputSplit",
     "region-walk": "exactcomp.provers.walk:RegionWalk",
     "resume": "exactcomp.provers.resumed:ResumedProofs",
-}
+})
 
 #: strategy -> its schedule (``per-neuron``, the CPAIOR 2020 baseline, is not a schedule).
 SCHEDULES: dict[str, tuple[str, ...]] = {
@@ -46,9 +47,4 @@ def get_prover(name_or_prover):
     """A prover by registry name, or a user's own object (anything with ``name`` and ``run``) as it is."""
     if not isinstance(name_or_prover, str):
         return name_or_prover
-    from exactcomp.errors import ExactcompError
-
-    if name_or_prover not in PROVERS:
-        raise ExactcompError(f"unknown prover '{name_or_prover}'; available: {', '.join(PROVERS)}")
-    module, cls = PROVERS[name_or_prover].split(":")
-    return getattr(import_module(module), cls)()
+    return PROVERS.load(name_or_prover)()
