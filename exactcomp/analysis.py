@@ -30,8 +30,6 @@ from exactcomp.provers.screening import decide_by_bounds
 from exactcomp.registry import Registry
 from exactcomp.results import UNTIMED_PHASES, Analysis, LayerAnalysis, Status, assemble
 
-_check_numbers = check_options   # the earlier name
-
 __all__ = ["DEFAULT_JOBS", "DEFAULT_MARGIN", "DEFAULT_TIME_LIMIT", "STRATEGIES", "UNTIMED_PHASES", "Analysis",
            "AnalysisOptions", "LayerAnalysis", "Status", "analyze", "assemble", "check_device", "check_options",
            "decide_by_bounds"]

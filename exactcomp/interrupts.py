@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from importlib import _bootstrap, import_module
 
 #: signal: the last interrupt seen; count: interrupts seen; deferring: depth of :func:`deferred`;
-#: pending: an interrupt held until the main thread's import is over (see :func:`_handler`).
+#: pending: an interrupt held until the main thread's import is over (see :func:`interrupt_handler`).
 _state = {"signal": None, "count": 0, "deferring": 0, "pending": None}
 #: The frame of every import of a module not loaded yet (``import``, ``__import__``, ``import_module``).
 _IMPORT_CODE = getattr(getattr(_bootstrap, "_find_and_load", None), "__code__", None)   # CPython 3.11-3.14
@@ -54,7 +54,7 @@ def signal_name(signum: int | None) -> str:
     return {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}.get(signum, "an interrupt")
 
 
-def _handler(signum, frame):
+def interrupt_handler(signum, frame):
     _state["signal"] = signum
     _state["count"] += 1
     if _state["deferring"]:
@@ -81,7 +81,7 @@ def _hold_until_imported(signum: int) -> None:
 
     A watcher thread (a bare one: the main thread, interrupted anywhere, may hold ``threading``'s
     locks) looks at the main thread's stack every few milliseconds; once no import is on it, it
-    delivers the signal again (:func:`_thread.interrupt_main`), to :func:`_handler` if that is still
+    delivers the signal again (:func:`_thread.interrupt_main`), to :func:`interrupt_handler` if that is still
     installed, which now raises. An interrupt that finds the main thread importing again is held again.
     """
     first = _state["pending"] is None
@@ -99,7 +99,7 @@ def _deliver_after_import(main_ident: int) -> None:
         if not _importing(sys._current_frames().get(main_ident)):
             break
     _state["pending"] = None
-    if signal.getsignal(signum) is _handler:
+    if signal.getsignal(signum) is interrupt_handler:
         _thread.interrupt_main(signum)
 
 
@@ -129,7 +129,7 @@ def handle_interrupts():
         yield
         return
     _state.update(signal=_state["pending"], deferring=0)   # an interrupt held in an import is still to come
-    previous = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, interrupt_handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -38,11 +38,11 @@ def network_sha256(network) -> str:
     free-form ``metadata`` is left out. The network is taken as :meth:`Network.with_full_input`, so a
     network and its full-input form hash alike."""
     digest = hashlib.sha256()
-    _feed(digest, dataclasses.replace(network.with_full_input(), metadata={}))
+    feed_digest(digest, dataclasses.replace(network.with_full_input(), metadata={}))
     return digest.hexdigest()
 
 
-def _feed(digest, value) -> None:
+def feed_digest(digest, value) -> None:
     """Hash ``value`` recursively and unambiguously (type tags, lengths), arrays by their bytes."""
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
@@ -54,20 +54,20 @@ def _feed(digest, value) -> None:
         canonical.sort_indices()
         digest.update(f"S{canonical.shape}".encode())   # "S(" never begins a scalar tag
         for part in (canonical.indptr.astype(np.int64), canonical.indices.astype(np.int64), canonical.data):
-            _feed(digest, np.asarray(part))
+            feed_digest(digest, np.asarray(part))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         digest.update(f"D{type(value).__qualname__}(".encode())
         for f in dataclasses.fields(value):
             digest.update(f.name.encode() + b"=")
-            _feed(digest, getattr(value, f.name))
+            feed_digest(digest, getattr(value, f.name))
         digest.update(b")")
     elif isinstance(value, (list, tuple)):
         digest.update(f"L{len(value)}[".encode())
         for item in value:
-            _feed(digest, item)
+            feed_digest(digest, item)
         digest.update(b"]")
     elif isinstance(value, dict):
-        _feed(digest, sorted(((str(k), v) for k, v in value.items()), key=lambda kv: kv[0]))
+        feed_digest(digest, sorted(((str(k), v) for k, v in value.items()), key=lambda kv: kv[0]))
     elif isinstance(value, (bytes, bytearray)):
         digest.update(f"B{len(value)}:".encode() + bytes(value))
     elif isinstance(value, enum.Enum):
@@ -76,7 +76,7 @@ def _feed(digest, value) -> None:
         digest.update(f"S{type(value).__name__}:{value!r};".encode())
     else:   # an op that is no dataclass: its attributes, less the values its cached properties derive from them
         derived = {name for name in vars(value) if isinstance(getattr(type(value), name, None), functools.cached_property)}
-        _feed(digest, {"__class__": type(value).__qualname__,
+        feed_digest(digest, {"__class__": type(value).__qualname__,
                        **{k: v for k, v in vars(value).items() if k not in derived}})
 
 

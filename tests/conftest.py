@@ -143,7 +143,7 @@ def assert_engine_matches_split_bound(net, box, targets, subdomains: int = 4, se
     phases of unstable neurons, α, β) for each target ``(k, t, σ)``: two independent implementations."""
     import torch
 
-    from exactcomp.bab.engine import _Engine
+    from exactcomp.bab.torch_bound import BoundEngine
     from exactcomp.bab.split_bounds import phases_of, split_bound
     from exactcomp.bounds import compute_bounds
 
@@ -155,7 +155,7 @@ def assert_engine_matches_split_bound(net, box, targets, subdomains: int = 4, se
     beta = [rng.uniform(0, 1, size=(subdomains, lo.size)) for lo, _ in bounds[:k]]
     for target in targets:
         j = target[0]
-        engine = _Engine(net, box, bounds, target)
+        engine = BoundEngine(net, box, bounds, target)
         got, _, _ = engine.bound([torch.as_tensor(s) for s in splits[:j]], [torch.as_tensor(a) for a in alpha[:j]],
                                  [torch.as_tensor(b) for b in beta[:j]])
         expected = split_bound(net, box, bounds, target, splits[:j], alpha[:j], beta[:j])

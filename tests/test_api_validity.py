@@ -195,11 +195,11 @@ def test_network_hash_sees_sparse_values_not_their_storage():
 
     import scipy.sparse as sp
 
-    from exactcomp.validity import _feed
+    from exactcomp.validity import feed_digest
 
     def digest(value):
         h = hashlib.sha256()
-        _feed(h, value)
+        feed_digest(h, value)
         return h.hexdigest()
 
     dense = np.array([[0.0, 2.0, 3.0], [4.0, 0.0, 0.0]])

@@ -123,7 +123,7 @@ def test_max_pooling_network_bounds_on_cuda_match_cpu():
     """The torch operators of max-pooling comparisons and carries (index scatters) on the GPU."""
     from .conftest import assert_engine_matches_split_bound
     from .test_maxpool import _raised_network
-    from exactcomp.bab.engine import _Engine
+    from exactcomp.bab.torch_bound import BoundEngine
     from exactcomp.ir.lowering import lower_max_pools
     import torch
 
@@ -134,7 +134,7 @@ def test_max_pooling_network_bounds_on_cuda_match_cpu():
     assert_engine_matches_split_bound(net, box, [(last, 0, 1.0)])
     results = {}
     for device in ("cpu", "cuda"):
-        engine = _Engine(net, box, bounds, (last, 0, 1.0), device=device)
+        engine = BoundEngine(net, box, bounds, (last, 0, 1.0), device=device)
         splits = [torch.zeros((2, lo.size), dtype=torch.int64, device=device) for lo, _ in bounds[:last]]
         alpha = [torch.full((2, lo.size), 0.5, dtype=torch.float64, device=device) for lo, _ in bounds[:last]]
         beta = [torch.zeros((2, lo.size), dtype=torch.float64, device=device) for lo, _ in bounds[:last]]

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from exactcomp.cli.main import _parser
+from exactcomp.cli.main import build_parser
 from exactcomp.solvers import available
 
 from .conftest import onnx_mlp, random_weights, tiny_model_folder
@@ -139,7 +139,7 @@ def test_solver_log_goes_to_stderr(work):
 
 
 def test_help_documents_every_argument_and_the_exit_codes():
-    parser = _parser()
+    parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in sub.choices.items():
         for action in command._actions:

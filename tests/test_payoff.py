@@ -327,3 +327,46 @@ def test_progress_notes_show_the_size_so_far():
     sizes = {f"{size:,} params" for _, size in result.analysis.sizes}
     proving = [note for name, note in notes.seen if name not in ("bounds", "random points", "witness search")]
     assert proving and all(any(s in note for s in sizes) for note in proving)
+
+
+@pytest.mark.parametrize("kind,seed", [("conv", 0), ("dense", 2), ("mlp", 4)])
+def test_worth_is_the_share_of_what_deciding_the_group_buys(kind, seed):
+    from exactcomp.rewrite.payoff import assess
+
+    rng = np.random.default_rng(seed)
+    net = random_network([6, 9, 7, 3], seed) if kind == "mlp" else _cnn(seed, kind)
+    box = Box(np.zeros(net.input_size), np.ones(net.input_size))
+    statuses, open_, inactive = _random_state(net, rng)
+    a = assess(net, box, statuses, open_, inactive)
+    for k in range(len(net.hidden)):
+        assert np.all(a.worth[k][~a.needed[k]] == 0) and np.all(a.worth[k][a.needed[k]] > 0)
+        for j in np.flatnonzero(a.needed[k]):
+            alone = _forced_payoff(net, box, statuses, open_, inactive, k, j)
+            assert alone <= a.worth[k][j] * a.needed[k].sum() + 1e-9     # a group buys at least what one of it does
+
+
+def test_the_portfolio_proves_what_is_worth_most_first_with_the_larger_share(monkeypatch):
+    import exactcomp.provers.portfolio as portfolio
+    from exactcomp.provers.state import ProofState
+
+    seen = []
+
+    def record(state, checks, c, seconds, has_torch, final=True):
+        seen.append((c.layer, c.neuron, seconds))
+        yield from ()
+
+    monkeypatch.setattr(portfolio, "race", record)
+    monkeypatch.setattr(ProofState, "worth", lambda self, c: 1.0 + c.neuron % 3)   # a stand-in payoff
+    net = random_network([4, 8, 8, 2], 5)
+    box = Box(np.zeros(4), np.ones(4))
+    exactcomp.analyze(net, box, time_limit=60, provers=("bounds", "portfolio"))
+    first_round = []
+    for layer, j, seconds in seen:
+        if (layer, j) in {(a, b) for a, b, _ in first_round}:
+            break
+        first_round.append((layer, j, seconds))
+    order = [(layer, -(1.0 + j % 3)) for layer, j, _ in first_round]
+    assert len(first_round) >= 3 and order == sorted(order)      # layer by layer, worth most first
+    worth = [1.0 + j % 3 for _, j, _ in first_round]
+    left = first_round[-1][2]                                     # the last one gets all that is left
+    assert len(set(worth)) > 1 and first_round[0][2] == pytest.approx(left * worth[0] / sum(worth), rel=0.01)

@@ -62,13 +62,13 @@ for value in (-1, 2.5, True, "5", {MAX_RANDOM_POINTS + 1}, 10 ** 12):
 
 
 def test_the_limit_itself_is_accepted_by_the_parser_and_the_api(work):
-    from exactcomp.analysis import _check_numbers
-    from exactcomp.cli.main import _parser
+    from exactcomp.options import check_options
+    from exactcomp.cli.main import build_parser
 
-    args = _parser().parse_args(["verify", "a.onnx", "b.onnx", "--domain", "box.json",
+    args = build_parser().parse_args(["verify", "a.onnx", "b.onnx", "--domain", "box.json",
                                  "--random-points", str(MAX_RANDOM_POINTS)])
     assert args.random_points == MAX_RANDOM_POINTS
-    _check_numbers(exactcomp.AnalysisOptions(random_points=MAX_RANDOM_POINTS))
-    _check_numbers(exactcomp.AnalysisOptions(random_points=np.int64(0)))
+    check_options(exactcomp.AnalysisOptions(random_points=MAX_RANDOM_POINTS))
+    check_options(exactcomp.AnalysisOptions(random_points=np.int64(0)))
     check = exactcomp.verify(work / "model.onnx", work / "model.onnx", work / "box.json", random_points=0)
     assert check.passed and check.random_points == 0

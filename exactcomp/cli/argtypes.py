@@ -11,7 +11,7 @@ import math
 MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10_000_000
 
 
-def _number(cast, low, high=None, low_open: bool = False):
+def number_type(cast, low, high=None, low_open: bool = False):
     """An argparse type: ``cast(text)``, finite, ``low <= value`` (``<`` when ``low_open``), ``<= high``."""
     kind = "an integer" if cast is int else "a number"
 
@@ -31,15 +31,15 @@ def _number(cast, low, high=None, low_open: bool = False):
     return parse
 
 
-_seconds = _number(float, 0.0, low_open=True)
+seconds_type = number_type(float, 0.0, low_open=True)
 
 
-def _time_limit(text: str):
+def time_limit_type(text: str):
     """Seconds (> 0, finite) or ``none`` for no limit."""
-    return None if text.strip().lower() == "none" else _seconds(text)
+    return None if text.strip().lower() == "none" else seconds_type(text)
 
 
-def _prover_list(text: str) -> tuple:
+def prover_list_type(text: str) -> tuple:
     from exactcomp.provers import PROVERS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
@@ -50,28 +50,28 @@ def _prover_list(text: str) -> tuple:
     return names
 
 
-def _count(text: str) -> int:
+def count_type(text: str) -> int:
     """A count of random points: an integer from 0 to MAX_COUNT."""
-    value = _number(int, 0)(text)
+    value = number_type(int, 0)(text)
     if value > MAX_COUNT:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_COUNT:,} (points are drawn and run in batches; "
                                          f"10 million already take minutes), got {text}")
     return value
 
 
-_seed = _number(int, 0, 2 ** 63 - 1)
-_tolerance = _number(float, 0.0)
+seed_type = number_type(int, 0, 2 ** 63 - 1)
+tolerance_type = number_type(float, 0.0)
 
 
-def _executor(text: str) -> str:
+def executor_type(text: str) -> str:
     if text in ("local", "ray") or (text.startswith("ray://") and len(text) > len("ray://")):
         return text
     raise argparse.ArgumentTypeError(f"'{text}': choose local, ray or ray://HOST:PORT")
 
 
-def _fraction(text: str) -> float:
+def fraction_type(text: str) -> float:
     """A fraction in [0, 1): ``0.005`` or ``0.5%``."""
-    value = (_number(float, 0.0, 100.0)(text[:-1]) / 100.0) if text.strip().endswith("%") else _number(float, 0.0)(text)
+    value = (number_type(float, 0.0, 100.0)(text[:-1]) / 100.0) if text.strip().endswith("%") else number_type(float, 0.0)(text)
     if value >= 1.0:
         raise argparse.ArgumentTypeError(f"must be a fraction below 1 (0.005 or 0.5%), got {text}")
     return value

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from exactcomp.cli.argtypes import (MAX_COUNT, MAX_JOBS, MAX_MARGIN, MAX_THREADS, _count, _executor, _fraction, _number,
-                                    _prover_list, _seed, _time_limit, _tolerance)
+from exactcomp.cli.argtypes import (MAX_COUNT, MAX_JOBS, MAX_MARGIN, MAX_THREADS, count_type, executor_type, fraction_type, number_type,
+                                    prover_list_type, seed_type, time_limit_type, tolerance_type)
 
 __all__ = ["EXIT_CODES", "MAX_COUNT", "entry", "main"]
 
@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from exactcomp.analysis import STRATEGIES
     from exactcomp.options import DEFAULT_TIME_LIMIT
     from exactcomp.formulations import REGISTRY as FORMULATIONS
@@ -67,31 +67,31 @@ def _parser() -> argparse.ArgumentParser:
                         "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: the slow "
                         "CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
                         "bounds: bounds and witnesses only")
-    c.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+    c.add_argument("--time-limit", type=time_limit_type, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
                    help=f"budget of the proof phases (after bounds and witness search) for the whole run, shared by "
                         f"the boxes of a union, default {DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not "
                         "decided in time are unknown and kept")
     c.add_argument("--complete", action="store_true",
                    help="decide every neuron the budget allows, also those whose decision cannot change the written "
                         "model (by default they are skipped and reported not_needed; the written model is the same)")
-    c.add_argument("--min-gain", type=_fraction, metavar="F",
+    c.add_argument("--min-gain", type=fraction_type, metavar="F",
                    help="stop proving once all the undecided neurons together could remove less than this fraction "
                         "of the parameters (default 0.005, also written 0.5%%; 0 tries everything the budget allows); "
                         "they stay unknown with reason low_gain and the summary bounds what was left")
     c.add_argument("--resume", type=Path, metavar="REPORT",
                    help="continue from an earlier --report of the same model, domain and margin (checked by "
                         "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")
-    c.add_argument("--provers", type=_prover_list, metavar="LIST",
+    c.add_argument("--provers", type=prover_list_type, metavar="LIST",
                    help="comma-separated schedule of provers replacing the strategy's, e.g. "
                         "bounds,witnesses,lp,bab,milp (see the README)")
     c.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
                         "a GPU; proofs are re-checked in float64 on the CPU either way)")
-    c.add_argument("--executor", default="local", type=_executor, metavar="WHERE",
+    c.add_argument("--executor", default="local", type=executor_type, metavar="WHERE",
                    help="where the per-neuron proofs run: local (default: this process, or a process pool with "
                         "--workers > 1), ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster; needs "
                         "pip install 'exactcomp[ray]')")
-    c.add_argument("--workers", type=_number(int, 1, MAX_JOBS), default=1, metavar="N",
+    c.add_argument("--workers", type=number_type(int, 1, MAX_JOBS), default=1, metavar="N",
                    help=f"proof work units run at once with --executor local, 1 to {MAX_JOBS} (default 1); "
                         "Ray uses the cluster's CPUs")
     c.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
@@ -103,18 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--formulation", choices=list(FORMULATIONS), default="bigm",
                    help="MILP formulation: bigm (default) or bigm-ideal (big-M plus Anderson et al. 2020 ideal "
                         "cuts separated at the root of each per-neuron MILP)")
-    c.add_argument("--threads", type=_number(int, 1, MAX_THREADS), metavar="N",
+    c.add_argument("--threads", type=number_type(int, 1, MAX_THREADS), metavar="N",
                    help=f"solver threads, 1 to {MAX_THREADS} (default: the solver's choice)")
-    c.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N",
+    c.add_argument("--jobs", type=number_type(int, 1, MAX_JOBS), metavar="N",
                    help=f"per-neuron MILPs solved at once, 1 to {MAX_JOBS} (default: CPU cores, at most 4)")
-    c.add_argument("--margin", type=_number(float, 0.0, MAX_MARGIN, low_open=True), default=None, metavar="TAU",
+    c.add_argument("--margin", type=number_type(float, 0.0, MAX_MARGIN, low_open=True), default=None, metavar="TAU",
                    help="safety margin τ of LP/MILP proofs, in (0, 1]: stable means |g| >= τ proven (default 1e-4)")
     c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
-    c.add_argument("--random-points", type=_count, default=2048, metavar="N",
+    c.add_argument("--random-points", type=count_type, default=2048, metavar="N",
                    help="random points for the witness search, evaluated in batches (default 2048)")
-    c.add_argument("--gradient-steps", type=_number(int, 0, 10 ** 6), default=40, metavar="N",
+    c.add_argument("--gradient-steps", type=number_type(int, 0, 10 ** 6), default=40, metavar="N",
                    help="steps per gradient restart of the witness search, 0 to 1e6 (default 40)")
-    c.add_argument("--seed", type=_seed, default=0, help="random seed, >= 0 (default 0)")
+    c.add_argument("--seed", type=seed_type, default=0, help="random seed, >= 0 (default 0)")
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
     c.add_argument("--quiet", "-q", action="store_true",
                    help="no progress display and no per-layer table: only the summary lines (with --json: only the "
@@ -132,13 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--points", type=Path, action="append", default=[], metavar="NPY",
                    help=".npy of extra points (repeatable); COMPRESSED's stored witnesses (.witnesses.npy written "
                         "by compress for that very model) are added when present")
-    v.add_argument("--random-points", type=_count, default=1000, metavar="N",
+    v.add_argument("--random-points", type=count_type, default=1000, metavar="N",
                    help="uniform random points of the domain, evaluated in batches (default 1000)")
-    v.add_argument("--rtol", type=_tolerance, default=None,
+    v.add_argument("--rtol", type=tolerance_type, default=None,
                    help=f"relative tolerance, finite and >= 0 (default by compute type, atol/rtol: {tol})")
-    v.add_argument("--atol", type=_tolerance, default=None,
+    v.add_argument("--atol", type=tolerance_type, default=None,
                    help="absolute tolerance, scaled by max(1, max|original|); finite and >= 0 (default by compute type)")
-    v.add_argument("--seed", type=_seed, default=0, help="random seed of the points, >= 0 (default 0)")
+    v.add_argument("--seed", type=seed_type, default=0, help="random seed of the points, >= 0 (default 0)")
     v.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
                    help="where onnxruntime runs both models: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -154,22 +154,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", default="auto", help="comma-separated strategies (default auto)")
     b.add_argument("--solver", default="highs", help="comma-separated solvers (default highs)")
     b.add_argument("--formulation", default="bigm", help="comma-separated formulations (default bigm)")
-    b.add_argument("--time-limit", type=_time_limit, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
+    b.add_argument("--time-limit", type=time_limit_type, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
                    help=f"per run, for the proof phases (default {DEFAULT_TIME_LIMIT:g}; 'none': no limit)")
-    b.add_argument("--jobs", type=_number(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
-    b.add_argument("--executor", default="local", type=_executor, metavar="WHERE",
+    b.add_argument("--jobs", type=number_type(int, 1, MAX_JOBS), metavar="N", help="per-neuron MILPs solved at once")
+    b.add_argument("--executor", default="local", type=executor_type, metavar="WHERE",
                    help="where the grid cells run: local (default; a process pool with --workers > 1), ray or "
                         "ray://HOST:PORT")
-    b.add_argument("--workers", type=_number(int, 1, MAX_JOBS), default=1, metavar="N",
+    b.add_argument("--workers", type=number_type(int, 1, MAX_JOBS), default=1, metavar="N",
                    help="grid cells run at once with --executor local (default 1)")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     from exactcomp.cli import domain_cmd
 
-    domain_cmd.add_parser(sub, EXIT_CODES, _number)
+    domain_cmd.add_parser(sub, EXIT_CODES, number_type)
     from exactcomp.cli import stabilize_cmd
 
-    stabilize_cmd.add_parser(sub, EXIT_CODES, _number, _time_limit)
+    stabilize_cmd.add_parser(sub, EXIT_CODES, number_type, time_limit_type)
     s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
     s.add_argument("--json", action="store_true", help="print the list as JSON")
     return p
@@ -195,7 +195,7 @@ def main(argv=None, *, process: bool = False) -> int:
             import_quietly(*STARTUP_LIBRARIES)   # native libraries first, never interrupted half-way
             from exactcomp.cli.commands import COMMANDS
 
-            args = _parser().parse_args(argv)
+            args = build_parser().parse_args(argv)
             import_quietly(*command_libraries(args))
             if process:
                 from exactcomp.solvers.quiet import redirect_native_stdout
@@ -237,10 +237,10 @@ def entry() -> None:
     """The ``exactcomp`` console script."""
     import signal
 
-    from exactcomp.cli.signals import _handler, finished   # first thing: Ctrl-C and SIGTERM never print a traceback
+    from exactcomp.cli.signals import finished, interrupt_handler   # first thing: Ctrl-C and SIGTERM never print a traceback
 
     for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, _handler)
+        signal.signal(s, interrupt_handler)
     code = None
     try:
         code = main(sys.argv[1:], process=True)

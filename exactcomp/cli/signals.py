@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from exactcomp.interrupts import (_handler, deferred, finished, handle_interrupts, held, import_quietly,
+from exactcomp.interrupts import (interrupt_handler, deferred, finished, handle_interrupts, held, import_quietly,
                                   received, signal_name)
 
-__all__ = ["COMMAND_LIBRARIES", "STARTUP_LIBRARIES", "_handler", "command_libraries", "deferred", "finished",
+__all__ = ["COMMAND_LIBRARIES", "STARTUP_LIBRARIES", "interrupt_handler", "command_libraries", "deferred", "finished",
            "handle_interrupts", "held", "import_quietly", "received", "signal_name"]
 
 #: The native libraries the command line imports before any command's work (the parser needs them).
@@ -14,7 +14,7 @@ STARTUP_LIBRARIES = ("numpy", "scipy.sparse")
 #: Those a command always loads before its work starts (model import, domain checks, verification).
 #: Libraries needed only by some runs (highspy, scipy.optimize, torch for branch and bound, the other
 #: solvers, matplotlib, onnx for ``domain --model``) are loaded when the work needs them, under the
-#: handler's import guard (:func:`_handler`).
+#: handler's import guard (:func:`interrupt_handler`).
 COMMAND_LIBRARIES = {
     "compress": ("scipy.linalg", "onnx", "onnxruntime"),
     "verify": ("scipy.linalg", "onnx", "onnxruntime"),

@@ -36,8 +36,8 @@ from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.pool import Pooled
 from exactcomp.ir.select import Selected
 from exactcomp.ir.skip import Shift
-from exactcomp.io.onnx_nodes import (_PREFIX, _GraphBuilder, _conv_node, _flat, _max_pool_node, _pooled_nodes,
-                                     _selected_nodes, _shift_nodes, _skip_node)
+from exactcomp.io.onnx_nodes import (NAME_PREFIX, GraphBuilder, conv_node, flat_node, max_pool_node, pooled_nodes,
+                                     selected_nodes, shift_nodes, skip_node)
 
 #: Oldest default-domain opset the exported trunk is valid for (Gemm-7 broadcasts its bias).
 MIN_OPSET = 7
@@ -60,46 +60,46 @@ def _opset(net: Network) -> int:
     return dict(net.opsets).get("", dict(net.opsets).get("ai.onnx", onnx.defs.onnx_opset_version()))
 
 
-def _broadcast_bias(layer, h: str, b: _GraphBuilder, i: int, name: str, opset: int) -> str:
+def _broadcast_bias(layer, h: str, b: GraphBuilder, i: int, name: str, opset: int) -> str:
     """``(n, width)`` copies of the bias of the constant ``layer``, ``n`` the batch size of ``h``."""
-    batch = b.node("Gather", [b.node("Shape", [h], f"{_PREFIX}/layer{i}/shape"), b.const("zero_index", [0], np.int64)],
-                   f"{_PREFIX}/layer{i}/batch", axis=0)
+    batch = b.node("Gather", [b.node("Shape", [h], f"{NAME_PREFIX}/layer{i}/shape"), b.const("zero_index", [0], np.int64)],
+                   f"{NAME_PREFIX}/layer{i}/batch", axis=0)
     if opset >= 8:
         target = b.node("Concat", [batch, b.const(f"layer{i}/width", [layer.width], np.int64)],
-                        f"{_PREFIX}/layer{i}/target", axis=0)
+                        f"{NAME_PREFIX}/layer{i}/target", axis=0)
         return b.node("Expand", [b.const(f"layer{i}/bias", layer.b), target], name)
-    repeats = b.node("Concat", [batch, b.const("one", [1], np.int64)], f"{_PREFIX}/layer{i}/repeats", axis=0)
+    repeats = b.node("Concat", [batch, b.const("one", [1], np.int64)], f"{NAME_PREFIX}/layer{i}/repeats", axis=0)
     return b.node("Tile", [b.const(f"layer{i}/bias", layer.b[None, :]), repeats], name)
 
 
-def _add_skips(net: Network, i: int, h: str, image, posts: dict, b: _GraphBuilder) -> str:
+def _add_skips(net: Network, i: int, h: str, image, posts: dict, b: GraphBuilder) -> str:
     """``h`` (layer ``i``'s affine output) plus every skip connection into layer ``i``, in ``h``'s layout."""
     for n, skip in enumerate(net.skips_into(i)):
         tag = f"layer{i + 1}/skip{n}"
-        term, term_image = _skip_node(skip.op, posts[skip.source], b, tag)
+        term, term_image = skip_node(skip.op, posts[skip.source], b, tag)
         if image is None:
-            term = _flat(term, term_image, b, tag)
+            term = flat_node(term, term_image, b, tag)
         elif term_image is None:
-            term = b.node("Reshape", [term, b.const(f"{tag}/shape", [-1, *image], np.int64)], f"{_PREFIX}/{tag}/image")
-        h = b.node("Add", [h, term], f"{_PREFIX}/{tag}/add")
+            term = b.node("Reshape", [term, b.const(f"{tag}/shape", [-1, *image], np.int64)], f"{NAME_PREFIX}/{tag}/image")
+        h = b.node("Add", [h, term], f"{NAME_PREFIX}/{tag}/add")
     return h
 
 
-def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
+def _trunk_nodes(net: Network, b: GraphBuilder) -> None:
     opset = _opset(net)
-    h = b.node("Flatten", [net.input.name], f"{_PREFIX}/flatten", axis=1)
+    h = b.node("Flatten", [net.input.name], f"{NAME_PREFIX}/flatten", axis=1)
     if net.input.dtype != net.compute_dtype:
-        h = b.node("Cast", [h], f"{_PREFIX}/cast", to=_elem_type(net.compute_dtype))
+        h = b.node("Cast", [h], f"{NAME_PREFIX}/cast", to=_elem_type(net.compute_dtype))
     posts = {-1: (h, None)}   # post-activation tensors (name, image shape or None) that skips read
     if net.input_indices is not None and not net.layers[0].is_constant:
-        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{_PREFIX}/select", axis=1)
+        h = b.node("Gather", [h, b.const("input_indices", net.input_indices, np.int64)], f"{NAME_PREFIX}/select", axis=1)
     last = len(net.layers) - 1
     out_shape = net.trunk_output.shape
     image = None  # the (C, H, W) of h when it is a 4-D convolution output, else None (h is flat)
     for i, layer in enumerate(net.layers):
         final = i == last
         if isinstance(layer, MaxPoolLayer):   # reads a ReLU output; its own ReLU is the identity
-            h, image = _max_pool_node(layer.pool, h, image, b, f"layer{i + 1}"), tuple(layer.pool.out_shape)
+            h, image = max_pool_node(layer.pool, h, image, b, f"layer{i + 1}"), tuple(layer.pool.out_shape)
             posts[i] = (h, image)
             continue
         convolution = isinstance(layer, Conv) and not layer.is_constant
@@ -110,28 +110,28 @@ def _trunk_nodes(net: Network, b: _GraphBuilder) -> None:
         keeps_image = (convolution and tuple(layer.in_shape) == image and not layer.channels_last) or (
             isinstance(layer, Pooled) and tuple(layer.pool.in_shape) == image) or shift
         if image is not None and not keeps_image and not selected:
-            h, image = b.node("Flatten", [h], f"{_PREFIX}/layer{i}/flatten", axis=1), None
+            h, image = b.node("Flatten", [h], f"{NAME_PREFIX}/layer{i}/flatten", axis=1), None
         skips = net.skips_into(i)
         direct = final and not skips and not image_out and (
             tuple(out_shape) == (layer.out_shape if convolution else (layer.width,)))
-        name = net.trunk_output.name if direct else f"{_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
+        name = net.trunk_output.name if direct else f"{NAME_PREFIX}/layer{i + 1}/{'conv' if convolution else 'gemm'}"
         if layer.is_constant:
             h = _broadcast_bias(layer, h, b, i + 1, name, opset)
         elif convolution:
-            h, image = _conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
+            h, image = conv_node(layer, h, image is not None, b, f"layer{i + 1}", name), tuple(layer.out_shape)
         elif pooled:
-            h, image = _pooled_nodes(layer, h, image, b, f"layer{i + 1}", name)
+            h, image = pooled_nodes(layer, h, image, b, f"layer{i + 1}", name)
         elif shift:
-            h, image = _shift_nodes(layer, h, image, b, f"layer{i + 1}", name)
+            h, image = shift_nodes(layer, h, image, b, f"layer{i + 1}", name)
         elif selected:
-            h, image = _selected_nodes(layer, h, image, b, f"layer{i + 1}", name)
+            h, image = selected_nodes(layer, h, image, b, f"layer{i + 1}", name)
         else:
             h = b.node("Gemm", [h, b.const(f"layer{i + 1}/weight", layer.W), b.const(f"layer{i + 1}/bias", layer.b)],
                        name, transB=1)
         spatial = convolution or ((shift or selected or pooled) and image is not None)
         h = _add_skips(net, i, h, image if spatial else None, posts, b) if skips else h
         if not final:
-            h = b.node("Relu", [h], f"{_PREFIX}/layer{i + 1}/relu")
+            h = b.node("Relu", [h], f"{NAME_PREFIX}/layer{i + 1}/relu")
             posts[i] = (h, image if spatial else None)
         elif not direct:
             target = b.const("output_shape", [-1, *out_shape], np.int64)
@@ -144,7 +144,7 @@ def to_onnx(net: Network) -> onnx.ModelProto:
         raise ModelError(f"opset {_opset(net)} is older than {MIN_OPSET}, the oldest exactcomp can export "
                          "(and onnxruntime can run)")
     net = raise_max_pools(net)
-    builder = _GraphBuilder(net.compute_dtype)
+    builder = GraphBuilder(net.compute_dtype)
     _trunk_nodes(net, builder)
     nodes, inits = builder.nodes, builder.initializers
     outputs = [_value_info(o) for o in net.outputs]

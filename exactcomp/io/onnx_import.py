@@ -31,9 +31,10 @@ from exactcomp.errors import ModelError, UnsupportedOpError
 from exactcomp.ir.lowering import lower_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Network, TensorInfo
-from exactcomp.io.onnx_head import _build_head, _output_info, _stored_trunk_parameters
+from exactcomp.io.onnx_file import load_onnx_file
+from exactcomp.io.onnx_head import build_head, output_info, stored_trunk_parameters
 from exactcomp.io.onnx_ops import AffineOps
-from exactcomp.io.onnx_values import AFFINE_OPS, LAYER_OPS, _FLOAT_TYPES, _Affine, _Const, _dims, _identity, _node_label, _Opaque
+from exactcomp.io.onnx_values import AFFINE_OPS, LAYER_OPS, FLOAT_TYPES, Affine, Const, dims_of, sparse_identity, node_label, Opaque
 
 
 class _Tracer(AffineOps):
@@ -42,7 +43,7 @@ class _Tracer(AffineOps):
         self.graph = model.graph
         self.source = source
         self.values: dict[str, object] = {}
-        self.layers: list[_Affine] = []      # the pre-activation of each ReLU layer
+        self.layers: list[Affine] = []      # the pre-activation of each ReLU layer
         self.relu_nodes: list[str] = []      # the name (or output) of each layer's Relu node
         self.basis = 0
         self.pooled_bases: set[int] = set()  # bases that are max-pooling outputs (onnx_maxpool)
@@ -55,7 +56,7 @@ class _Tracer(AffineOps):
         raise cls(f"{self.source}: {message}")
 
     def fail_node(self, node, message: str, cls=ModelError):
-        self.fail(f"{_node_label(node, self.node_index)} (op {node.op_type}): {message}", cls)
+        self.fail(f"{node_label(node, self.node_index)} (op {node.op_type}): {message}", cls)
 
     # ---------------------------------------------------------------- inputs
     def read_input(self) -> TensorInfo:
@@ -65,25 +66,25 @@ class _Tracer(AffineOps):
             self.fail(f"expected exactly one graph input, found {len(inputs)} ({', '.join(i.name for i in inputs)})")
         info = inputs[0]
         tt = info.type.tensor_type
-        if tt.elem_type not in _FLOAT_TYPES:
+        if tt.elem_type not in FLOAT_TYPES:
             self.fail(f"input '{info.name}' has element type {onnx.TensorProto.DataType.Name(tt.elem_type)}; "
                       "only float, double and float16 inputs are supported")
-        dims = _dims(info, "N")
+        dims = dims_of(info, "N")
         if len(dims) < 2:
             self.fail(f"input '{info.name}' has shape {dims}; a leading batch axis plus at least one feature axis is required")
         shape = tuple(dims[1:])
         if not all(isinstance(d, int) and d > 0 for d in shape):
             self.fail(f"input '{info.name}' has non-fixed feature dimensions {dims[1:]}; only the batch axis may be dynamic")
-        dtype = _FLOAT_TYPES[tt.elem_type]
+        dtype = FLOAT_TYPES[tt.elem_type]
         n = int(np.prod(shape))
-        self.values[info.name] = _Affine({0: _identity(n)}, np.zeros(n), shape, dtype)
+        self.values[info.name] = Affine({0: sparse_identity(n)}, np.zeros(n), shape, dtype)
         self.basis_sizes = [n]   # entries of each basis: the input, then each ReLU layer
         return TensorInfo(info.name, shape, dtype, dims[0] if dims[0] not in ("", 0) else "N")
 
     def read_initializers(self):
         for init in self.graph.initializer:
             try:
-                self.values[init.name] = _Const(numpy_helper.to_array(init))
+                self.values[init.name] = Const(numpy_helper.to_array(init))
             except Exception as exc:  # noqa: BLE001 - onnx raises various types
                 self.fail(f"cannot read initializer '{init.name}': {exc}")
 
@@ -97,7 +98,7 @@ class _Tracer(AffineOps):
 
     def const(self, node, name: str, what: str) -> np.ndarray:
         value = self.get(node, name)
-        if not isinstance(value, _Const):
+        if not isinstance(value, Const):
             self.fail_node(node, f"{what} '{name}' must be a constant", UnsupportedOpError)
         arr = value.value
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -117,7 +118,7 @@ class _Tracer(AffineOps):
         model = helper.make_model(graph, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
         return ReferenceEvaluator(model).run(None, dict(zip(names, inputs)))
 
-    def relu(self, node, x: _Affine) -> _Affine:
+    def relu(self, node, x: Affine) -> Affine:
         if self.basis in self.pooled_bases and onnx_maxpool.is_basis_output(self, x):
             return x   # pooled ReLU outputs are >= 0
         self.layers.append(self.on_newest_basis(x))
@@ -125,9 +126,9 @@ class _Tracer(AffineOps):
         self.basis += 1
         n = x.c.size
         self.basis_sizes.append(n)
-        return _Affine({self.basis: _identity(n)}, np.zeros(n), x.shape, x.dtype)
+        return Affine({self.basis: sparse_identity(n)}, np.zeros(n), x.shape, x.dtype)
 
-    def on_newest_basis(self, x: _Affine) -> _Affine:
+    def on_newest_basis(self, x: Affine) -> Affine:
         """``x`` with a term on the newest basis: a value that does not read the previous ReLU (a parallel
         branch, e.g. the second tower of an Inception block) gets a zero term there, and everything it does
         read becomes a skip connection."""
@@ -135,7 +136,7 @@ class _Tracer(AffineOps):
             return x
         terms = dict(x.terms)
         terms[self.basis] = sp.csr_array((x.c.size, self.basis_sizes[self.basis]))
-        return _Affine(terms, x.c, x.shape, x.dtype, dict(x.convs))
+        return Affine(terms, x.c, x.shape, x.dtype, dict(x.convs))
 
     # ---------------------------------------------------------------- main loop
     def run_node(self, node):
@@ -146,11 +147,11 @@ class _Tracer(AffineOps):
         if pending:
             if node.op_type != "Relu":
                 self.fail_node(pending[0].node, f"max pooling of a pre-activation must be followed by Relu (it is read "
-                                                f"by {_node_label(node, self.node_index)}, op {node.op_type})",
+                                                f"by {node_label(node, self.node_index)}, op {node.op_type})",
                                UnsupportedOpError)
             self.values[node.output[0]] = onnx_maxpool.relu_of_pending(self, node, pending[0])
             return
-        opaque = [v for v in present if isinstance(v, _Opaque)]
+        opaque = [v for v in present if isinstance(v, Opaque)]
         if opaque:
             if node.op_type in LAYER_OPS:
                 origin = opaque[0].origin
@@ -159,14 +160,14 @@ class _Tracer(AffineOps):
                           f"supported trunk ops: {', '.join(AFFINE_OPS)}, Relu", UnsupportedOpError)
             self.set_opaque(node, opaque[0].origin)
             return
-        if all(isinstance(v, _Const) for v in present):
+        if all(isinstance(v, Const) for v in present):
             self.fold_constant(node, present)
             return
         if node.op_type == "Shape":
             x = present[0]
             full = np.array([1, *x.shape], dtype=np.int64)
             start, end = attrs.get("start", 0), attrs.get("end", None)
-            self.values[node.output[0]] = _Const(full[start:end], batch_dependent=True)
+            self.values[node.output[0]] = Const(full[start:end], batch_dependent=True)
             return
         if node.op_type == "Relu":
             self.values[node.output[0]] = self.relu(node, present[0])
@@ -177,7 +178,7 @@ class _Tracer(AffineOps):
         outs = self.op_affine(node, ins, attrs) if node.op_type in AFFINE_OPS else None
         if outs is None:  # first non-affine op: its affine inputs are trunk outputs
             for name, v in zip(node.input, ins):
-                if isinstance(v, _Affine):
+                if isinstance(v, Affine):
                     self.head_inputs.setdefault(name, self.node_index)
             self.set_opaque(node, node)
             return
@@ -189,7 +190,7 @@ class _Tracer(AffineOps):
         self.opaque_nodes.append(self.node_index)
         for name in node.output:
             if name:
-                self.values[name] = _Opaque(origin)
+                self.values[name] = Opaque(origin)
 
     def fold_constant(self, node, present):
         try:
@@ -199,7 +200,7 @@ class _Tracer(AffineOps):
             return
         dep = any(v.batch_dependent for v in present)
         for name, value in zip([o for o in node.output if o], results):
-            self.values[name] = _Const(np.asarray(value), batch_dependent=dep)
+            self.values[name] = Const(np.asarray(value), batch_dependent=dep)
 
     def run(self):
         for index, node in enumerate(self.graph.node):
@@ -207,29 +208,12 @@ class _Tracer(AffineOps):
             self.run_node(node)
 
 
-def _load_model(path: Path) -> onnx.ModelProto:
-    if not path.exists():
-        raise ModelError(f"{path}: no such file")
-    try:
-        model = onnx.load(str(path))
-    except FileNotFoundError as exc:
-        raise ModelError(f"{path}: external data file not found ({exc.filename or exc})") from None
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    try:
-        onnx.checker.check_model(str(path))
-    except Exception as exc:  # noqa: BLE001 - ValidationError and C++ errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: malformed ONNX model: {first}") from None
-    return model
-
-
 def import_model(model: onnx.ModelProto | str | Path, source: str | None = None) -> Network:
     """Import an ONNX ReLU MLP (a ``ModelProto`` or a path) into the layer-graph IR."""
     if not isinstance(model, onnx.ModelProto):
         path = Path(model)
         source = source or str(path)
-        model = _load_model(path)
+        model = load_onnx_file(path)
     source = source or "model"
     tracer = _Tracer(model, source)
     tracer.read_initializers()
@@ -242,9 +226,9 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
         value = tracer.values.get(name)
         if value is None:
             tracer.fail(f"graph output '{name}' is not produced by any node")
-        if isinstance(value, _Affine):
+        if isinstance(value, Affine):
             trunk_names.setdefault(name, len(model.graph.node))
-        elif isinstance(value, _Const):
+        elif isinstance(value, Const):
             tracer.fail(f"graph output '{name}' does not depend on the input")
     if not trunk_names:
         tracer.fail("no output depends piecewise-linearly on the input")
@@ -258,8 +242,8 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
         tracer.fail("the model has no Relu: there is nothing to compress", UnsupportedOpError)
 
     layers, skips, ids = _assemble(tracer, [*tracer.layers, trunk], trunk_name)
-    head = _build_head(tracer, trunk_name)
-    outputs = tuple(_output_info(o) for o in model.graph.output)
+    head = build_head(tracer, trunk_name)
+    outputs = tuple(output_info(o) for o in model.graph.output)
     trunk_info = TensorInfo(trunk_name, trunk.shape, trunk.dtype, input_info.batch)
     opsets = tuple((o.domain, o.version) for o in model.opset_import)
     relu_nodes = {}
@@ -269,12 +253,12 @@ def import_model(model: onnx.ModelProto | str | Path, source: str | None = None)
         layers=tuple(layers), input=input_info, trunk_output=trunk_info, outputs=outputs,
         compute_dtype=trunk.dtype, head=head, opsets=opsets, skips=tuple(skips),
         metadata={"source": source, "ir_version": model.ir_version, "producer": model.producer_name,
-                  "stored_parameters": _stored_trunk_parameters(model, head),
+                  "stored_parameters": stored_trunk_parameters(model, head),
                   "relu_nodes": relu_nodes},
     ))
 
 
-def _assemble(tracer: _Tracer, traced: list[_Affine], trunk_name: str):
+def _assemble(tracer: _Tracer, traced: list[Affine], trunk_name: str):
     """The IR layers (main terms) and skip connections (terms on earlier bases) of the traced values."""
     from exactcomp.ir.skip import Skip
 

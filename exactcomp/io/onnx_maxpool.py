@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exactcomp.errors import UnsupportedOpError
-from exactcomp.io.onnx_values import _Affine, _identity
+from exactcomp.io.onnx_values import Affine, sparse_identity
 
 
 @dataclass
@@ -34,7 +34,7 @@ class PendingMaxPool:
     """``MaxPool`` of a pre-activation ``x``: valid only under the ``Relu`` that must follow."""
 
     node: object
-    x: _Affine
+    x: Affine
     pool: object
 
 
@@ -66,16 +66,16 @@ def max_pool_spec(tracer, node, shape: tuple, attrs: dict):
 
 def is_basis_output(tracer, x) -> bool:
     """``x`` is the newest ReLU (or pooling) output itself: one identity term, no offset."""
-    if not isinstance(x, _Affine) or len(x.terms) != 1 or x.basis != tracer.basis or tracer.basis == 0 or np.any(x.c):
+    if not isinstance(x, Affine) or len(x.terms) != 1 or x.basis != tracer.basis or tracer.basis == 0 or np.any(x.c):
         return False
     A = x.A
     n = x.c.size
-    return A.shape == (n, n) and (A != _identity(n)).nnz == 0 if hasattr(A, "nnz") else np.array_equal(A, np.eye(n))
+    return A.shape == (n, n) and (A != sparse_identity(n)).nnz == 0 if hasattr(A, "nnz") else np.array_equal(A, np.eye(n))
 
 
 def max_pool(tracer, node, x, attrs: dict):
     """The value of ``MaxPool(x)`` (see module doc)."""
-    if not isinstance(x, _Affine):
+    if not isinstance(x, Affine):
         tracer.fail_node(node, "max pooling of a constant or of the model's head is not supported", UnsupportedOpError)
     pool = max_pool_spec(tracer, node, tuple(x.shape), attrs)
     if is_basis_output(tracer, x):
@@ -83,17 +83,17 @@ def max_pool(tracer, node, x, attrs: dict):
     return PendingMaxPool(node, x, pool)
 
 
-def pooled_basis(tracer, node, x: _Affine, pool) -> _Affine:
+def pooled_basis(tracer, node, x: Affine, pool) -> Affine:
     """Start the pooling layer on the newest basis ``x``; its output is the next basis."""
     tracer.layers.append(PoolMarker(pool, node.name or node.output[0]))
     tracer.relu_nodes.append(node.name or node.output[0])
     tracer.pooled_bases.add(tracer.basis + 1)
     tracer.basis += 1
     tracer.basis_sizes.append(pool.width)
-    return _Affine({tracer.basis: _identity(pool.width)}, np.zeros(pool.width), pool.out_shape, x.dtype)
+    return Affine({tracer.basis: sparse_identity(pool.width)}, np.zeros(pool.width), pool.out_shape, x.dtype)
 
 
-def relu_of_pending(tracer, relu_node, pending: PendingMaxPool) -> _Affine:
+def relu_of_pending(tracer, relu_node, pending: PendingMaxPool) -> Affine:
     """``Relu(MaxPool(g)) = MaxPool(Relu(g))``: end the layer of ``g``, then pool its output."""
     h = tracer.relu(relu_node, pending.x)
     return pooled_basis(tracer, pending.node, h, pending.pool)

@@ -11,13 +11,13 @@ import scipy.sparse as sp
 from exactcomp.io import onnx_conv, onnx_pool
 from exactcomp.errors import UnsupportedOpError
 from exactcomp.ir.pool import AveragePool
-from exactcomp.io.onnx_values import _FLOAT_TYPES, _add, _Affine, _basis_size, _Const, _Opaque, _scale_rows, _sparse_or_dense
+from exactcomp.io.onnx_values import FLOAT_TYPES, add_operands, Affine, basis_size, Const, Opaque, scale_rows, sparse_or_dense
 
 
 class AffineOps:
     # ---------------------------------------------------------------- affine algebra
     @staticmethod
-    def broadcast(value: _Affine, shape: tuple[int, ...]) -> _Affine:
+    def broadcast(value: Affine, shape: tuple[int, ...]) -> Affine:
         if tuple(shape) == tuple(value.shape):
             return value
         idx = np.broadcast_to(np.arange(value.c.size).reshape(value.shape), shape).ravel()
@@ -32,8 +32,8 @@ class AffineOps:
             arr = arr[0]
         return arr
 
-    def elementwise(self, node, a, b, op: str) -> _Affine:
-        if isinstance(a, _Affine) and isinstance(b, _Affine):
+    def elementwise(self, node, a, b, op: str) -> Affine:
+        if isinstance(a, Affine) and isinstance(b, Affine):
             if op not in ("Add", "Sub"):
                 self.fail_node(node, "product or quotient of two input-dependent tensors is not affine", UnsupportedOpError)
             shape = np.broadcast_shapes(a.shape, b.shape)
@@ -41,11 +41,11 @@ class AffineOps:
             sign = 1.0 if op == "Add" else -1.0
             terms = dict(a.terms)
             for j, B in b.terms.items():
-                terms[j] = sign * B if j not in terms else _add(terms[j], sign * B)
+                terms[j] = sign * B if j not in terms else add_operands(terms[j], sign * B)
             shared = set(a.terms) & set(b.terms)   # a term summed from both sides is no longer one convolution
             convs = {j: spec for j, spec in (*a.convs.items(), *b.convs.items()) if j not in shared}
-            return _Affine(terms, a.c + sign * b.c, shape, a.dtype, convs)
-        affine_first = isinstance(a, _Affine)
+            return Affine(terms, a.c + sign * b.c, shape, a.dtype, convs)
+        affine_first = isinstance(a, Affine)
         aff, k = (a, b) if affine_first else (b, a)
         k = self.per_sample_const(node, k.value, len(aff.shape))
         if not np.isfinite(k).all():
@@ -61,13 +61,13 @@ class AffineOps:
                 return aff.map(lambda A: A, aff.c - kf, shape, keep_convs=same)
             return aff.map(lambda A: -A, kf - aff.c, shape, keep_convs=same)
         if op == "Mul":
-            return aff.map(lambda A: _scale_rows(A, kf), aff.c * kf, shape, keep_convs=same)
+            return aff.map(lambda A: scale_rows(A, kf), aff.c * kf, shape, keep_convs=same)
         if op == "Div":
             if not affine_first:
                 self.fail_node(node, "dividing by an input-dependent tensor is not affine", UnsupportedOpError)
             if np.any(kf == 0):
                 self.fail_node(node, "division by zero in a constant divisor")
-            return aff.map(lambda A: _scale_rows(A, 1.0 / kf), aff.c / kf, shape, keep_convs=same)
+            return aff.map(lambda A: scale_rows(A, 1.0 / kf), aff.c / kf, shape, keep_convs=same)
         raise AssertionError(op)
 
     def axes(self, node, attrs: dict, rank: int) -> list[int]:
@@ -87,12 +87,12 @@ class AffineOps:
         op = node.op_type
         x = ins[0]
         if op in ("Identity", "Dropout"):
-            return [x] + [_Opaque(node)] * (len(node.output) - 1)
+            return [x] + [Opaque(node)] * (len(node.output) - 1)
         if op == "Cast":
             to = attrs.get("to")
-            if to not in _FLOAT_TYPES:
+            if to not in FLOAT_TYPES:
                 return None  # a cast to an integer type is not piecewise linear: head boundary
-            return [x.map(lambda A: A, x.c, x.shape, _FLOAT_TYPES[to], keep_convs=True)]
+            return [x.map(lambda A: A, x.c, x.shape, FLOAT_TYPES[to], keep_convs=True)]
         if op == "Neg":
             return [x.map(lambda A: -A, -x.c, x.shape, keep_convs=True)]
         if op in ("Add", "Sub", "Mul", "Div"):
@@ -104,7 +104,7 @@ class AffineOps:
             return [acc]
         if op == "Concat":
             return [self.concat(node, ins, attrs)]
-        if not isinstance(x, _Affine):
+        if not isinstance(x, Affine):
             self.fail_node(node, "only the first input may depend on the model input", UnsupportedOpError)
         if op == "Flatten":
             if attrs.get("axis", 1) not in (1, -len(x.shape) - 1):
@@ -149,11 +149,11 @@ class AffineOps:
             return [self.conv(node, x, attrs)]
         if op == "Pad":
             S, padded, value, shape = onnx_pool.pad_selection(self, node, tuple(x.shape), attrs)
-            return [x.map(lambda A: _sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
+            return [x.map(lambda A: sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
         if op in ("AveragePool", "GlobalAveragePool"):
             pool = onnx_pool.average_pool(self, node, tuple(x.shape), attrs)
             P = pool.matrix
-            out = x.map(lambda A: _sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
+            out = x.map(lambda A: sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
             if len(x.terms) == 1 and onnx_pool.pool_of_basis(pool, x.A, x.c) is not None:
                 out.convs = {x.basis: pool}   # a dense layer after it keeps the pooling (exactcomp.ir.pool)
             return [out]
@@ -165,9 +165,9 @@ class AffineOps:
             return [self.batchnorm(node, x, attrs)]
         raise AssertionError(op)
 
-    def concat(self, node, ins: list, attrs: dict) -> _Affine:
+    def concat(self, node, ins: list, attrs: dict) -> Affine:
         """Concatenation along a feature axis: the operands' rows stacked in the order of the result."""
-        affine = [v for v in ins if isinstance(v, _Affine)]
+        affine = [v for v in ins if isinstance(v, Affine)]
         rank = len(affine[0].shape)
         axis = attrs.get("axis", 1)
         axis = axis + rank + 1 if axis < 0 else axis
@@ -175,9 +175,9 @@ class AffineOps:
             self.fail_node(node, "concatenates along the batch axis", UnsupportedOpError)
         parts, offset = [], 0
         for v in ins:
-            if isinstance(v, _Const):
+            if isinstance(v, Const):
                 v = self.per_sample_const(node, v.value, rank)
-                v = _Affine({}, np.asarray(v, dtype=np.float64).ravel(), v.shape, affine[0].dtype)
+                v = Affine({}, np.asarray(v, dtype=np.float64).ravel(), v.shape, affine[0].dtype)
             parts.append((v, np.arange(offset, offset + v.c.size).reshape(v.shape)))
             offset += v.c.size
         try:
@@ -187,14 +187,14 @@ class AffineOps:
         bases = sorted({j for v, _ in parts for j in v.terms})
         terms = {}
         for j in bases:
-            blocks = [v.terms[j] if j in v.terms else sp.csr_array((v.c.size, _basis_size(affine, j))) for v, _ in parts]
+            blocks = [v.terms[j] if j in v.terms else sp.csr_array((v.c.size, basis_size(affine, j))) for v, _ in parts]
             stacked = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if any(sp.issparse(b) for b in blocks) \
                 else np.vstack(blocks)
-            terms[j] = _sparse_or_dense(stacked[order])
+            terms[j] = sparse_or_dense(stacked[order])
         shape = np.concatenate([index for _, index in parts], axis=axis - 1).shape
-        return _Affine(terms, np.concatenate([v.c for v, _ in parts])[order], shape, affine[0].dtype)
+        return Affine(terms, np.concatenate([v.c for v, _ in parts])[order], shape, affine[0].dtype)
 
-    def slice_index(self, node, x: _Affine, attrs: dict) -> np.ndarray:
+    def slice_index(self, node, x: Affine, attrs: dict) -> np.ndarray:
         """The entries a ``Slice`` with constant starts/ends/axes/steps keeps, as an index array shaped like its output."""
         if len(node.input) > 1:
             starts, ends = (self.const(node, node.input[i], n).astype(np.int64).ravel() for i, n in ((1, "starts"), (2, "ends")))
@@ -222,7 +222,7 @@ class AffineOps:
             self.fail_node(node, "selects no entries")
         return idx
 
-    def reshape_target(self, node, x: _Affine, attrs: dict) -> tuple[int, ...]:
+    def reshape_target(self, node, x: Affine, attrs: dict) -> tuple[int, ...]:
         target = self.const(node, node.input[1], "shape").astype(np.int64).tolist()
         if not target:
             self.fail_node(node, "reshapes away the batch axis", UnsupportedOpError)
@@ -240,7 +240,7 @@ class AffineOps:
             self.fail_node(node, f"target {target} changes the batch axis (per-sample shape {list(x.shape)})", UnsupportedOpError)
         return tuple(int(d) for d in rest)
 
-    def gemm(self, node, ins, attrs) -> _Affine:
+    def gemm(self, node, ins, attrs) -> Affine:
         x = ins[0]
         if attrs.get("transA", 0):
             self.fail_node(node, "transA=1 on an input-dependent tensor mixes the batch axis", UnsupportedOpError)
@@ -259,22 +259,22 @@ class AffineOps:
             C = self.per_sample_const(node, self.const(node, node.input[2], "bias C"), 1)
             bias = beta * np.broadcast_to(C, (n,))
         M = alpha * Bm.T
-        return onnx_pool.after_pool(x, M, x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
+        return onnx_pool.after_pool(x, M, x.map(lambda A: sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
 
-    def matmul(self, node, x: _Affine) -> _Affine:
+    def matmul(self, node, x: Affine) -> Affine:
         W = self.const(node, node.input[1], "weight").astype(np.float64)
         if W.ndim != 2 or not x.shape or x.shape[-1] != W.shape[0]:
             self.fail_node(node, f"weight of shape {list(W.shape)} does not match input per-sample shape {list(x.shape)}",
                            UnsupportedOpError)
         lead = int(np.prod(x.shape[:-1]))
         M = W.T if lead == 1 else np.kron(np.eye(lead), W.T)
-        out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
+        out = x.map(lambda A: sparse_or_dense(M @ A), M @ x.c, (*x.shape[:-1], W.shape[1]))
         return onnx_pool.after_pool(x, M, out) if lead == 1 else out
 
-    def conv(self, node, x: _Affine, attrs) -> _Affine:
+    def conv(self, node, x: Affine, attrs) -> Affine:
         spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
         M = spec.matrix()
-        out = x.map(lambda A: _sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)
+        out = x.map(lambda A: sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)
         pool = x.convs.get(x.basis) if len(x.terms) == 1 else None
         if isinstance(pool, AveragePool):   # of an average pooling of one basis: the layer keeps both
             out.convs = {x.basis: ("pooled", pool, spec)}
@@ -285,7 +285,7 @@ class AffineOps:
             out.convs = onnx_conv.conv_of_concatenation(spec, x.terms, x.c)
         return out
 
-    def batchnorm(self, node, x: _Affine, attrs) -> _Affine:
+    def batchnorm(self, node, x: Affine, attrs) -> Affine:
         if attrs.get("training_mode", 0):
             self.fail_node(node, "training-mode batch normalization is not supported", UnsupportedOpError)
         scale, bias, mean, var = (self.const(node, node.input[i], name).astype(np.float64)
@@ -293,5 +293,5 @@ class AffineOps:
         eps = float(attrs.get("epsilon", 1e-5))
         k = scale / np.sqrt(var + eps)
         channel = (-1,) + (1,) * (len(x.shape) - 1)
-        scaled = self.elementwise(node, x, _Const(k.reshape(channel)), "Mul")
-        return self.elementwise(node, scaled, _Const((bias - mean * k).reshape(channel)), "Add")
+        scaled = self.elementwise(node, x, Const(k.reshape(channel)), "Mul")
+        return self.elementwise(node, scaled, Const((bias - mean * k).reshape(channel)), "Add")

@@ -16,17 +16,17 @@ AFFINE_OPS = (
 )
 #: Ops that, when they appear after a non-linear op, mean that op sat inside the ReLU trunk.
 LAYER_OPS = frozenset({"Relu", "Gemm", "MatMul", "Conv", "ConvTranspose", "MatMulInteger", "QLinearMatMul"})
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16"}
+FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16"}
 
 
 @dataclass
-class _Const:
+class Const:
     value: np.ndarray
     batch_dependent: bool = False
 
 
 @dataclass
-class _Affine:
+class Affine:
     """``t = Σ_j A_j h_j + c`` for one sample, ``t`` reshaped to ``shape``: ``terms`` maps a basis ``j``
     (0: the model input, ``j``: the output of the ``j``-th ReLU) to ``A_j``. One term is a chain; a
     term on an earlier basis besides the newest one is a skip connection (a residual ``Add``).
@@ -50,33 +50,33 @@ class _Affine:
     def A(self):
         return self.terms[self.basis]
 
-    def map(self, f, c: np.ndarray, shape, dtype: str | None = None, keep_convs: bool = False) -> "_Affine":
+    def map(self, f, c: np.ndarray, shape, dtype: str | None = None, keep_convs: bool = False) -> "Affine":
         """The value with every ``A_j`` replaced by ``f(A_j)`` (one linear map applied to all terms)."""
-        return _Affine({j: f(A) for j, A in self.terms.items()}, c, tuple(shape), dtype or self.dtype,
+        return Affine({j: f(A) for j, A in self.terms.items()}, c, tuple(shape), dtype or self.dtype,
                        dict(self.convs) if keep_convs else {})
 
-    def reshaped(self, shape) -> "_Affine":
-        return _Affine(dict(self.terms), self.c, tuple(shape), self.dtype, dict(self.convs))
+    def reshaped(self, shape) -> "Affine":
+        return Affine(dict(self.terms), self.c, tuple(shape), self.dtype, dict(self.convs))
 
 
-def _basis_size(values, basis: int) -> int:
+def basis_size(values, basis: int) -> int:
     return next(v.terms[basis].shape[1] for v in values if basis in v.terms)
 
 
-def _sparse_or_dense(A):
+def sparse_or_dense(A):
     return sp.csr_array(A) if sp.issparse(A) else np.asarray(A)
 
 
-def _identity(n: int):
+def sparse_identity(n: int):
     return sp.identity(n, format="csr", dtype=np.float64)
 
 
-def _scale_rows(A, k: np.ndarray):
+def scale_rows(A, k: np.ndarray):
     """``diag(k) A`` for a dense or sparse ``A``."""
     return sp.csr_array(sp.diags_array(k) @ A) if sp.issparse(A) else A * k[:, None]
 
 
-def _add(A, B):
+def add_operands(A, B):
     """``A + B`` for dense or sparse operands (sparse only when both are)."""
     if sp.issparse(A) and sp.issparse(B):
         return sp.csr_array(A + B)
@@ -84,15 +84,15 @@ def _add(A, B):
 
 
 @dataclass
-class _Opaque:
+class Opaque:
     origin: onnx.NodeProto
 
 
-def _dims(value_info: onnx.ValueInfoProto, unknown: str) -> list:
+def dims_of(value_info: onnx.ValueInfoProto, unknown: str) -> list:
     """Dimensions of a tensor value info: ints, symbolic names, or ``unknown`` where unset."""
     return [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else unknown)
             for d in value_info.type.tensor_type.shape.dim]
 
 
-def _node_label(node: onnx.NodeProto, index: int) -> str:
+def node_label(node: onnx.NodeProto, index: int) -> str:
     return f"node '{node.name}'" if node.name else f"node #{index} ({node.op_type} -> {', '.join(node.output)})"

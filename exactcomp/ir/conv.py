@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.ir.network import _frozen
+from exactcomp.ir.network import frozen_array
 
 
 def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
@@ -51,9 +51,9 @@ class Conv:
     channels_last: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "kernel", _frozen(self.kernel))
-        object.__setattr__(self, "bias", _frozen(self.bias))
-        object.__setattr__(self, "neuron_ids", _frozen(self.neuron_ids, np.int64))
+        object.__setattr__(self, "kernel", frozen_array(self.kernel))
+        object.__setattr__(self, "bias", frozen_array(self.bias))
+        object.__setattr__(self, "neuron_ids", frozen_array(self.neuron_ids, np.int64))
         for name in ("in_shape", "stride", "pads", "dilation"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         c_out, c_per_group, kh, kw = self.kernel.shape
@@ -105,7 +105,7 @@ class Conv:
     @cached_property
     def b(self) -> np.ndarray:
         """The bias per output neuron (``bias[o]`` repeated over the positions)."""
-        return _frozen(np.repeat(self.bias, self.positions))
+        return frozen_array(np.repeat(self.bias, self.positions))
 
     # --- the sparse matrix ---------------------------------------------------------------
     @cached_property

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from exactcomp.ir.conv import conv_output_size
-from exactcomp.ir.network import _frozen
+from exactcomp.ir.network import frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,11 +145,11 @@ class MaxPoolLayer:
 
     @cached_property
     def b(self) -> np.ndarray:
-        return _frozen(np.zeros(self.width))
+        return frozen_array(np.zeros(self.width))
 
     @cached_property
     def neuron_ids(self) -> np.ndarray:
-        return _frozen(np.arange(self.width), np.int64)
+        return frozen_array(np.arange(self.width), np.int64)
 
     def apply(self, h: np.ndarray) -> np.ndarray:
         return self.pool.apply(h)
@@ -177,7 +177,7 @@ class _SparseOp:
 
     @cached_property
     def b(self) -> np.ndarray:
-        return _frozen(np.zeros(self.width))
+        return frozen_array(np.zeros(self.width))
 
     def matrix(self):
         return self._M
@@ -215,7 +215,7 @@ class PoolLevel(_SparseOp):
     def __init__(self, M, layer_id: int, neuron_ids, pool: MaxPoolLayer, level: int):
         super().__init__(M)
         self.layer_id, self.pool, self.level = int(layer_id), pool, int(level)
-        self.neuron_ids = _frozen(neuron_ids, np.int64)
+        self.neuron_ids = frozen_array(neuron_ids, np.int64)
         if self.neuron_ids.shape != (self.width,):
             raise ValueError("neuron_ids must have one entry per comparison")
 

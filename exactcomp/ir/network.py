@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 
 
-def _frozen(array: np.ndarray, dtype=np.float64) -> np.ndarray:
+def frozen_array(array: np.ndarray, dtype=np.float64) -> np.ndarray:
     out = np.array(array, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
@@ -45,9 +45,9 @@ class Dense:
     neuron_ids: np.ndarray
 
     def __post_init__(self):
-        object.__setattr__(self, "W", _frozen(self.W))
-        object.__setattr__(self, "b", _frozen(self.b))
-        object.__setattr__(self, "neuron_ids", _frozen(self.neuron_ids, np.int64))
+        object.__setattr__(self, "W", frozen_array(self.W))
+        object.__setattr__(self, "b", frozen_array(self.b))
+        object.__setattr__(self, "neuron_ids", frozen_array(self.neuron_ids, np.int64))
         if self.W.ndim != 2 or self.b.shape != (self.W.shape[0],):
             raise ValueError(f"Dense layer shapes do not match: W {self.W.shape}, b {self.b.shape}")
         if self.neuron_ids.shape != self.b.shape:
@@ -182,7 +182,7 @@ class Network:
             raise ValueError("a network needs at least one layer")
         read = self.input.size
         if self.input_indices is not None:
-            idx = _frozen(self.input_indices, np.int64)
+            idx = frozen_array(self.input_indices, np.int64)
             object.__setattr__(self, "input_indices", idx)
             if idx.ndim != 1 or np.any(np.diff(idx) <= 0) or (idx.size and not 0 <= idx[0] <= idx[-1] < self.input.size):
                 raise ValueError(f"input_indices must be strictly increasing indices below the input size {self.input.size}")

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.ir.network import Dense, WrapsInner, _frozen
+from exactcomp.ir.network import Dense, WrapsInner, frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +35,7 @@ class Selected(WrapsInner):
     fan_in: int
 
     def __post_init__(self):
-        object.__setattr__(self, "index", _frozen(self.index, np.int64))
+        object.__setattr__(self, "index", frozen_array(self.index, np.int64))
         object.__setattr__(self, "fan_in", int(self.fan_in))
         if self.index.shape != (self.inner.fan_in,):
             raise ValueError(f"the op reads {self.inner.fan_in} entries, the selection gives {self.index.size}")

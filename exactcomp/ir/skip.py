@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.ir.network import _frozen
+from exactcomp.ir.network import frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,8 +33,8 @@ class Embed:
     shape: tuple[int, ...] | None = None   # per-sample (C, H, W) of both sides when it joins convolutions
 
     def __post_init__(self):
-        object.__setattr__(self, "in_index", _frozen(self.in_index, np.int64))
-        object.__setattr__(self, "out_index", _frozen(self.out_index, np.int64))
+        object.__setattr__(self, "in_index", frozen_array(self.in_index, np.int64))
+        object.__setattr__(self, "out_index", frozen_array(self.out_index, np.int64))
         if self.in_index.shape != self.out_index.shape or self.in_index.ndim != 1:
             raise ValueError("Embed needs matching index arrays")
         if self.in_index.size and (self.in_index.min() < 0 or self.in_index.max() >= self.fan_in
@@ -60,7 +60,7 @@ class Embed:
 
     @cached_property
     def b(self) -> np.ndarray:
-        return _frozen(np.zeros(self.width))
+        return frozen_array(np.zeros(self.width))
 
     @cached_property
     def _matrix(self) -> sp.csr_array:
@@ -129,8 +129,8 @@ class Shift:
     neuron_ids: np.ndarray
 
     def __post_init__(self):
-        object.__setattr__(self, "bias", _frozen(self.bias))
-        object.__setattr__(self, "neuron_ids", _frozen(self.neuron_ids, np.int64))
+        object.__setattr__(self, "bias", frozen_array(self.bias))
+        object.__setattr__(self, "neuron_ids", frozen_array(self.neuron_ids, np.int64))
         if self.bias.shape != (self.embed.width,) or self.neuron_ids.shape != self.bias.shape:
             raise ValueError("Shift needs one bias and one neuron id per output")
 

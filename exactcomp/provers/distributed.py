@@ -5,7 +5,7 @@ Layers go in order (a layer's proofs tighten the next layer's models). For layer
 becomes a :class:`NeuronUnit`: the network, the box, the bounds and proven statuses of the layers up to
 ``k``, the candidate and its time share (the time left times the number of workers, split evenly among
 the open candidates of this and later layers; no limit without one). A worker rebuilds a proof state from
-the unit alone and runs :func:`exactcomp.provers.portfolio._race` there; its outcomes (decisions with
+the unit alone and runs :func:`exactcomp.provers.portfolio.race` there; its outcomes (decisions with
 certificates, bounds, witness points) come back and are applied by the schedule like any prover's: the
 first decision on a neuron wins, points go through the float64 witness tracker (a witness found twice
 counts once), and every certificate is re-checked in float64 at the end. Candidates that ran out of their
@@ -58,7 +58,7 @@ def prove_unit(unit: NeuronUnit) -> list:
     from exactcomp.formulations import get_formulation
     from exactcomp.provers.bab import torch_available
     from exactcomp.provers.milp import NeuronMilp
-    from exactcomp.provers.portfolio import _race
+    from exactcomp.provers.portfolio import race
     from exactcomp.provers.state import ProofState
     from exactcomp.solvers import get_solver
 
@@ -75,7 +75,7 @@ def prove_unit(unit: NeuronUnit) -> list:
             state.method[i][state.status[i] != Status.UNKNOWN] = "given"
     outcomes = []
     try:
-        for outcome in _race(state, NeuronMilp(state, k), unit.candidate, unit.seconds, torch_available(), final=True):
+        for outcome in race(state, NeuronMilp(state, k), unit.candidate, unit.seconds, torch_available(), final=True):
             outcomes.append(outcome)
     except OutOfTime:
         pass

@@ -11,6 +11,7 @@ already has the proofs of the layers before it.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -24,9 +25,26 @@ from exactcomp.results import Reason, Status
 from exactcomp.provers.state import Candidate, Decision, OutOfTime, Outcome
 
 
+class VerdictKind(enum.StrEnum):
+    """How one feasibility check ended: ``INFEASIBLE`` (``σ g >= -τ`` infeasible: a proof), ``WITNESS`` (a
+    feasible point with the other sign), ``NEAR_ZERO`` (``σ g >= τ`` infeasible but ``>= -τ`` feasible),
+    ``NO_WITNESS`` (feasible points, none a float64 witness: a solver tolerance, counted a solver error),
+    ``SOLVER_ERROR``, ``TIME_LIMIT``, ``INTERRUPTED`` (stopped by a partner or Ctrl-C), ``SKIPPED`` (decided
+    meanwhile)."""
+
+    INFEASIBLE = "infeasible"
+    WITNESS = "witness"
+    NEAR_ZERO = "near_zero"
+    NO_WITNESS = "no_witness"
+    SOLVER_ERROR = "solver_error"
+    TIME_LIMIT = "time_limit"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+
+
 @dataclass
 class Verdict:
-    kind: str          # infeasible | witness | near_zero | no_witness | solver_error | time_limit | interrupted | skipped
+    kind: VerdictKind
     points: list = field(default_factory=list)   # inputs of the solver's feasible points
     milps: int = 0
 
@@ -41,11 +59,11 @@ def verdict_outcome(c: Candidate, verdict: Verdict, margin: float, how: str = "m
     """The outcome of one check: its points, and a proof or an unknown reason."""
     out = Outcome(points=np.array(verdict.points) if verdict.points else None,
                   stats={"per_neuron_milps": verdict.milps} if verdict.milps else {})
-    if verdict.kind == "infeasible":   # σ g >= -τ infeasible: σ g < -τ on the box
+    if verdict.kind == VerdictKind.INFEASIBLE:   # σ g >= -τ infeasible: σ g < -τ on the box
         out.decisions.append(Decision(c.layer, c.neuron, c.sign.status, how))
         out.bounds.append(proven_edge(c, margin))
-    elif verdict.kind in ("near_zero", "solver_error", "no_witness"):
-        reason = Reason.NEAR_ZERO if verdict.kind == "near_zero" else Reason.SOLVER_ERROR
+    elif verdict.kind in (VerdictKind.NEAR_ZERO, VerdictKind.SOLVER_ERROR, VerdictKind.NO_WITNESS):
+        reason = Reason.NEAR_ZERO if verdict.kind == VerdictKind.NEAR_ZERO else Reason.SOLVER_ERROR
         out.decisions.append(Decision(c.layer, c.neuron, Status.UNKNOWN, reason))
     return out
 
@@ -73,25 +91,25 @@ class NeuronMilp:
 
         state, tau = self.state, self.state.margin
         if not state.is_open(c):   # witnessed or decided meanwhile
-            return Verdict("skipped")
+            return Verdict(VerdictKind.SKIPPED)
         obj, off = preactivation_objective(self.milp, state.net, self.k, c.neuron, c.sign)
-        verdict = Verdict("no_witness")
+        verdict = Verdict(VerdictKind.NO_WITNESS)
         for at_least in (-tau, tau):
             kind = self._feasible(obj, off, at_least, verdict, stop)
-            if kind != "no_witness" or self._is_witness(verdict.points, c):
-                verdict.kind = ("near_zero" if at_least > 0 and kind == "infeasible" else
-                                "witness" if kind == "no_witness" else kind)
+            if kind != VerdictKind.NO_WITNESS or self._is_witness(verdict.points, c):
+                verdict.kind = (VerdictKind.NEAR_ZERO if at_least > 0 and kind == VerdictKind.INFEASIBLE else
+                                VerdictKind.WITNESS if kind == VerdictKind.NO_WITNESS else kind)
                 return verdict
         return verdict
 
-    def _feasible(self, obj, off, at_least: float, verdict: Verdict, stop) -> str:
+    def _feasible(self, obj, off, at_least: float, verdict: Verdict, stop) -> VerdictKind:
         """Solve ``max obj·x + off`` s.t. ``>= at_least``: infeasible / no_witness / time_limit / ..."""
         state, x_cols = self.state, self.milp.blocks["x"]
         if self.cancelled.is_set() or (stop is not None and stop.is_set()):
-            return "interrupted"
+            return VerdictKind.INTERRUPTED
         left = None if state.deadline == float("inf") else state.deadline - time.perf_counter()
         if left is not None and left <= 0:
-            return "time_limit"
+            return VerdictKind.TIME_LIMIT
         model = state.formulation.strengthen(self.milp.with_objective_cutoff(obj, off, at_least), state.net,
                                              state.backend, time_limit=left)
         session = state.backend.session(model, relax=not self.milp.integrality.any())
@@ -110,9 +128,9 @@ class NeuronMilp:
         verdict.milps += 1
         if result.x is not None:
             verdict.points.append(state.box.clip(result.x[x_cols]))
-            return "no_witness"
-        return {SolveStatus.INFEASIBLE: "infeasible", SolveStatus.TIME_LIMIT: "time_limit",
-                SolveStatus.STOPPED: "interrupted"}.get(result.status, "solver_error")
+            return VerdictKind.NO_WITNESS
+        return {SolveStatus.INFEASIBLE: VerdictKind.INFEASIBLE, SolveStatus.TIME_LIMIT: VerdictKind.TIME_LIMIT,
+                SolveStatus.STOPPED: VerdictKind.INTERRUPTED}.get(result.status, VerdictKind.SOLVER_ERROR)
 
     def _is_witness(self, points, c: Candidate) -> bool:
         if not points:
@@ -159,7 +177,7 @@ class PerNeuronMilp:
             checks = NeuronMilp(state, k)
             out_of_time = False
             for c, verdict in _run_checks(checks, jobs, _worker_count(state, len(jobs))):
-                out_of_time |= verdict.kind == "time_limit"
+                out_of_time |= verdict.kind == VerdictKind.TIME_LIMIT
                 yield verdict_outcome(c, verdict, state.margin)
                 done += 1
                 if report:

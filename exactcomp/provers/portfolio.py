@@ -6,8 +6,10 @@ bound cannot). So each open candidate, layer by layer (earlier proofs tighten la
 branch and bound (torch, one thread) and the feasibility MILP of the ``milp`` prover (solver, one
 thread) at the same time — the MILP after a two-second head start of branch and bound, which decides
 most neurons alone; the first to decide stops the other, so a hard neuron gets both cores. Each
-candidate may use an equal share of the time left among the candidates still to come (all of it when
-there is no time limit); the time that easy neurons leave unused goes, in further rounds (at most
+candidate may use a share of the time left among the candidates still to come (all of it when there is
+no time limit) in proportion to what its proof is worth (:meth:`ProofState.worth`: the parameters of the
+written model it can remove, with a payoff; equal shares without), and within a layer the candidates
+worth most go first; the time that easy neurons leave unused goes, in further rounds (at most
 :data:`MAX_EXTRA_ROUNDS`), to those that ran out of their share. A candidate left near zero or undecided gets a region walk
 (:mod:`exactcomp.provers.walk`) from the best point found, which may show it unstable. Without torch
 only the MILP runs.
@@ -19,7 +21,7 @@ import threading
 
 from exactcomp.results import BabStatus, Reason, Status
 from exactcomp.provers.bab import bab_outcome, best_point, run_bab, torch_available
-from exactcomp.provers.milp import NeuronMilp, Verdict, verdict_outcome
+from exactcomp.provers.milp import NeuronMilp, Verdict, VerdictKind, verdict_outcome
 from exactcomp.provers.state import Decision, Outcome
 from exactcomp.provers.walk import walk_outcome
 
@@ -46,11 +48,12 @@ class Portfolio:
                 threads()
 
     def _first_round(self, state, progress, has_torch):
-        """Layer by layer; each candidate gets an equal share of the time left among all candidates
-        still to come (of every layer). Returns those that used up their share undecided."""
+        """Layer by layer, worth most first; each candidate gets its share of the time left among all candidates
+        still to come (of every layer), in proportion to its worth. Returns those that used up their share
+        undecided."""
         deferred = []
         for k in range(len(state.status)):
-            todo = [c for c in state.open_candidates() if c.layer == k]
+            todo = sorted((c for c in state.open_candidates() if c.layer == k), key=lambda c: -state.worth(c))
             if not todo:
                 continue
             report = progress.phase(f"bab + milp, layer {k + 1}", len(todo)) if progress else None
@@ -58,9 +61,10 @@ class Portfolio:
             for n, c in enumerate(todo):
                 if state.is_open(c):
                     left = state.remaining()
-                    later = sum(c2.layer > k for c2 in state.open_candidates())
-                    share = None if left is None else left / (len(todo) - n + later)
-                    yield from _race(state, checks, c, share, has_torch, final=share is None)
+                    later = sum(state.worth(c2) for c2 in state.open_candidates() if c2.layer > k)
+                    waiting = sum(state.worth(c2) for c2 in todo[n:] if state.is_open(c2))
+                    share = None if left is None else left * state.worth(c) / (waiting + later)
+                    yield from race(state, checks, c, share, has_torch, final=share is None)
                     if state.is_open(c):
                         deferred.append(c)
                 if report:
@@ -68,19 +72,21 @@ class Portfolio:
         return deferred
 
     def _next_round(self, state, progress, has_torch, deferred, round_: int):
-        """The time earlier rounds did not use (neurons decided early), split evenly among the
-        candidates that ran out of their share (each starts afresh with a larger share); returns
+        """The time earlier rounds did not use (neurons decided early), split among the candidates that ran
+        out of their share in proportion to their worth (each starts afresh with a larger share); returns
         those still undecided."""
-        todo = [c for c in deferred if state.is_open(c)]
+        todo = sorted((c for c in deferred if state.is_open(c)), key=lambda c: -state.worth(c))
         if not todo:
             return todo
         report = progress.phase(f"bab + milp, round {round_}", len(todo)) if progress else None
         left_over, checks = [], {}
         for n, c in enumerate(todo):
-            share = state.remaining() / (len(todo) - n)
+            if not state.is_open(c):
+                continue
+            share = state.remaining() * state.worth(c) / sum(state.worth(c2) for c2 in todo[n:] if state.is_open(c2))
             if c.layer not in checks:
                 checks[c.layer] = NeuronMilp(state, c.layer)
-            yield from _race(state, checks[c.layer], c, share, has_torch, final=True)
+            yield from race(state, checks[c.layer], c, share, has_torch, final=True)
             if state.is_open(c):
                 left_over.append(c)
             if report:
@@ -98,7 +104,7 @@ MIN_ROUND_SECONDS = 1.0
 HEAD_START = 2.0
 
 
-def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = True):
+def race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = True):
     """Branch and bound here, the MILP in a thread (after :data:`HEAD_START`); the first decision stops the other."""
     stop = threading.Event()
     verdict: list[Verdict] = []
@@ -129,14 +135,15 @@ def _race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = 
     finally:
         if timer is not None:
             timer.cancel()
-    milp_decided = bool(verdict) and verdict[0].kind in ("infeasible", "witness")
-    near_zero = (result is not None and result.status == BabStatus.NEAR_ZERO) or bool(verdict) and verdict[0].kind == "near_zero"
+    milp_decided = bool(verdict) and verdict[0].kind in (VerdictKind.INFEASIBLE, VerdictKind.WITNESS)
+    near_zero = ((result is not None and result.status == BabStatus.NEAR_ZERO)
+                 or bool(verdict) and verdict[0].kind == VerdictKind.NEAR_ZERO)
     if not milp_decided and (near_zero or final) and (result is None or result.status != BabStatus.WITNESS):
         # neither proved it: a region walk from the best point may still find a positive input
         yield walk_outcome(state, c, best_point(result) if result is not None else None)
     if result is not None:
         yield bab_outcome(c, result, state.margin)
-    if verdict and verdict[0].kind not in ("interrupted", "skipped"):
+    if verdict and verdict[0].kind not in (VerdictKind.INTERRUPTED, VerdictKind.SKIPPED):
         yield verdict_outcome(c, verdict[0], state.margin)
 
 

@@ -175,6 +175,14 @@ class ProofState:
         self._needed = [np.zeros_like(m) for m in open_] if self.low_gain and not final else (
             found.needed if skip else open_)
 
+    def worth(self, c: Candidate) -> float:
+        """What proving ``c`` is worth, in parameters of the written model (its share of its group's payoff,
+        :class:`~exactcomp.rewrite.payoff.Assessment`); 1 for every candidate without a payoff."""
+        a = self.assessment
+        if a is None or a.worth is None:
+            return 1.0
+        return max(float(a.worth[c.layer][c.neuron]), 1e-9)
+
     def open_candidates(self) -> list[Candidate]:
         """Every open question, layer by layer (earlier layers first: their proofs tighten later ones)."""
         out = []
@@ -218,6 +226,7 @@ class ProofState:
                 self.upper[k][neurons] = np.minimum(self.upper[k][neurons], hi)
         if outcome.points is not None and len(outcome.points):
             self.tracker.offer(self.box.clip(np.asarray(outcome.points, float).reshape(-1, self.box.size)))
+        decided = False
         for d in outcome.decisions:
             if self.status[d.layer][d.neuron] != Status.UNKNOWN or self._contradicted(d):
                 continue
@@ -225,10 +234,13 @@ class ProofState:
                 continue
             self.status[d.layer][d.neuron] = d.status
             self.method[d.layer][d.neuron] = d.method
+            decided |= d.status != Status.UNKNOWN
             if d.certificate is not None:
                 self.certificates[(d.layer, d.neuron)] = (d.method, d.certificate)
         for key, value in outcome.stats.items():
             self.stats[key] = self.stats.get(key, 0) + value
+        if decided and self.payoff is not None:
+            self.needed()      # the size record follows the proofs (rate-limited like any refresh)
 
     def _contradicted(self, d: Decision) -> bool:
         """A proof that a float64 witness refutes is never applied (it would be a prover bug)."""

@@ -35,13 +35,13 @@ def root_split_neurons(net, box, bounds, target, depth: int, device: str = "cpu"
     """The ``depth`` unstable neurons (layer, index) with the highest branching scores at the root."""
     import torch
 
-    from exactcomp.bab.engine import _Engine, _initial_alpha
+    from exactcomp.bab.torch_bound import BoundEngine, initial_alpha
 
     k = target[0]
-    engine = _Engine(net, box, bounds, target, device)
+    engine = BoundEngine(net, box, bounds, target, device)
     dev = engine.device
     splits = [torch.zeros((1, len(lo)), dtype=torch.int8, device=dev) for lo, _ in bounds[:k]]
-    alpha = [torch.as_tensor(a[None], device=dev) for a in _initial_alpha(bounds, k)]
+    alpha = [torch.as_tensor(a[None], device=dev) for a in initial_alpha(bounds, k)]
     beta = [torch.zeros((1, len(lo)), dtype=torch.float64, device=dev) for lo, _ in bounds[:k]]
     with torch.no_grad():
         _, _, scores = engine.bound(splits, alpha, beta, want_scores=True)

@@ -9,13 +9,13 @@ import numpy as np
 from exactcomp.ir.network import Dense, Network
 from exactcomp.rewrite.skips import crossed, evaluate_from
 
-def _replace(net: Network, pos: int, layer, nxt, skips=None) -> Network:
+def replace_pair(net: Network, pos: int, layer, nxt, skips=None) -> Network:
     layers = list(net.layers)
     layers[pos], layers[pos + 1] = layer, nxt
     return net.with_layers(layers, skips)
 
 
-def _check_hidden(net: Network, pos: int) -> None:
+def check_hidden(net: Network, pos: int) -> None:
     if not 0 <= pos < len(net.layers) - 1:
         raise ValueError(f"layer position {pos} is not a hidden layer")
 

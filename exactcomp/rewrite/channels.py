@@ -24,7 +24,7 @@ from exactcomp.ir.conv import Conv
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled, conv_of
-from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
+from exactcomp.rewrite.base import check_hidden, replace_pair, constant_after
 from exactcomp.rewrite.skips import crossed, thinned_skips
 
 
@@ -33,7 +33,7 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
 
     A grouped convolution, or one followed by a grouped convolution, is left as it is.
     """
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     conv, reader = conv_of(layer), conv_of(nxt)
     if conv is None or conv.groups != 1 or (reader is not None and reader.groups != 1):
@@ -53,13 +53,13 @@ def remove_dead_channels(net: Network, pos: int, inactive: np.ndarray) -> Networ
         return remove_all_channels(net, pos)
     if isinstance(nxt, MaxPoolLayer):
         return _remove_channels_through_pool(net, pos, keep, skips)
-    nxt = _keep_input_channels(nxt, keep, conv.positions)
+    nxt = keep_input_channels(nxt, keep, conv.positions)
     if nxt is None:
         return net
-    return _replace(net, pos, layer.keep_output_channels(keep), nxt, skips)
+    return replace_pair(net, pos, layer.keep_output_channels(keep), nxt, skips)
 
 
-def _keep_input_channels(op, keep: np.ndarray, positions: int):
+def keep_input_channels(op, keep: np.ndarray, positions: int):
     """``op`` reading only the input channels where ``keep`` is true (``positions`` entries per channel); None
     where it cannot (a selection feeding a convolution)."""
     from exactcomp.ir.select import Selected
@@ -80,7 +80,7 @@ def _remove_channels_through_pool(net: Network, pos: int, keep: np.ndarray, skip
     if conv_of(reader) is not None and conv_of(reader).groups != 1:
         return net
     skips = thinned_skips(net, pos + 1, np.repeat(keep, positions), keep, skips=skips)
-    reader = _keep_input_channels(reader, keep, positions)
+    reader = keep_input_channels(reader, keep, positions)
     if skips is None or reader is None:
         return net
     layers = list(net.layers)

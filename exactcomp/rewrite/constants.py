@@ -30,8 +30,8 @@ from exactcomp.ir.conv import Conv
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled, conv_of
-from exactcomp.rewrite.base import _check_hidden, _replace
-from exactcomp.rewrite.channels import _keep_input_channels
+from exactcomp.rewrite.base import check_hidden, replace_pair
+from exactcomp.rewrite.channels import keep_input_channels
 from exactcomp.rewrite.skips import touches_skip
 
 #: Largest spread, relative to ``max(1, |term|)``, of a folded convolution term over the positions of a channel.
@@ -68,7 +68,7 @@ def constant_entries(net: Network, pos: int, box, status) -> tuple[np.ndarray, n
 
 def fold_constant_channels(net: Network, pos: int, box, status) -> Network:
     """Fold the output channels of convolution ``pos`` that are constant on ``box`` into its reader (module doc)."""
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     conv, reader = conv_of(layer), conv_of(nxt)
     if conv is None or conv.groups != 1 or touches_skip(net, pos):
@@ -94,8 +94,8 @@ def fold_constant_channels(net: Network, pos: int, box, status) -> Network:
         shift = terms[uniform].mean(axis=2).sum(axis=0)
     else:
         return net          # a max pooling or a shortcut reads it: kept
-    nxt = _keep_input_channels(_with_bias_shift(nxt, shift), ~folded, conv.positions)
-    return _replace(net, pos, layer.keep_output_channels(~folded), nxt)
+    nxt = keep_input_channels(_with_bias_shift(nxt, shift), ~folded, conv.positions)
+    return replace_pair(net, pos, layer.keep_output_channels(~folded), nxt)
 
 
 def _with_bias_shift(op, shift: np.ndarray):

@@ -96,12 +96,15 @@ def optimistic(statuses, open_masks, can_be_inactive) -> list[np.ndarray]:
 @dataclass(frozen=True)
 class Assessment:
     """What the open neurons can still buy: ``needed`` (per hidden layer, the open neurons whose decision can
-    change the written model), ``size_now`` (parameters written if no open neuron were decided) and
-    ``size_best`` (``P(S*)``, if each were decided the way its witnesses allow)."""
+    change the written model), ``size_now`` (parameters written if no open neuron were decided),
+    ``size_best`` (``P(S*)``, if each were decided the way its witnesses allow) and ``worth`` (per hidden
+    layer, each needed neuron's share of what its group buys: ``(P(S* with the group undecided) - P(S*)) /
+    |group|``, the order and the time shares of the proofs; None without the group tests)."""
 
     needed: list
     size_now: int
     size_best: int
+    worth: list | None = None
 
     @property
     def gain(self) -> int:
@@ -121,17 +124,27 @@ def assess(net, box, statuses, open_masks, can_be_inactive, groups: bool = True)
     if not groups:
         return Assessment([np.asarray(m, bool).copy() for m in open_masks], now, size)
     needed = [np.zeros(np.shape(m), dtype=bool) for m in open_masks]
+    worth = [np.zeros(np.shape(m)) for m in open_masks]
     for k in range(len(net.hidden)):
         for group, certain in _groups(net, k, np.asarray(open_masks[k], bool), np.asarray(can_be_inactive[k], bool)):
             if certain:
                 needed[k] |= group
+                worth[k][group] = _dense_row_and_column(net, k)
                 continue
             trial = list(best)
             trial[k] = best[k].copy()
             trial[k][group] = Status.UNKNOWN
-            if written_size(net, box, trial) != size:
+            bought = written_size(net, box, trial) - size
+            if bought != 0:
                 needed[k] |= group
-    return Assessment(needed, now, size)
+                worth[k][group] = max(bought, 0) / group.sum()
+    return Assessment(needed, now, size, worth)
+
+
+def _dense_row_and_column(net, k: int) -> int:
+    """What a stably inactive neuron of a plain dense hidden layer ``k`` takes with it: its row and bias, and
+    its column in the next layer."""
+    return net.layers[k].W.shape[1] + 1 + net.layers[k + 1].W.shape[0]
 
 
 def needed_masks(net, box, statuses, open_masks, can_be_inactive) -> list[np.ndarray]:

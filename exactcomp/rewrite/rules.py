@@ -39,7 +39,7 @@ from exactcomp.ir.lowering import lower_max_pools, raise_max_pools
 from exactcomp.ir.maxpool import MaxPoolLayer
 from exactcomp.ir.network import Dense, Network
 from exactcomp.ir.pool import Pooled, conv_of
-from exactcomp.rewrite.base import _check_hidden, _replace, constant_after
+from exactcomp.rewrite.base import check_hidden, replace_pair, constant_after
 from exactcomp.rewrite.channels import remove_dead_channels
 from exactcomp.rewrite.constants import constant_entries, fold_constant_channels
 from exactcomp.rewrite.selection import select_everywhere, unselect_dense
@@ -64,7 +64,7 @@ def fold_fixed_inputs(net: Network, box) -> Network:
 
 def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
     """Delete the neurons of hidden layer ``pos`` selected by ``mask`` (they must output 0)."""
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return net
@@ -77,13 +77,13 @@ def remove_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
         return net
     kept = layer.keep_outputs(keep) if isinstance(layer, Pooled) else Dense(layer.W[keep], layer.b[keep],
                                                                            layer.layer_id, layer.neuron_ids[keep])
-    return _replace(net, pos, kept, Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids), skips)
+    return replace_pair(net, pos, kept, Dense(nxt.W[:, keep], nxt.b, nxt.layer_id, nxt.neuron_ids), skips)
 
 
 def _fold_into_next(net: Network, pos: int, drop: np.ndarray, W_next: np.ndarray, b_next: np.ndarray) -> Network:
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     keep = ~drop
-    return _replace(
+    return replace_pair(
         net, pos,
         Dense(layer.W[keep], layer.b[keep], layer.layer_id, layer.neuron_ids[keep]),
         Dense(W_next[:, keep], b_next, nxt.layer_id, nxt.neuron_ids),
@@ -93,7 +93,7 @@ def _fold_into_next(net: Network, pos: int, drop: np.ndarray, W_next: np.ndarray
 def fold_constant_neurons(net: Network, pos: int, constant=None, values=None) -> Network:
     """Fold the neurons where ``constant`` is true, of constant output ``values``, into the next bias; by
     default the neurons with an all-zero weight row (``h_i = relu(b_i)``)."""
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     if constant is None:
         constant, values = ~layer.W.any(axis=1), np.maximum(layer.b, 0.0)
@@ -134,7 +134,7 @@ def independent_rows(A: np.ndarray, tol: float = RANK_TOLERANCE):
 
 def fold_active_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
     """Keep a basis of the stably active neurons selected by ``mask``; fold the rest (see module doc)."""
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     active = np.flatnonzero(mask)
     if active.size == 0:
         return net
@@ -154,7 +154,7 @@ def fold_active_neurons(net: Network, pos: int, mask: np.ndarray) -> Network:
 
 def merge_linear_layer(net: Network, pos: int, only_if_smaller: bool = True) -> Network:
     """Merge hidden layer ``pos`` (all of whose neurons are stably active) into the next layer."""
-    _check_hidden(net, pos)
+    check_hidden(net, pos)
     layer, nxt = net.layers[pos], net.layers[pos + 1]
     merged = Dense(nxt.W @ layer.W, nxt.W @ layer.b + nxt.b, nxt.layer_id, nxt.neuron_ids)
     if only_if_smaller and merged.parameter_count > layer.parameter_count + nxt.parameter_count:
