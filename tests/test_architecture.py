@@ -25,7 +25,7 @@ STAGES = {
     "exactcomp.ir": 1,
     "exactcomp.domain": 2, "exactcomp.domains": 2, "exactcomp.validity": 2, "exactcomp.results": 2,
     "exactcomp.options": 2, "exactcomp.executors": 2, "exactcomp.formulations": 2, "exactcomp.solvers": 2,
-    "exactcomp.io": 3,
+    "exactcomp.io": 3, "exactcomp.ops": 3,
     "exactcomp.bounds": 4,
     "exactcomp.witnesses": 5, "exactcomp.bab": 5,
     "exactcomp.provers": 6,

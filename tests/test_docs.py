@@ -30,7 +30,7 @@ def test_extending_examples_run(capsys):
 
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
@@ -58,6 +58,18 @@ def test_extending_examples_run(capsys):
     assert sum(layer.methods().get("crown", 0) for layer in crown.layers) > 0
     assert crown.stats["certificates_checked"] >= sum(layer.methods().get("crown", 0) for layer in crown.layers)
     assert crown.stats.get("certificates_rejected", 0) == 0
+    # the example op unit: a 1-D convolution read, its dead channel removed, written as a 1-D Conv that
+    # computes what the original does (onnxruntime)
+    from exactcomp.ops.conv1d import Conv1d
+
+    from .conftest import run_onnx
+
+    assert type(scope["signal_result"].compressed.hidden[0]) is Conv1d
+    assert scope["signal_result"].compressed.hidden[0].channels == 3
+    X = np.random.default_rng(0).random((200, 2, 16)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(scope["signal_small"], X)[0], run_onnx(scope["signal_model"], X)[0],
+                               rtol=1e-4, atol=1e-4)
+    assert {n.op_type for n in scope["signal_small"].graph.node} >= {"Conv"}
     # the example executor: its units ran, and the analysis decides as the default one
     threads = scope["threads_analysis"]
     assert threads.stats.get("distributed_units", 0) > 0

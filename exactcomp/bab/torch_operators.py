@@ -164,8 +164,9 @@ TORCH_OPERATORS = {Dense: TorchDense, Conv: TorchConv, Embed: TorchEmbed, Pooled
 
 
 def torch_operator(layer, device):
-    """The torch linear operator of a network layer (:data:`TORCH_OPERATORS`, by exact type)."""
-    make = TORCH_OPERATORS.get(type(layer))
+    """The torch linear operator of a network layer (:data:`TORCH_OPERATORS`: its class's, or its nearest base
+    class's: a 1-D convolution is bounded as the 2-D one it lifts to)."""
+    make = next((TORCH_OPERATORS[c] for c in type(layer).__mro__ if c in TORCH_OPERATORS), None)
     if make is None:
         raise TypeError(f"branch and bound has no torch operator for layer type {type(layer).__name__}")
     return make(layer, device)

@@ -52,7 +52,8 @@ def cmd_verify(args) -> int:
 
 
 def _layer_info(layer, output: bool) -> dict:
-    """One layer of ``inspect``: ``op`` is ``dense`` or ``conv CxHxW -> C'xH'xW' kKxK sS pP``."""
+    """One layer of ``inspect``: ``op`` is ``dense``, ``conv CxHxW -> C'xH'xW' kKxK sS pP``, or the ``describe()``
+    of an op unit (:mod:`exactcomp.ops`)."""
     from exactcomp.ir.conv import Conv
 
     from exactcomp.ir.pool import Pooled
@@ -77,6 +78,8 @@ def _layer_info(layer, output: bool) -> dict:
               f"kernel {kh}x{kw} stride {layer.stride[0]}x{layer.stride[1]} pads {list(layer.pads)}"
               + (f" groups {layer.groups}" if layer.groups > 1 else "")
               + (" (input channels-last)" if layer.channels_last else "") + ":")
+    if hasattr(layer, "describe"):   # an op unit's own line (exactcomp.ops)
+        op = layer.describe() + ":"
     if isinstance(layer, Selected):
         inner = _layer_info(layer.inner, output)
         op = f"select {layer.index.size} of {layer.fan_in} entries, then {inner['op']}"

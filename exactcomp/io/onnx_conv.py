@@ -14,6 +14,8 @@ a :class:`~exactcomp.ir.network.Dense` layer with ``W = A``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -35,9 +37,21 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) 
     return (small, total - small) if upper else (total - small, small)
 
 
-def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
-    """The :class:`Conv` an ONNX ``Conv`` node applies to a per-sample tensor of ``shape``."""
+#: Rank of an ONNX ``Conv`` weight -> the function reading such a node into a :class:`Conv` (2-D here; op units
+#: such as :mod:`exactcomp.ops.conv1d` add theirs): ``(tracer, node, shape, attrs, kernel) -> Conv``.
+CONV_READERS: dict = {}
+
+
+def read_conv(tracer, node, shape: tuple[int, ...], attrs: dict) -> Conv:
+    """The :class:`Conv` (or subclass) an ONNX ``Conv`` node applies to a per-sample tensor of ``shape``."""
     kernel = tracer.const(node, node.input[1], "weight").astype(np.float64)
+    reader = CONV_READERS.get(kernel.ndim, conv_spec)
+    return reader(tracer, node, shape, attrs, kernel)
+
+
+def conv_spec(tracer, node, shape: tuple[int, ...], attrs: dict, kernel: np.ndarray) -> Conv:
+    """The 2-D :class:`Conv` an ONNX ``Conv`` node with the 4-D ``kernel`` applies to a per-sample tensor of
+    ``shape``."""
     if kernel.ndim != 4 or len(shape) != 3:
         tracer.fail_node(node, f"only 2-D convolutions are supported (weight {list(kernel.shape)}, per-sample input "
                                f"{list(shape)})", UnsupportedOpError)
@@ -129,8 +143,7 @@ def conv_of_basis(spec: Conv, A, c: np.ndarray) -> Conv | None:
         return None  # padding zeros are not shifted: not a convolution of h
     kernel = spec.kernel * s_in[:, :, None, None]
     bias = spec.bias + np.einsum("ocij,oc->o", spec.kernel, t_in)
-    return Conv(kernel, bias, spec.in_shape, 0, spec.neuron_ids, spec.stride, spec.pads, spec.dilation, spec.groups,
-                channels_last)
+    return replace(spec, kernel=kernel, bias=bias, layer_id=0, channels_last=channels_last)
 
 
 def conv_of_concatenation(spec: Conv, terms: dict, c: np.ndarray) -> dict:
@@ -153,8 +166,8 @@ def conv_of_concatenation(spec: Conv, terms: dict, c: np.ndarray) -> dict:
             return {}
         first = int(offset[0]) // (H * W)
         channels = slice(first, first + n // (H * W))
-        out[basis] = Conv(spec.kernel[:, channels], np.zeros(spec.channels), (n // (H * W), H, W), 0, spec.neuron_ids,
-                          spec.stride, spec.pads, spec.dilation)
+        out[basis] = replace(spec, kernel=spec.kernel[:, channels], bias=np.zeros(spec.channels),
+                             in_shape=(n // (H * W), H, W), layer_id=0)
     return out
 
 
@@ -178,8 +191,8 @@ def as_conv(A, c: np.ndarray, spec: Conv, layer_id: int, after=None) -> Conv | N
     scale = max(abs(A).max(), 1e-300)
     if (abs(sp.csr_array(A) - scaled)).max() > STRUCTURE_RTOL * scale * 10:
         return None
-    return Conv(spec.kernel * d[:, None, None, None], bias, spec.in_shape, layer_id,
-                np.arange(spec.width), spec.stride, spec.pads, spec.dilation, spec.groups, spec.channels_last)
+    return replace(spec, kernel=spec.kernel * d[:, None, None, None], bias=bias, layer_id=layer_id,
+                   neuron_ids=np.arange(spec.width))
 
 
 def zero_columns_as_selections(layers: list) -> list:

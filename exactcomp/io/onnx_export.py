@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+import exactcomp.ops  # noqa: F401  (the op units register their readers and writers)
 from exactcomp.errors import ModelError
 from exactcomp.io.files import write_atomic
 from exactcomp.ir.conv import Conv

@@ -26,6 +26,7 @@ import onnx
 import scipy.sparse as sp
 from onnx import helper, numpy_helper
 
+import exactcomp.ops  # noqa: F401  (the op units register their readers and writers)
 from exactcomp.io import onnx_conv, onnx_layers, onnx_maxpool
 from exactcomp.errors import ModelError, UnsupportedOpError
 from exactcomp.ir.lowering import lower_max_pools

@@ -39,8 +39,17 @@ class GraphBuilder:
         return output
 
 
+#: Convolution class -> the function writing its nodes, for op units whose ONNX form differs from the 2-D
+#: ``Conv`` (:mod:`exactcomp.ops.conv1d`): ``(layer, h, image, builder, tag, name) -> output name``, same contract
+#: as :func:`conv_node`.
+CONV_WRITERS: dict = {}
+
+
 def conv_node(layer, h: str, image: bool, b: GraphBuilder, tag: str, name: str) -> str:
     """``Conv`` of ``layer`` on ``h`` (flat ``(n, C·H·W)`` unless ``image``), output ``(n, C', H', W')``."""
+    writer = CONV_WRITERS.get(type(layer))
+    if writer is not None:
+        return writer(layer, h, image, b, tag, name)
     if not image and layer.channels_last:
         c, height, width = layer.in_shape
         h = b.node("Reshape", [h, b.const(f"{tag}/input_shape", [-1, height, width, c], np.int64)],

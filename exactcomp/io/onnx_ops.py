@@ -272,9 +272,9 @@ class AffineOps:
         return onnx_pool.after_pool(x, M, out) if lead == 1 else out
 
     def conv(self, node, x: Affine, attrs) -> Affine:
-        spec = onnx_conv.conv_spec(self, node, tuple(x.shape), attrs)
+        spec = onnx_conv.read_conv(self, node, tuple(x.shape), attrs)
         M = spec.matrix()
-        out = x.map(lambda A: sparse_or_dense(M @ A), M @ x.c + spec.b, spec.out_shape)
+        out = x.map(lambda A: sparse_or_dense(M @ A), M @ x.c + spec.b, spec.value_shape)
         pool = x.convs.get(x.basis) if len(x.terms) == 1 else None
         if isinstance(pool, AveragePool):   # of an average pooling of one basis: the layer keeps both
             out.convs = {x.basis: ("pooled", pool, spec)}

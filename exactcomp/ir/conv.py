@@ -17,7 +17,7 @@ witnesses and formulations use the layer through the same linear-operator interf
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -75,6 +75,11 @@ class Conv:
         return (c_out,
                 conv_output_size(self.in_shape[1], kh, self.stride[0], self.dilation[0], top, bottom),
                 conv_output_size(self.in_shape[2], kw, self.stride[1], self.dilation[1], left, right))
+
+    @property
+    def value_shape(self) -> tuple[int, ...]:
+        """The per-sample shape of the ONNX tensor the layer outputs (``out_shape`` for a 2-D convolution)."""
+        return self.out_shape
 
     @property
     def channels(self) -> int:
@@ -166,11 +171,9 @@ class Conv:
         """The same layer computing only the channels where ``keep`` is true (``groups`` must be 1)."""
         keep = np.asarray(keep, dtype=bool)
         ids = self.neuron_ids.reshape(self.channels, self.positions)[keep].ravel()
-        return Conv(self.kernel[keep], self.bias[keep], self.in_shape, self.layer_id, ids, self.stride, self.pads,
-                    self.dilation, self.groups, self.channels_last)
+        return replace(self, kernel=self.kernel[keep], bias=self.bias[keep], neuron_ids=ids)
 
     def keep_input_channels(self, keep: np.ndarray) -> "Conv":
         """The same layer reading only the input channels where ``keep`` is true (``groups`` must be 1)."""
         keep = np.asarray(keep, dtype=bool)
-        return Conv(self.kernel[:, keep], self.bias, (int(keep.sum()), *self.in_shape[1:]), self.layer_id,
-                    self.neuron_ids, self.stride, self.pads, self.dilation, self.groups, self.channels_last)
+        return replace(self, kernel=self.kernel[:, keep], in_shape=(int(keep.sum()), *self.in_shape[1:]))

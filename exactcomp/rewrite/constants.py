@@ -24,6 +24,8 @@ followed). A kernel of zeros is the special case where every position reads noth
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from exactcomp.ir.conv import Conv
@@ -103,8 +105,7 @@ def _with_bias_shift(op, shift: np.ndarray):
     output of a dense layer, per channel of a convolution)."""
     inner = op.inner if isinstance(op, Pooled) else op
     if isinstance(inner, Conv):
-        inner = Conv(inner.kernel, inner.bias + shift, inner.in_shape, inner.layer_id, inner.neuron_ids, inner.stride,
-                     inner.pads, inner.dilation, inner.groups, inner.channels_last)
+        inner = replace(inner, bias=inner.bias + shift)
     else:
         inner = Dense(inner.W, inner.b + shift, inner.layer_id, inner.neuron_ids)
     return Pooled(op.pool, inner) if isinstance(op, Pooled) else inner
