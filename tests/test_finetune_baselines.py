@@ -246,3 +246,25 @@ def test_l1_from_scratch_past_its_deadline_returns_the_fresh_initialisation(digi
     fresh = TorchGraph(model)
     reinitialized(fresh, seed=7)
     assert not calls and all(np.array_equal(v, values[k]) for k, v in fresh.initializer_values().items())
+
+
+def test_ablation_scores_are_the_logit_change_of_masking_each_unit():
+    """One hidden layer: masking unit ``u`` moves the logits by exactly ``W2[:, u] · relu(g_u(x))``, so its score
+    is ``Σ_x ‖W2[:, u]‖² relu(g_u(x))²`` (numpy, from the weights); a unit masked already scores 0."""
+    import torch
+
+    from exactcomp.finetune.scores import ablation_scores
+
+    rng = np.random.default_rng(4)
+    Ws, bs = [rng.normal(size=(7, 5)), rng.normal(size=(3, 7))], [rng.normal(size=7), rng.normal(size=3)]
+    graph = TorchGraph(onnx_mlp(Ws, bs, dtype=np.float64))
+    X = rng.random((40, 5))
+    name = graph.relu_names[0]
+    mask = torch.ones(7, dtype=torch.float64)
+    mask[2] = 0.0
+    graph.masks = {name: mask}
+    scores = ablation_scores(graph, torch.as_tensor(X), batch=16)[name]
+    expected = (np.maximum(X @ Ws[0].T + bs[0], 0) ** 2).sum(axis=0) * (Ws[1] ** 2).sum(axis=0)
+    expected[2] = 0.0
+    np.testing.assert_allclose(scores, expected, rtol=1e-9)
+    assert torch.equal(graph.masks[name], mask)            # the caller's masks are left as they were

@@ -54,8 +54,9 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
                         "budget is written")
     s.add_argument("--seed", type=number(int, 0, 2 ** 32 - 1), default=0, help="seed of the split and the shuffling")
     s.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device: cpu (default), cuda or cuda:N")
-    s.add_argument("--score", default="logit_change", choices=["logit_change", "magnitude"],
-                   help="which units to give up first (default logit_change; magnitude: incoming weight norm)")
+    s.add_argument("--score", default="logit_change", choices=["logit_change", "ablation", "magnitude"],
+                   help="which units to give up first (default logit_change: first-order logit change; ablation: the "
+                        "logit change of masking each unit, one at a time; magnitude: incoming weight norm)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress display and no per-round lines")
     s.add_argument("--sweep", type=number(int, 2, 50), metavar="N",
                    help="N strengths of stabilize and of the two baselines, each compressed exactly: a Pareto table, "
