@@ -137,7 +137,8 @@ def _nothing_decided(network: Network, whole, analyses) -> Analysis:
         status[stable], method[stable] = Status.UNKNOWN, Reason.INTERRUPTED
         layers.append(LayerAnalysis(la.layer_id, status, method, np.full(la.lower.shape, -np.inf),
                                     np.full(la.upper.shape, np.inf), la.witness_pos, la.witness_neg))
-    return Analysis(network, whole.hull, tuple(layers), done.witnesses, done.times, True, done.stats, done.options)
+    return Analysis(network, whole.hull, tuple(layers), done.witnesses, done.times, True, done.stats, done.options,
+                    schedule=done.schedule)
 
 
 @dataclass(frozen=True, eq=False)

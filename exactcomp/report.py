@@ -31,7 +31,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after, original_model
                    (float entries the original ONNX file stores outside the head; null if unknown)}
-    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the schedule run), device,
+    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the provers that ran, in order), device,
                    proof_seconds (time of the proof phases, what time_limit bounds),
                    stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
                    certificates_checked, ...}}
@@ -187,7 +187,7 @@ def _analysis_entry(analysis) -> dict:
             "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)
                                                    else getattr(o.formulation, "name", "custom")),
-            "provers": _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
+            "provers": list(analysis.schedule) if analysis.schedule else _schedule(o), "device": None if o is None else getattr(o, "device", "cpu"),
             "complete": None if o is None else _complete(getattr(o, "payoff", None)),
             "min_gain": None if o is None else getattr(getattr(o, "payoff", None), "min_gain", None),
             "gain_left": analysis.gain_left,
@@ -201,7 +201,8 @@ def _complete(payoff) -> bool:
 
 
 def _schedule(options) -> list | None:
-    """The provers the analysis ran (names; a user's prover object by its ``name``)."""
+    """The provers an analysis without a recorded schedule would run (names; a user's prover object by its
+    ``name``): the per-neuron baseline, or an analysis made before the schedule was recorded."""
     from exactcomp.provers import SCHEDULES
 
     if options is None:

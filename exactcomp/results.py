@@ -155,6 +155,7 @@ class Analysis:
     valid_for: "Validity | None" = None   # network hash, boxes, margin (exactcomp.validity); set by analyze
     sizes: tuple = ()                     # ((seconds, parameters written if stopped then), ...): with a payoff
     gain_left: int | None = None          # at most what deciding the undecided neurons could remove (payoff)
+    schedule: tuple = ()                  # the provers that ran, in order (empty: not a schedule of provers)
 
     def totals(self) -> dict[str, int]:
         return {s.label: sum(layer.count(s) for layer in self.layers) for s in Status}
@@ -198,14 +199,15 @@ UNTIMED_PHASES = frozenset({"import", "resume", "bounds", "witnesses", "recheck"
 
 def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker, times: dict, interrupted: bool,
              stats: dict | None = None, auxiliary=frozenset(), not_needed=None, sizes: tuple = (),
-             gain_left: int | None = None) -> Analysis:
+             gain_left: int | None = None, schedule: tuple = ()) -> Analysis:
     """The immutable :class:`Analysis` of a finished run: per hidden layer ``k`` its status and method arrays
     (copied), bounds, and ``tracker`` (a :class:`~exactcomp.witnesses.search.WitnessTracker`): undecided
     neurons it saw take both signs become unstable (method ``witness``) and the witness points they cite are
     gathered, renumbered in order of first citation, into :attr:`Analysis.witnesses`. In the layers of
     ``auxiliary`` (comparisons inside a max pooling) undecided neurons without a reason get ``comparison``.
     ``not_needed`` (per layer, optional): undecided neurons that become :attr:`Status.NOT_NEEDED` (method
-    ``no_payoff`` where they had no reason yet). ``sizes`` and ``gain_left``: the payoff's anytime record."""
+    ``no_payoff`` where they had no reason yet). ``sizes`` and ``gain_left``: the payoff's anytime record;
+    ``schedule``: the provers that ran."""
     pool = tracker.pool()
     used: dict[int, int] = {}
     layers = []
@@ -230,4 +232,4 @@ def assemble(net: Network, box: Box, statuses, methods, lowers, uppers, tracker,
     order = sorted(used, key=used.get)
     witnesses = pool[order] if order else np.empty((0, net.input_size))
     return Analysis(net, box, tuple(layers), witnesses, dict(times), interrupted, dict(stats or {}),
-                    sizes=tuple(sizes), gain_left=gain_left)
+                    sizes=tuple(sizes), gain_left=gain_left, schedule=tuple(schedule))

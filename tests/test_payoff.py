@@ -370,3 +370,14 @@ def test_the_portfolio_proves_what_is_worth_most_first_with_the_larger_share(mon
     worth = [1.0 + j % 3 for _, j, _ in first_round]
     left = first_round[-1][2]                                     # the last one gets all that is left
     assert len(set(worth)) > 1 and first_round[0][2] == pytest.approx(left * worth[0] / sum(worth), rel=0.01)
+
+
+def test_the_report_lists_the_provers_that_ran():
+    net, box = _hidden_dead_mlp(3, 0), Box(np.zeros(2), np.ones(2))
+    schedule = ("bounds", _Points(box.sample(50, np.random.default_rng(0))), _Recorder())
+    ran = {gain: exactcomp.compress(net, box, provers=schedule, min_gain=gain).report()["analysis"]["provers"]
+           for gain in (0.0, 0.99)}
+    assert ran == {0.0: ["bounds", "points", "recorder"], 0.99: ["bounds"]}   # nothing worth it: the rest skipped
+    split = exactcomp.compress(net, box, min_gain=0.0, time_limit=20)   # input splitting decides it all (2 inputs)
+    assert split.analysis.layers[1].status[0] == Status.INACTIVE
+    assert split.report()["analysis"]["provers"] == ["bounds", "witnesses", "input-split"]   # lp, portfolio: skipped

@@ -83,5 +83,6 @@ def merge_analyses(network, domain, analyses) -> Analysis:
         for key, value in a.stats.items():
             stats[key] = stats.get(key, 0) + value
     stats["domain_parts"] = len(analyses)
+    schedule = tuple(dict.fromkeys(name for a in analyses for name in a.schedule))   # every prover that ran, first seen first
     return Analysis(network, domain.hull, layers, witnesses, times, any(a.interrupted for a in analyses), stats,
-                    analyses[0].options)
+                    analyses[0].options, schedule=schedule)

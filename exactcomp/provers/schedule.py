@@ -50,6 +50,7 @@ def analyze_with_schedule(net, box, options, progress=None):
                 state.deadline = time.perf_counter() + options.time_limit
             if proving and not state.has_open_work():
                 continue
+            state.schedule.append(prover.name)
             t0 = time.perf_counter()
             try:
                 for outcome in prover.run(state, progress):

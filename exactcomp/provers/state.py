@@ -90,6 +90,7 @@ class ProofState:
     assessment: object = None                         # the payoff's last Assessment (what is left to gain)
     sizes: list = field(default_factory=list)         # (seconds, parameters written if stopped then), on change
     low_gain: bool = False                            # the open neurons could buy less than the payoff's min_gain
+    schedule: list = field(default_factory=list)      # the provers that ran, in order (skipped ones are not)
     _started: float = field(default_factory=time.perf_counter)
 
     @classmethod
@@ -277,7 +278,8 @@ class ProofState:
         if self.assessment is not None:
             anytime = {"sizes": tuple(self.sizes), "gain_left": int(self.assessment.gain)}
         return assemble(self.net, self.box, self.status, self.method, self.lower, self.upper, self.tracker,
-                        self.times, interrupted, self.stats, auxiliary, not_needed, **anytime)
+                        self.times, interrupted, self.stats, auxiliary, not_needed, schedule=tuple(self.schedule),
+                        **anytime)
 
 
 #: A payoff refresh waits at least this many times its last cost (bounds its share of the run to ~1/(1+this)).
