@@ -1,12 +1,13 @@
-"""The knobs of an analysis (:class:`AnalysisOptions`), their defaults and their validation
-(:func:`check_options`, :func:`check_device`): one-line :class:`~exactcomp.errors.ExactcompError` naming
-the option, as the CLI validates them."""
+"""The knobs of an analysis (:class:`AnalysisOptions`), their defaults, their command-line form (flag, help,
+kind of value: the CLI's parser is generated from the fields) and their validation (:func:`check_options`,
+:func:`check_device`): one-line :class:`~exactcomp.errors.ExactcompError` naming the option, as the CLI
+validates them."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +26,16 @@ DEFAULT_TIME_LIMIT = 300.0
 
 #: Per-neuron MILPs solved at once by default: one per CPU core, at most 4 (each HiGHS MIP is serial).
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
+
+#: Largest values the command line accepts (larger ones are almost surely typos).
+MAX_JOBS, MAX_THREADS, MAX_MARGIN = 256, 1024, 1.0
+
+
+def _cli(default, flag: str, help: str, kind=None, **argparse_options):
+    """A field with its command-line form (``exactcomp compress``'s parser is generated from these, see
+    :func:`exactcomp.cli.analysis_flags.add_analysis_flags`): the ``flag``, its ``help``, the ``kind`` of value
+    (a name the CLI turns into its argparse type or choices, or ``("int", low, high)``) and argparse extras."""
+    return field(default=default, metadata={"flag": flag, "help": help, "kind": kind, **argparse_options})
 
 
 @dataclass
@@ -54,26 +65,46 @@ class AnalysisOptions:
     ``low_gain``); it also records the size over time (``Analysis.sizes``).
     """
 
-    symbolic: bool = True
-    random_points: int = 2048
-    gradient_steps: int = 40
+    symbolic: bool = _cli(True, "--no-symbolic", "use interval bounds only", action="store_false")
+    random_points: int = _cli(2048, "--random-points", "random points for the witness search, evaluated in batches "
+                              "(default 2048)", kind="count", metavar="N")
+    gradient_steps: int = _cli(40, "--gradient-steps", "steps per gradient restart of the witness search, 0 to 1e6 "
+                               "(default 40)", kind=("int", 0, 10 ** 6), metavar="N")
     gradient_restarts: int = 2
-    seed: int = 0
+    seed: int = _cli(0, "--seed", "random seed, >= 0 (default 0)", kind="seed")
     samples: np.ndarray | None = None
-    strategy: str = "auto"
-    solver: object = "highs"
-    time_limit: float | None = DEFAULT_TIME_LIMIT
-    threads: int | None = None
-    jobs: int | None = None
-    formulation: object = "bigm"
-    margin: float = DEFAULT_MARGIN
+    strategy: str = _cli("auto", "--strategy", "auto (default): bounds, witnesses, LP tightening, one feasibility "
+                         "MILP per remaining neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: "
+                         "the slow CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
+                         "bounds: bounds and witnesses only", kind="strategy")
+    solver: object = _cli("highs", "--solver", "MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], "
+                          "pyomo[:SOLVER]; see 'exactcomp solvers'", metavar="NAME")
+    time_limit: float | None = _cli(DEFAULT_TIME_LIMIT, "--time-limit", "budget of the proof phases (after bounds and "
+                                    "witness search) for the whole run, shared by the boxes of a union, default "
+                                    f"{DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not decided in time "
+                                    "are unknown and kept", kind="time_limit", metavar="SECONDS")
+    threads: int | None = _cli(None, "--threads", f"solver threads, 1 to {MAX_THREADS} (default: the solver's "
+                               "choice)", kind=("int", 1, MAX_THREADS), metavar="N")
+    jobs: int | None = _cli(None, "--jobs", f"per-neuron MILPs solved at once, 1 to {MAX_JOBS} (default: CPU "
+                            "cores, at most 4)", kind=("int", 1, MAX_JOBS), metavar="N")
+    formulation: object = _cli("bigm", "--formulation", "MILP formulation: bigm (default) or bigm-ideal (big-M plus "
+                               "Anderson et al. 2020 ideal cuts separated at the root of each per-neuron MILP)",
+                               kind="formulation")
+    margin: float = _cli(DEFAULT_MARGIN, "--margin", "safety margin τ of LP/MILP proofs, in (0, 1]: stable means "
+                         f"|g| >= τ proven (default {DEFAULT_MARGIN:g})", kind=("open_float", 0.0, MAX_MARGIN),
+                         metavar="TAU")
     lp_tightening: bool = True
-    solver_log: bool = False
-    provers: tuple | None = None
+    solver_log: bool = _cli(False, "--solver-log", "show the solvers' own logs (on stderr)", action="store_true")
+    provers: tuple | None = _cli(None, "--provers", "comma-separated schedule of provers replacing the strategy's, "
+                                 "e.g. bounds,witnesses,lp,bab,milp (see the README)", kind="provers", metavar="LIST")
     resume: object = None
-    device: str = "cpu"
-    executor: object = "local"
-    workers: int = 1
+    device: str = _cli("cpu", "--device", "where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch "
+                       "with CUDA and a GPU; proofs are re-checked in float64 on the CPU either way)", metavar="DEVICE")
+    executor: object = _cli("local", "--executor", "where the per-neuron proofs run: local (default: this process, or "
+                            "a process pool with --workers > 1), ray (a local Ray instance) or ray://HOST:PORT (a Ray "
+                            "cluster; needs pip install 'exactcomp[ray]')", kind="executor", metavar="WHERE")
+    workers: int = _cli(1, "--workers", f"proof work units run at once with --executor local, 1 to {MAX_JOBS} "
+                        "(default 1); Ray uses the cluster's CPUs", kind=("int", 1, MAX_JOBS), metavar="N")
     payoff: object = None
 
 

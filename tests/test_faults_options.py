@@ -205,3 +205,26 @@ def test_api_options_are_validated_like_the_cli(bad):
     net = random_network([4, 6, 2], seed=0)
     with pytest.raises(ExactcompError):
         exactcomp.analyze(net, exactcomp.Box(np.zeros(4), np.ones(4)), **bad)
+
+
+def test_compress_flags_are_generated_from_the_analysis_options():
+    """Issue 22: one place for an option's flag, help, type and default (exactcomp.options.AnalysisOptions)."""
+    import dataclasses
+
+    from exactcomp.cli.analysis_flags import analysis_kwargs, flagged_fields
+    from exactcomp.options import AnalysisOptions
+
+    parser = build_parser()
+    base = ["compress", "m.onnx", "--domain", "box.json", "-o", "out.onnx"]
+    defaults = analysis_kwargs(parser.parse_args(base))
+    expected = {f.name: f.default for f in dataclasses.fields(AnalysisOptions) if "flag" in f.metadata}
+    expected.pop("margin")                       # left to the options' own default unless given
+    assert defaults == expected and len(flagged_fields()) >= 15
+    given = analysis_kwargs(parser.parse_args(base + ["--no-symbolic", "--time-limit", "none", "--jobs", "2",
+                                                      "--margin", "0.01", "--provers", "bounds,milp"]))
+    assert (given["symbolic"], given["time_limit"], given["jobs"], given["margin"], given["provers"]) == (
+        False, None, 2, 0.01, ("bounds", "milp"))
+    assert AnalysisOptions(**given).jobs == 2    # every key is an option
+    help_text = parser._subparsers._group_actions[0].choices["compress"].format_help()
+    for f in flagged_fields():
+        assert f.metadata["flag"] in help_text

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import math
 
-#: Largest values accepted for numeric options (larger ones are almost surely typos). MAX_COUNT, the most
-#: --random-points, is exactcomp.domain.MAX_RANDOM_POINTS (written out: this module must not import numpy).
-MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_COUNT = 256, 1024, 1.0, 10_000_000
+#: The most --random-points: exactcomp.domain.MAX_RANDOM_POINTS, written out (this module must not import numpy;
+#: the other limits are exactcomp.options.MAX_JOBS, MAX_THREADS and MAX_MARGIN).
+MAX_COUNT = 10_000_000
 
 
 def number_type(cast, low, high=None, low_open: bool = False):

@@ -61,6 +61,7 @@ def _prepare(args):
 
 def run_compress(args) -> int:
     from exactcomp import api, pipeline
+    from exactcomp.cli.analysis_flags import analysis_kwargs
     from exactcomp.options import check_device
     from exactcomp.cli.console import console as _console, print_json as _print_json
     from exactcomp.cli.progress import progress_display
@@ -73,14 +74,8 @@ def run_compress(args) -> int:
     err = _console(stderr=True)
     net, box, samples, resume, t_import = _prepare(args)
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
-        result = api.compress(net, box, progress=progress, symbolic=not args.no_symbolic,
-                              random_points=args.random_points, gradient_steps=args.gradient_steps,
-                              seed=args.seed, samples=samples, strategy=args.strategy,
-                              time_limit=args.time_limit, threads=args.threads, jobs=args.jobs, solver=args.solver,
-                              formulation=args.formulation, solver_log=args.solver_log, provers=args.provers,
-                              resume=resume, device=args.device, executor=args.executor, workers=args.workers,
-                              complete=args.complete, min_gain=args.min_gain,
-                              **({"margin": args.margin} if args.margin is not None else {}))
+        result = api.compress(net, box, progress=progress, samples=samples, resume=resume, complete=args.complete,
+                              min_gain=args.min_gain, **analysis_kwargs(args))
     interrupted_by = received() if result.analysis.interrupted else None
     result.times["import"] = t_import
     written = pipeline.finish(

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from exactcomp.cli.argtypes import (MAX_COUNT, MAX_JOBS, MAX_MARGIN, MAX_THREADS, count_type, executor_type, fraction_type, number_type,
-                                    prover_list_type, seed_type, time_limit_type, tolerance_type)
+from exactcomp.cli.argtypes import (MAX_COUNT, count_type, executor_type, fraction_type, number_type, seed_type,
+                                    time_limit_type, tolerance_type)
 
 __all__ = ["EXIT_CODES", "MAX_COUNT", "entry", "main"]
 
@@ -38,9 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from exactcomp.analysis import STRATEGIES
-    from exactcomp.options import DEFAULT_TIME_LIMIT
-    from exactcomp.formulations import REGISTRY as FORMULATIONS
+    from exactcomp.cli.analysis_flags import add_analysis_flags
+    from exactcomp.options import DEFAULT_TIME_LIMIT, MAX_JOBS
     from exactcomp.verify.compare import TOLERANCES
 
     p = _Parser(prog="exactcomp", description="Exact compression of ReLU networks over an input box.",
@@ -62,15 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "'verify' reads them from there")
     c.add_argument("--no-witnesses", action="store_true", help="do not store the witness inputs")
     c.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check of the output (not recommended)")
-    c.add_argument("--strategy", choices=list(STRATEGIES), default="auto",
-                   help="auto (default): bounds, witnesses, LP tightening, one feasibility MILP per remaining "
-                        "neuron; network: the single network-wide MILP (NeurIPS 2021); per-neuron: the slow "
-                        "CPAIOR 2020 baseline, two MILPs per neuron (minutes to hours even on small models); "
-                        "bounds: bounds and witnesses only")
-    c.add_argument("--time-limit", type=time_limit_type, metavar="SECONDS", default=DEFAULT_TIME_LIMIT,
-                   help=f"budget of the proof phases (after bounds and witness search) for the whole run, shared by "
-                        f"the boxes of a union, default {DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not "
-                        "decided in time are unknown and kept")
     c.add_argument("--complete", action="store_true",
                    help="decide every neuron the budget allows, also those whose decision cannot change the written "
                         "model (by default they are skipped and reported not_needed; the written model is the same)")
@@ -81,40 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", type=Path, metavar="REPORT",
                    help="continue from an earlier --report of the same model, domain and margin (checked by "
                         "SHA-256): its proofs, bounds and witnesses are reused, only unknown neurons are worked on")
-    c.add_argument("--provers", type=prover_list_type, metavar="LIST",
-                   help="comma-separated schedule of provers replacing the strategy's, e.g. "
-                        "bounds,witnesses,lp,bab,milp (see the README)")
-    c.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="where branch and bound runs: cpu (default) or cuda / cuda:N (needs torch with CUDA and "
-                        "a GPU; proofs are re-checked in float64 on the CPU either way)")
-    c.add_argument("--executor", default="local", type=executor_type, metavar="WHERE",
-                   help="where the per-neuron proofs run: local (default: this process, or a process pool with "
-                        "--workers > 1), ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster; needs "
-                        "pip install 'exactcomp[ray]')")
-    c.add_argument("--workers", type=number_type(int, 1, MAX_JOBS), default=1, metavar="N",
-                   help=f"proof work units run at once with --executor local, 1 to {MAX_JOBS} (default 1); "
-                        "Ray uses the cluster's CPUs")
     c.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
                    help="where onnxruntime runs the verification: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
-    c.add_argument("--solver", default="highs", metavar="NAME",
-                   help="MILP/LP back end: highs (default), scip, ortools[:scip|highs|cp_sat], pyomo[:SOLVER]; "
-                        "see 'exactcomp solvers'")
-    c.add_argument("--solver-log", action="store_true", help="show the solvers' own logs (on stderr)")
-    c.add_argument("--formulation", choices=list(FORMULATIONS), default="bigm",
-                   help="MILP formulation: bigm (default) or bigm-ideal (big-M plus Anderson et al. 2020 ideal "
-                        "cuts separated at the root of each per-neuron MILP)")
-    c.add_argument("--threads", type=number_type(int, 1, MAX_THREADS), metavar="N",
-                   help=f"solver threads, 1 to {MAX_THREADS} (default: the solver's choice)")
-    c.add_argument("--jobs", type=number_type(int, 1, MAX_JOBS), metavar="N",
-                   help=f"per-neuron MILPs solved at once, 1 to {MAX_JOBS} (default: CPU cores, at most 4)")
-    c.add_argument("--margin", type=number_type(float, 0.0, MAX_MARGIN, low_open=True), default=None, metavar="TAU",
-                   help="safety margin τ of LP/MILP proofs, in (0, 1]: stable means |g| >= τ proven (default 1e-4)")
-    c.add_argument("--no-symbolic", action="store_true", help="use interval bounds only")
-    c.add_argument("--random-points", type=count_type, default=2048, metavar="N",
-                   help="random points for the witness search, evaluated in batches (default 2048)")
-    c.add_argument("--gradient-steps", type=number_type(int, 0, 10 ** 6), default=40, metavar="N",
-                   help="steps per gradient restart of the witness search, 0 to 1e6 (default 40)")
-    c.add_argument("--seed", type=seed_type, default=0, help="random seed, >= 0 (default 0)")
+    add_analysis_flags(c)     # --strategy, --time-limit, --solver, ... from exactcomp.options.AnalysisOptions
     c.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of the table")
     c.add_argument("--quiet", "-q", action="store_true",
                    help="no progress display and no per-layer table: only the summary lines (with --json: only the "
