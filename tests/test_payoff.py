@@ -381,3 +381,13 @@ def test_the_report_lists_the_provers_that_ran():
     split = exactcomp.compress(net, box, min_gain=0.0, time_limit=20)   # input splitting decides it all (2 inputs)
     assert split.analysis.layers[1].status[0] == Status.INACTIVE
     assert split.report()["analysis"]["provers"] == ["bounds", "witnesses", "input-split"]   # lp, portfolio: skipped
+
+
+def test_a_failing_payoff_falls_back_to_deciding_everything():
+    def broken(*args):
+        raise ValueError("a bug in a payoff")
+
+    net, box = _hidden_dead_mlp(3, 0), Box(np.zeros(2), np.ones(2))
+    analysis = exactcomp.analyze(net, box, payoff=broken, time_limit=20)
+    assert analysis.stats["payoff_errors"] == 1 and analysis.totals()["not_needed"] == 0
+    assert analysis.layers[1].status[0] == Status.INACTIVE

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+import exactcomp
 from exactcomp.analysis import AnalysisOptions, Status, analyze
 from exactcomp.bounds.crown import compute_bounds
 from exactcomp.cli.main import main
@@ -382,3 +383,38 @@ def test_parallel_branches_concatenated_into_a_convolution(tmp_path):
     small = compress_network(net, analyze(net, box, AnalysisOptions(time_limit=10)))
     Xs = box.sample(5_000, RNG)
     np.testing.assert_allclose(small.forward(Xs), net.forward(Xs), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dead", [0, 2])
+def test_a_whole_dead_layer_at_either_end_of_a_shortcut_compresses_exactly(dead):
+    """Every neuron of the shortcut's source (layer 1) or target (layer 3) dead: the skip carries nothing and
+    goes (it used to fail thinning an op to zero channels); the written network computes the original's
+    function, checked on samples in float64."""
+    rng = np.random.default_rng(7)
+    layers = [_dense(rng, 2, 3, 1, 0.0), _dense(rng, 3, 3, 2, 0.0), _dense(rng, 3, 3, 3, 0.0), _dense(rng, 3, 1, 4, 0.0)]
+    layers[dead] = Dense(layers[dead].W, np.full(3, -100.0), layers[dead].layer_id, layers[dead].neuron_ids)
+    info, out = TensorInfo("x", (2,), "float64"), TensorInfo("y", (1,), "float64")
+    net = Network(tuple(layers), info, out, (out,), "float64", skips=(Skip(2, 0, Embed.identity(3)),))
+    box = Box(-np.ones(2), np.ones(2))
+    result = exactcomp.compress(net, box, time_limit=30)
+    assert np.all(result.analysis.layers[dead].status == Status.INACTIVE)
+    assert result.parameters_after < result.parameters_before
+    X = box.sample(2000, RNG)
+    np.testing.assert_allclose(result.compressed.forward(X), net.forward(X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dead", [2, 4])
+def test_the_rewriter_takes_a_whole_layer_at_either_end_of_a_projection_shortcut(tmp_path, dead):
+    """Statuses with every neuron of the convolution shortcut's source (2) or target (4) inactive: the rewrite
+    goes through (the payoff tries such hypothetical statuses; a shortcut thinned to zero channels used to raise)
+    and removes at least that layer's kernels."""
+    from exactcomp.results import Status
+    from exactcomp.rewrite.payoff import written_size
+
+    torch.manual_seed(0)
+    net = import_model(export_torch(_ResNet(), tmp_path / "resnet.onnx", False))
+    box = Box(np.zeros(net.input_size), np.ones(net.input_size))
+    statuses = [np.full(layer.width, Status.UNKNOWN, dtype=np.int8) for layer in net.hidden]
+    before = written_size(net, box, statuses)
+    statuses[dead][:] = Status.INACTIVE
+    assert written_size(net, box, statuses) < before

@@ -162,7 +162,12 @@ class ProofState:
             unknown &= ~self.tracker.unstable(k) & (not self.is_auxiliary(k))
             open_.append(unknown)
             can_be_inactive.append(~self.tracker.seen_positive(k))
-        found = self.payoff(self.net, self.box, self.status, open_, can_be_inactive)
+        try:
+            found = self.payoff(self.net, self.box, self.status, open_, can_be_inactive)
+        except Exception:  # noqa: BLE001 - a guide to where proofs pay must never end a sound run: decide everything
+            self.stats["payoff_errors"] = self.stats.get("payoff_errors", 0) + 1
+            self.payoff, self._needed = None, None
+            return
         if isinstance(found, list):               # a plain needed-masks function
             self._needed = found
             return

@@ -47,13 +47,18 @@ def _thin(op, keep: np.ndarray, channels: np.ndarray | None, side: str):
 def thinned_skips(net: Network, pos: int, keep: np.ndarray, channels: np.ndarray | None = None, skips=None):
     """The skips of ``net`` after removing the neurons of layer ``pos`` where ``keep`` is false
     (``channels``: the same as a per-channel mask when ``pos`` is a convolution); None when a skip op
-    cannot follow, or when the layer would become empty under a skip that jumps over it. ``skips``: thin
-    these instead of ``net.skips`` (a second removal in the same rewrite)."""
+    cannot follow, or when the layer would become empty under a skip that jumps over it. When every neuron of
+    ``pos`` goes, a skip into it is dropped, and so is one out of it whose op adds nothing on zeros (no bias).
+    ``skips``: thin these instead of ``net.skips`` (a second removal in the same rewrite)."""
     if not keep.any() and crossed(net, pos):
         return None
     source, skips = (net.skips if skips is None else skips), []
     for skip in source:
         op = skip.op
+        if not keep.any() and pos in (skip.source, skip.target):
+            if skip.target == pos or not np.any(np.asarray(op.b) != 0):
+                continue        # it adds into no neuron, or reads only zeros and adds op(0) = 0: gone
+            return None
         if skip.source == pos:
             op = _thin(op, keep, channels, "in")
         if op is not None and skip.target == pos:
