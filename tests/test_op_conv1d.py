@@ -115,3 +115,38 @@ def test_a_1d_convolution_on_a_wrong_input_fails_with_one_line(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim.add().dim_value = 16    # [N, 2, 1, 16]: a 2-D input
     with pytest.raises(exactcomp.ExactcompError, match="1-D convolution .* needs a \\[N, C, L\\] input"):
         exactcomp.load(model)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_a_torch_1d_cnn_with_batch_norm_compresses_exactly(tmp_path, dynamo):
+    """A model another tool wrote (torch's exporters): Conv1d + BatchNorm1d (folded), stride, dilation."""
+    torch = pytest.importorskip("torch")
+    from .conftest import export_torch
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.bn = torch.nn.Conv1d(3, 6, 5, padding=2), torch.nn.BatchNorm1d(6)
+            self.c2 = torch.nn.Conv1d(6, 4, 3, stride=2, dilation=2, padding=1)
+            self.fc = torch.nn.Linear(4 * 7, 3)
+            with torch.no_grad():
+                self.bn.running_mean.normal_()
+                self.bn.running_var.uniform_(0.5, 2.0)
+                self.c1.bias[:2] -= 20.0                  # two channels die
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.c2(torch.relu(self.bn(self.c1(x))))).flatten(1))
+
+    path = export_torch(Net(), tmp_path / "signal.onnx", dynamo, shape=(1, 3, 16))
+    net = exactcomp.load(path)
+    assert all(type(layer) is Conv1d for layer in net.hidden)
+    box = Box(np.zeros(48), np.ones(48))
+    result = exactcomp.compress(net, box, time_limit=5)
+    assert result.compressed.hidden[0].channels <= 4
+    X = box.sample(200, np.random.default_rng(2)).reshape(-1, 3, 16).astype(np.float32)
+    original = onnx.load(str(path))
+    small = result.to_onnx()                   # the dynamo export fixes the batch to 1, and so does the written one
+    expected, got = (np.vstack([run_onnx(m, x[None])[0] for x in X]) for m in (original, small))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
