@@ -207,3 +207,23 @@ def test_sweep_writes_a_table_a_png_and_points_that_match_compress(work):
     assert 0.0 <= l1_point["metric"] <= 1.0 and l1_point["parameters"] > 0
     assert float((run_onnx(onnx.load(str(work / "sw.onnx")), X)[0].argmax(1) == y).mean()) == pytest.approx(
         chosen[0]["metric"], abs=1e-9)
+
+
+def test_the_sweep_uses_the_score_asked_for_on_its_stabilize_curve(monkeypatch):
+    """``--score`` goes to the stabilize curve of ``--sweep`` (it was silently dropped); magnitude keeps its own."""
+    import exactcomp.finetune.api as api
+    from exactcomp.finetune.sweep import sweep
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        calls.append(kwargs.get("score"))
+        raise Stop
+
+    monkeypatch.setattr(api, "stabilize", record)
+    with pytest.raises(Stop):
+        sweep("m.onnx", None, None, ["box.json"], points=2, score="ablation")
+    assert calls == ["ablation"]

@@ -119,7 +119,7 @@ def run_stabilize(args) -> int:
             on_point = None if args.quiet else (lambda p: err.print(point_line(p)))
             result, points = sweep(args.model, args.data, args.labels, list(args.domain), points=args.sweep,
                                    baseline_epochs=args.baseline_epochs, on_point=on_point, progress=progress,
-                                   **options)
+                                   score=args.score, **options)
     record = result.record
     for warning in record.warnings:
         err.print(f"warning: {warning}")

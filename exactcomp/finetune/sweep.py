@@ -53,6 +53,7 @@ def sweep(model, data, labels, domain, *, points: int, val_data=None, val_labels
     the list of :class:`SweepPoint` (``on_point(point)`` is called as each is measured)."""
     from exactcomp.finetune.api import stabilize
 
+    score = option_fields.pop("score", None)          # the stabilize curve's; the magnitude curve's is "magnitude"
     common = dict(val_data=val_data, val_labels=val_labels, progress=progress, **option_fields)
     found = []
 
@@ -61,7 +62,8 @@ def sweep(model, data, labels, domain, *, points: int, val_data=None, val_labels
         if on_point is not None:
             on_point(point)
 
-    result = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True, **common)
+    result = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True,
+                       **({"score": score} if score else {}), **common)
     _rounds(result, "stabilize", compress_time_limit, add)
     magnitude = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True, score="magnitude",
                           **common)
