@@ -10,9 +10,23 @@ import dataclasses
 from exactcomp.cli.argtypes import (count_type, executor_type, number_type, prover_list_type, seed_type,
                                     time_limit_type)
 
-#: kind name -> argparse type (the kinds ``strategy`` and ``formulation`` are choices of their registries)
-_TYPES = {"count": count_type, "seed": seed_type, "time_limit": time_limit_type, "provers": prover_list_type,
-          "executor": executor_type}
+def _strategies() -> dict:
+    from exactcomp.analysis import STRATEGIES
+
+    return {"choices": list(STRATEGIES)}
+
+
+def _formulations() -> dict:
+    from exactcomp.formulations import REGISTRY
+
+    return {"choices": list(REGISTRY)}
+
+
+#: kind of value -> the argparse options it becomes (a ``("int" | "open_float", low, high)`` kind is a range)
+_KINDS = {"count": lambda: {"type": count_type}, "seed": lambda: {"type": seed_type},
+          "time_limit": lambda: {"type": time_limit_type}, "provers": lambda: {"type": prover_list_type},
+          "executor": lambda: {"type": executor_type},
+          "strategy": _strategies, "formulation": _formulations}
 
 
 def flagged_fields() -> list:
@@ -41,15 +55,7 @@ def _typed(kind) -> dict:
     if isinstance(kind, tuple):
         name, low, high = kind
         return {"type": number_type(float if name == "open_float" else int, low, high, low_open=name == "open_float")}
-    if kind == "strategy":
-        from exactcomp.analysis import STRATEGIES
-
-        return {"choices": list(STRATEGIES)}
-    if kind == "formulation":
-        from exactcomp.formulations import REGISTRY
-
-        return {"choices": list(REGISTRY)}
-    return {"type": _TYPES[kind]}
+    return _KINDS[kind]()
 
 
 def analysis_kwargs(args) -> dict:
