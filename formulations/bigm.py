@@ -92,36 +92,15 @@ def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active
         col_lo += [np.zeros(n), np.zeros(nf), L[free_ids]]
         col_hi += [np.where(inactive, 0.0, np.maximum(U, 0.0)), np.ones(nf), U[free_ids]]
         integ += [np.zeros(n, bool), np.ones(nf, bool), np.zeros(nf, bool)]
-        W = sp.csr_matrix(layer.matrix())
-        eye = sp.identity(n, format="csr")
-        eye_f = sp.identity(nf, format="csr")
-        diag = lambda values: sp.diags(values, format="csr")  # noqa: E731
         tau_act = np.where(relax_active[i][free_ids], margin, 0.0)
         tau_inact = np.where(relax_inactive[i][free_ids], margin, 0.0)
-        # h - W h_prev - Σ S h_src = b (active);  g - W h_prev - Σ S h_src = b (free): the only dense rows
-        skips = [(sp.csr_matrix(s.op.matrix()), blocks["x"] if s.source < 0 else blocks[f"h{s.source + 1}"])
-                 for s in net.skips_into(i)]
-        incoming = lambda ids: sum((_place(S[ids], src, total) for S, src in skips),  # noqa: E731
-                                   _place(W[ids], prev, total))
-        rows.append(_place(eye[act_ids], h_idx, total) - incoming(act_ids))
-        row_lo.append(layer.b[act_ids])
-        row_hi.append(layer.b[act_ids])
-        rows.append(_place(eye_f, g_idx, total) - incoming(free_ids))
-        row_lo.append(layer.b[free_ids])
-        row_hi.append(layer.b[free_ids])
-        # h - g - τ z >= -τ   (τ = 0 unless an active candidate)
-        h_free = _place(eye[free_ids], h_idx, total)
-        rows.append(h_free - _place(eye_f, g_idx, total) - _place(diag(tau_act), z_idx, total))
-        row_lo.append(-tau_act)
-        row_hi.append(np.full(nf, np.inf))
-        # h - g - (L + τ) z <= -L   (τ = 0 unless an inactive candidate)
-        rows.append(h_free - _place(eye_f, g_idx, total) - _place(diag(L[free_ids] + tau_inact), z_idx, total))
-        row_lo.append(np.full(nf, -np.inf))
-        row_hi.append(-L[free_ids])
-        # h - U z <= 0
-        rows.append(h_free - _place(diag(U[free_ids]), z_idx, total))
-        row_lo.append(np.full(nf, -np.inf))
-        row_hi.append(np.zeros(nf))
+        skips = [(sp.csr_matrix(k.op.matrix()), blocks["x"] if k.source < 0 else blocks[f"h{k.source + 1}"])
+                 for k in net.skips_into(i)]
+        for row, lo, hi in _layer_rows(layer, (act_ids, free_ids), (h_idx, z_idx, g_idx), (prev, skips), L[free_ids],
+                                       U[free_ids], (tau_act, tau_inact), total):
+            rows.append(row)
+            row_lo.append(lo)
+            row_hi.append(hi)
         prev = h_idx
     A = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, total))
     return MILP(
@@ -131,6 +110,34 @@ def build_bigm(net, box, bounds, depth: int, stable_inactive=None, stable_active
         col_lower=np.concatenate(col_lo), col_upper=np.concatenate(col_hi), integrality=np.concatenate(integ),
         blocks=blocks, neurons=neurons,
     )
+
+
+def _layer_rows(layer, ids, variables, sources, L, U, taus, total) -> list:
+    """The rows ``(matrix, lower, upper)`` of one hidden layer: ``ids = (active, free)`` neurons,
+    ``variables = (h, z, g)`` indices (``z, g`` one per free neuron), ``sources = (h_prev, skips)``, ``L, U`` the
+    free neurons' bounds, ``taus = (τ active, τ inactive)`` per free neuron."""
+    (act_ids, free_ids), (h_idx, z_idx, g_idx), (prev, skips), (tau_act, tau_inact) = ids, variables, sources, taus
+    n, nf = layer.width, free_ids.size
+    W = sp.csr_matrix(layer.matrix())
+    eye, eye_f = sp.identity(n, format="csr"), sp.identity(nf, format="csr")
+    diag = lambda values: sp.diags(values, format="csr")  # noqa: E731
+
+    def incoming(rows):
+        return sum((_place(S[rows], src, total) for S, src in skips), _place(W[rows], prev, total))
+
+    h_free = _place(eye[free_ids], h_idx, total)
+    g_free = _place(eye_f, g_idx, total)
+    return [
+        # h - W h_prev - Σ S h_src = b (active);  g - W h_prev - Σ S h_src = b (free): the only dense rows
+        (_place(eye[act_ids], h_idx, total) - incoming(act_ids), layer.b[act_ids], layer.b[act_ids]),
+        (g_free - incoming(free_ids), layer.b[free_ids], layer.b[free_ids]),
+        # h - g - τ z >= -τ   (τ = 0 unless an active candidate)
+        (h_free - g_free - _place(diag(tau_act), z_idx, total), -tau_act, np.full(nf, np.inf)),
+        # h - g - (L + τ) z <= -L   (τ = 0 unless an inactive candidate)
+        (h_free - g_free - _place(diag(L + tau_inact), z_idx, total), np.full(nf, -np.inf), -L),
+        # h - U z <= 0
+        (h_free - _place(diag(U), z_idx, total), np.full(nf, -np.inf), np.zeros(nf)),
+    ]
 
 
 def _place(block: sp.spmatrix, columns: np.ndarray, width: int) -> sp.csr_matrix:

@@ -41,8 +41,7 @@ STAGES = {
 
 #: modules over 300 lines and functions over 60 lines still to split (issue 22); remove entries as they go.
 LONG_MODULES: set = set()
-LONG_FUNCTIONS = {"exactcomp.cli.main.build_parser", "exactcomp.io.onnx_ops.op_affine", "exactcomp.cli.stabilize_cmd.run_stabilize",
-                  "exactcomp.formulations.bigm.build_bigm", "exactcomp.provers.per_neuron.per_neuron_analysis"}
+LONG_FUNCTIONS: set = set()
 
 
 def _modules() -> dict[str, Path]:

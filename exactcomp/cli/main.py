@@ -38,14 +38,31 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from exactcomp.cli.analysis_flags import add_analysis_flags
-    from exactcomp.options import DEFAULT_TIME_LIMIT, MAX_JOBS
-    from exactcomp.verify.compare import TOLERANCES
-
+    """The ``exactcomp`` parser: one sub-parser per command."""
     p = _Parser(prog="exactcomp", description="Exact compression of ReLU networks over an input box.",
                 epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"exactcomp {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_compress(sub)
+    _add_verify(sub)
+    i = sub.add_parser("inspect", help="show the imported layer graph",
+                       description="Import a model and show its layers, input, head and outputs.")
+    i.add_argument("model", type=Path, help="ONNX model to import")
+    i.add_argument("--json", action="store_true", help="print the layer graph as JSON")
+    _add_bench(sub)
+    from exactcomp.cli import domain_cmd
+
+    domain_cmd.add_parser(sub, EXIT_CODES, number_type)
+    from exactcomp.cli import stabilize_cmd
+
+    stabilize_cmd.add_parser(sub, EXIT_CODES, number_type, time_limit_type)
+    s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
+    s.add_argument("--json", action="store_true", help="print the list as JSON")
+    return p
+
+
+def _add_compress(sub) -> None:
+    from exactcomp.cli.analysis_flags import add_analysis_flags
 
     c = sub.add_parser("compress", help="prove neuron stability and write an equivalent smaller model",
                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress display and no per-layer table: only the summary lines (with --json: only the "
                         "JSON report); errors are still printed")
 
+
+def _add_verify(sub) -> None:
+    from exactcomp.verify.compare import TOLERANCES
+
     tol = ", ".join(f"{k} {a:g}/{r:g}" for k, (a, r) in TOLERANCES.items())
     v = sub.add_parser("verify", help="compare a compressed model with its original on the domain (exit 1 on mismatch)",
                        description="Run both models with onnxruntime on random points, corners and witnesses of the "
@@ -102,10 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where onnxruntime runs both models: cpu (default) or cuda (needs onnxruntime-gpu and a GPU)")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    i = sub.add_parser("inspect", help="show the imported layer graph",
-                       description="Import a model and show its layers, input, head and outputs.")
-    i.add_argument("model", type=Path, help="ONNX model to import")
-    i.add_argument("--json", action="store_true", help="print the layer graph as JSON")
+
+def _add_bench(sub) -> None:
+    from exactcomp.options import DEFAULT_TIME_LIMIT, MAX_JOBS
 
     b = sub.add_parser("bench", help="run strategies x solvers x formulations on models; CSV/JSON and plots")
     b.add_argument("models", type=Path, nargs="+", help="ONNX models (box from --domain or MODEL.box.json)")
@@ -123,15 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid cells run at once with --executor local (default 1)")
     b.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     b.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
-    from exactcomp.cli import domain_cmd
-
-    domain_cmd.add_parser(sub, EXIT_CODES, number_type)
-    from exactcomp.cli import stabilize_cmd
-
-    stabilize_cmd.add_parser(sub, EXIT_CODES, number_type, time_limit_type)
-    s = sub.add_parser("solvers", help="list the solver back ends and whether they are usable here")
-    s.add_argument("--json", action="store_true", help="print the list as JSON")
-    return p
 
 
 def _version() -> str:

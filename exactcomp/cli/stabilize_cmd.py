@@ -57,6 +57,9 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
     s.add_argument("--score", default="logit_change", choices=["logit_change", "ablation", "magnitude"],
                    help="which units to give up first (default logit_change: first-order logit change; ablation: the "
                         "logit change of masking each unit, one at a time; magnitude: incoming weight norm)")
+    s.add_argument("--allocation", default="uniform", choices=["uniform", "cost"],
+                   help="how a round spreads the units it gives up over the layers (default uniform: the same "
+                        "fraction of each; cost: by score per parameter a unit holds, over all layers at once)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress display and no per-round lines")
     s.add_argument("--sweep", type=number(int, 2, 50), metavar="N",
                    help="N strengths of stabilize and of the two baselines, each compressed exactly: a Pareto table, "
@@ -67,21 +70,28 @@ def add_parser(sub, exit_codes: str, number, time_limit) -> None:
 
 
 def run_stabilize(args) -> int:
+    """``exactcomp stabilize``: check every input and output first, fine-tune (or sweep), then write."""
+    from exactcomp.cli.console import console as _console
+
+    _check(args)
+    err = _console(stderr=True)
+    result, points = _fine_tune(args, err)
+    return _finish(args, result, points, err)
+
+
+def _check(args) -> None:
+    """torch and (for a sweep) matplotlib importable, the device usable, every output path planned."""
     from importlib import import_module
 
-    from exactcomp.cli.signals import deferred, import_quietly, received
+    from exactcomp.cli.signals import import_quietly
+    from exactcomp.options import check_device
+    from exactcomp.pipeline import plan_outputs
 
     import_quietly("torch")
     try:
         import_module("torch")
     except ImportError:
         raise ExactcompError("exactcomp stabilize needs torch: pip install 'exactcomp[torch]'") from None
-    from exactcomp.options import check_device
-    from exactcomp.cli.console import console as _console
-    from exactcomp.cli.progress import progress_display
-    from exactcomp.finetune.api import stabilize
-    from exactcomp.pipeline import plan_outputs
-
     check_device(args.device)
     inputs = {"input model": args.model, "data file": args.data, "labels file": args.labels,
               "validation data file": args.val_data, "validation labels file": args.val_labels,
@@ -102,24 +112,34 @@ def run_stabilize(args) -> int:
     planned.check(inputs)
     if args.then_compress is not None:
         plan_outputs(args.then_compress, None, None, {**inputs, MODEL: args.output, REPORT: args.report})
-    err = _console(stderr=True)
+
+
+def _fine_tune(args, err) -> tuple:
+    """``(StabilizeResult, sweep points or None)`` with a progress display and per-round lines on ``err``."""
+    from exactcomp.cli.progress import progress_display
+    from exactcomp.finetune.api import stabilize
+
     on_round = None if args.quiet else (lambda entry: err.print(round_line(entry)))
     options = dict(val_data=args.val_data, val_labels=args.val_labels, on_round=on_round,
                    max_accuracy_drop=args.max_accuracy_drop, min_agreement=args.min_agreement,
                    val_fraction=args.val_fraction, epochs=args.epochs, time_limit=args.time_limit, seed=args.seed,
-                   device=args.device)
-    points = None
+                   device=args.device, allocation=args.allocation)
     with progress_display(err, not args.quiet and err.is_terminal) as progress:
         if args.sweep is None:
-            result = stabilize(args.model, args.data, args.labels, list(args.domain), progress=progress,
-                               score=args.score, **options)
-        else:
-            from exactcomp.finetune.sweep import sweep
+            return stabilize(args.model, args.data, args.labels, list(args.domain), progress=progress,
+                             score=args.score, **options), None
+        from exactcomp.finetune.sweep import sweep
 
-            on_point = None if args.quiet else (lambda p: err.print(point_line(p)))
-            result, points = sweep(args.model, args.data, args.labels, list(args.domain), points=args.sweep,
-                                   baseline_epochs=args.baseline_epochs, on_point=on_point, progress=progress,
-                                   score=args.score, **options)
+        on_point = None if args.quiet else (lambda p: err.print(point_line(p)))
+        return sweep(args.model, args.data, args.labels, list(args.domain), points=args.sweep,
+                     baseline_epochs=args.baseline_epochs, on_point=on_point, progress=progress,
+                     score=args.score, **options)
+
+
+def _finish(args, result, points, err) -> int:
+    """Warnings, then the outputs (nothing if no round met the budget: exit 1), the summary; the exit code."""
+    from exactcomp.cli.signals import deferred, received
+
     record = result.record
     for warning in record.warnings:
         err.print(f"warning: {warning}")

@@ -99,7 +99,7 @@ class StabilizeResult:
                 "fraction": None if chosen is None else chosen["fraction"],
                 "epochs": sum(e["epochs"] for e in r.rounds), "rounds": r.rounds, "seconds": r.seconds,
                 "interrupted": r.interrupted, "stopped_by": r.stopped_by, "warnings": r.warnings,
-                "options": {"score": o.score, "epochs": o.epochs, "time_limit": o.time_limit, "device": o.device},
+                "options": {"score": o.score, "allocation": o.allocation, "epochs": o.epochs, "time_limit": o.time_limit, "device": o.device},
                 **extra}
 
 

@@ -3,8 +3,9 @@ otherwise pick, every point compressed *exactly* (parameters counted after ``exa
 
 - **stabilize**: the rounds of :mod:`exactcomp.finetune.train` at ``N`` fractions evenly spread over
   [0.2, 0.94], run past the budget (``keep_all``); each round whose given-up units are proven dead is a point.
-- **magnitude**: the same rounds and fine-tuning with the units of smallest incoming weight norm given up
-  (structured magnitude pruning, gradual, made provably dead the same way): isolates the choice of units.
+- **magnitude**: the same rounds and fine-tuning with the units of smallest incoming weight norm given up,
+  the same fraction of each layer (structured magnitude pruning, gradual, made provably dead the same way):
+  isolates the choice of units.
 - **L1 from scratch** (the NeurIPS 2021 paper's recipe): the same graph reinitialised and trained with
   cross-entropy + ``l1 · Σ|W|`` for ``baseline_epochs`` epochs at ``N`` strengths ``l1`` spread
   geometrically over [1e-4, 3e-3] (without labels, on the original's predictions).
@@ -54,6 +55,7 @@ def sweep(model, data, labels, domain, *, points: int, val_data=None, val_labels
     from exactcomp.finetune.api import stabilize
 
     score = option_fields.pop("score", None)          # the stabilize curve's; the magnitude curve's is "magnitude"
+    allocation = option_fields.pop("allocation", None)   # likewise; weight norms of two layers do not compare
     common = dict(val_data=val_data, val_labels=val_labels, progress=progress, **option_fields)
     found = []
 
@@ -62,8 +64,8 @@ def sweep(model, data, labels, domain, *, points: int, val_data=None, val_labels
         if on_point is not None:
             on_point(point)
 
-    result = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True,
-                       **({"score": score} if score else {}), **common)
+    own = {k: v for k, v in (("score", score), ("allocation", allocation)) if v}
+    result = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True, **own, **common)
     _rounds(result, "stabilize", compress_time_limit, add)
     magnitude = stabilize(model, data, labels, domain, fractions=fractions(points), keep_all=True, score="magnitude",
                           **common)

@@ -34,6 +34,7 @@ import torch
 
 from exactcomp.interrupts import held
 from exactcomp.errors import DomainError
+from exactcomp.finetune.allocation import ALLOCATIONS, unit_costs
 from exactcomp.finetune.bounds import relu_bounds
 from exactcomp.finetune.graph import TorchGraph
 from exactcomp.finetune.metrics import paired_change_se, per_class_recall, stable_counts, top1, worst_class
@@ -48,7 +49,8 @@ class StabilizeOptions:
     split (``val_fraction`` of the data, drawn with ``seed``); ``fractions``: the share of units given up in
     each round; ``epochs`` per round (at least ``min_steps`` optimiser steps, for small data sets);
     ``time_limit`` seconds for everything (None: none); ``score``: a name of
-    :data:`exactcomp.finetune.scores.SCORES`; ``device``: torch device (``"cuda"`` where a GPU is);
+    :data:`exactcomp.finetune.scores.SCORES`; ``allocation``: a name of
+    :data:`exactcomp.finetune.allocation.ALLOCATIONS` (how a round's units spread over the ReLU nodes); ``device``: torch device (``"cuda"`` where a GPU is);
     ``keep_all``: go on past the budget and keep every proven round's weights (``record.values``, for sweeps);
     ``retries``: after a round that misses the budget, go back to the last accepted round and try half the step
     (at most this many times in a row, and not for steps under 4 %); ``recovery``: before that, fine-tune a round
@@ -68,6 +70,7 @@ class StabilizeOptions:
     penalty: float = 1e-2
     time_limit: float | None = 300.0
     score: str = "logit_change"
+    allocation: str = "uniform"
     device: str = "cpu"
     keep_all: bool = False
     retries: int = 2
@@ -106,6 +109,7 @@ class _Run:
     val: np.ndarray
     lo: torch.Tensor
     hi: torch.Tensor
+    start_costs: dict | None = None
 
 
 def stabilize_graph(model, lower: np.ndarray, upper: np.ndarray, data: np.ndarray, labels: np.ndarray | None = None,
@@ -193,15 +197,17 @@ def _play_round(run, options, record, masks_units, fraction, context, floor: flo
 
 
 def _give_up(graph, masks, units, fraction, options, run) -> None:
-    """Mask the units of lowest score until ``fraction`` of each ReLU node's units are given up."""
+    """Mask the units of lowest score as the allocation rule (:mod:`exactcomp.finetune.allocation`) says."""
     graph.masks = masks
     scores = SCORES.load(options.score)(graph, run.X[run.train], options.batch)
-    for name in graph.relu_names:
-        alive = np.flatnonzero(masks[name].cpu().numpy() > 0)
-        target = min(int(fraction * units[name]), units[name] - 1)
-        give_up = max(0, target - (units[name] - alive.size))
-        if give_up:
-            masks[name][alive[np.argsort(scores[name][alive], kind="stable")[:give_up]]] = 0.0
+
+    def costs() -> tuple:
+        X = run.X[run.train]
+        if run.start_costs is None:
+            run.start_costs = unit_costs(graph, X, {name: torch.ones_like(m) for name, m in masks.items()})
+        return unit_costs(graph, X, masks), run.start_costs
+
+    ALLOCATIONS.load(options.allocation)(masks, units, fraction, scores, costs)
 
 
 def _prepare(model, lower, upper, data, labels, options, validation) -> _Run:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from exactcomp.io import onnx_conv, onnx_pool
+from exactcomp.io import onnx_conv, onnx_pool, onnx_reshape
 from exactcomp.errors import UnsupportedOpError
 from exactcomp.ir.pool import AveragePool
 from exactcomp.io.onnx_values import FLOAT_TYPES, add_operands, Affine, basis_size, Const, Opaque, scale_rows, sparse_or_dense
@@ -70,100 +70,57 @@ class AffineOps:
             return aff.map(lambda A: scale_rows(A, 1.0 / kf), aff.c / kf, shape, keep_convs=same)
         raise AssertionError(op)
 
-    def axes(self, node, attrs: dict, rank: int) -> list[int]:
-        """The ``axes`` of Squeeze/Unsqueeze (input 1 from opset 13, else an attribute), made
-        non-negative for a tensor of ``rank`` (batch axis included); the batch axis is refused."""
-        if len(node.input) > 1 and node.input[1]:
-            axes = self.const(node, node.input[1], "axes").astype(int).ravel().tolist()
-        else:
-            axes = list(attrs.get("axes", []))
-        axes = [a + rank if a < 0 else a for a in axes]
-        if 0 in axes:
-            self.fail_node(node, "operates on the batch axis", UnsupportedOpError)
-        return axes
-
     # ---------------------------------------------------------------- op handlers
     def op_affine(self, node, ins: list, attrs: dict) -> list:
+        """The outputs of ``node`` (an op of ``AFFINE_OPS``): its handler in :data:`ANY_OPERANDS` (ops whose first
+        operand may be a constant or an opaque value), or in :data:`AFFINE_OPERAND` (one affine value in, one out;
+        :mod:`exactcomp.io.onnx_reshape` for the ops that only rearrange entries)."""
         op = node.op_type
+        if op in ANY_OPERANDS:
+            return ANY_OPERANDS[op](self, node, ins, attrs)
         x = ins[0]
-        if op in ("Identity", "Dropout"):
-            return [x] + [Opaque(node)] * (len(node.output) - 1)
-        if op == "Cast":
-            to = attrs.get("to")
-            if to not in FLOAT_TYPES:
-                return None  # a cast to an integer type is not piecewise linear: head boundary
-            return [x.map(lambda A: A, x.c, x.shape, FLOAT_TYPES[to], keep_convs=True)]
-        if op == "Neg":
-            return [x.map(lambda A: -A, -x.c, x.shape, keep_convs=True)]
-        if op in ("Add", "Sub", "Mul", "Div"):
-            return [self.elementwise(node, ins[0], ins[1], op)]
-        if op == "Sum":
-            acc = ins[0]
-            for other in ins[1:]:
-                acc = self.elementwise(node, acc, other, "Add")
-            return [acc]
-        if op == "Concat":
-            return [self.concat(node, ins, attrs)]
         if not isinstance(x, Affine):
             self.fail_node(node, "only the first input may depend on the model input", UnsupportedOpError)
-        if op == "Flatten":
-            if attrs.get("axis", 1) not in (1, -len(x.shape) - 1):
-                self.fail_node(node, f"Flatten with axis={attrs['axis']} mixes the batch axis", UnsupportedOpError)
-            return [x.reshaped((int(np.prod(x.shape)),))]
-        if op == "Reshape":
-            return [x.reshaped(self.reshape_target(node, x, attrs))]
-        if op == "Squeeze":  # axes refer to the input; none given means every size-1 feature axis
-            full = (1, *x.shape)
-            axes = self.axes(node, attrs, len(full)) or [i for i, d in enumerate(full) if d == 1 and i > 0]
-            return [x.reshaped(tuple(d for i, d in enumerate(full) if i not in axes)[1:])]
-        if op == "Unsqueeze":  # axes refer to the output, whose rank grows by len(axes)
-            n_axes = len(self.const(node, node.input[1], "axes").ravel()) if len(node.input) > 1 else len(attrs["axes"])
-            shape = [1, *x.shape]
-            for a in sorted(self.axes(node, attrs, len(shape) + n_axes)):
-                shape.insert(a, 1)
-            return [x.reshaped(tuple(shape[1:]))]
-        if op == "Transpose":
-            perm = list(attrs.get("perm", range(len(x.shape), -1, -1)))
-            if perm[0] != 0:
-                self.fail_node(node, "moves the batch axis", UnsupportedOpError)
-            idx = np.arange(x.c.size).reshape(x.shape).transpose([p - 1 for p in perm[1:]])
-            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
-        if op == "Slice":
-            idx = self.slice_index(node, x, attrs)
-            return [x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)]
-        if op == "Gather":  # a selection of entries along a feature axis (constant indices)
-            axis = attrs.get("axis", 0)
-            axis = axis + len(x.shape) + 1 if axis < 0 else axis
-            if axis == 0:
-                self.fail_node(node, "gathers along the batch axis", UnsupportedOpError)
-            indices = self.const(node, node.input[1], "indices").astype(np.int64)
-            dim = x.shape[axis - 1]
-            if np.any((indices < -dim) | (indices >= dim)):
-                self.fail_node(node, f"indices outside [-{dim}, {dim - 1}]")
-            idx = np.take(np.arange(x.c.size).reshape(x.shape), indices, axis=axis - 1)
-            out = x.map(lambda A: A[idx.ravel()], x.c[idx.ravel()], idx.shape)
-            if len(x.shape) == 1 and len(x.terms) == 1 and isinstance(x.convs.get(x.basis), AveragePool):
-                out.convs = {x.basis: ("gathered", x.convs[x.basis], idx.ravel())}   # pooled entries a dense layer reads
-            return [out]
-        if op == "Conv":
-            return [self.conv(node, x, attrs)]
-        if op == "Pad":
-            S, padded, value, shape = onnx_pool.pad_selection(self, node, tuple(x.shape), attrs)
-            return [x.map(lambda A: sparse_or_dense(S @ A), S @ x.c + value * padded, shape)]
-        if op in ("AveragePool", "GlobalAveragePool"):
-            pool = onnx_pool.average_pool(self, node, tuple(x.shape), attrs)
-            P = pool.matrix
-            out = x.map(lambda A: sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
-            if len(x.terms) == 1 and onnx_pool.pool_of_basis(pool, x.A, x.c) is not None:
-                out.convs = {x.basis: pool}   # a dense layer after it keeps the pooling (exactcomp.ir.pool)
-            return [out]
-        if op == "Gemm":
-            return [self.gemm(node, ins, attrs)]
-        if op == "MatMul":
-            return [self.matmul(node, x)]
-        if op == "BatchNormalization":
-            return [self.batchnorm(node, x, attrs)]
-        raise AssertionError(op)
+        return [AFFINE_OPERAND[op](self, node, x, attrs)]
+
+    def passed_through(self, node, ins: list, attrs: dict) -> list:
+        """Identity, Dropout (inference): the value itself; a Dropout's mask output is opaque."""
+        return [ins[0]] + [Opaque(node)] * (len(node.output) - 1)
+
+    def cast(self, node, ins: list, attrs: dict) -> list | None:
+        to = attrs.get("to")
+        if to not in FLOAT_TYPES:
+            return None  # a cast to an integer type is not piecewise linear: head boundary
+        x = ins[0]
+        return [x.map(lambda A: A, x.c, x.shape, FLOAT_TYPES[to], keep_convs=True)]
+
+    def negated(self, node, ins: list, attrs: dict) -> list:
+        x = ins[0]
+        return [x.map(lambda A: -A, -x.c, x.shape, keep_convs=True)]
+
+    def arithmetic(self, node, ins: list, attrs: dict) -> list:
+        return [self.elementwise(node, ins[0], ins[1], node.op_type)]
+
+    def summed(self, node, ins: list, attrs: dict) -> list:
+        acc = ins[0]
+        for other in ins[1:]:
+            acc = self.elementwise(node, acc, other, "Add")
+        return [acc]
+
+    def concatenated(self, node, ins: list, attrs: dict) -> list:
+        return [self.concat(node, ins, attrs)]
+
+    def padded(self, node, x: Affine, attrs: dict) -> Affine:
+        S, padded, value, shape = onnx_pool.pad_selection(self, node, tuple(x.shape), attrs)
+        return x.map(lambda A: sparse_or_dense(S @ A), S @ x.c + value * padded, shape)
+
+    def average_pooled(self, node, x: Affine, attrs: dict) -> Affine:
+        pool = onnx_pool.average_pool(self, node, tuple(x.shape), attrs)
+        P = pool.matrix
+        out = x.map(lambda A: sparse_or_dense(P @ A), P @ x.c, pool.out_shape)
+        if len(x.terms) == 1 and onnx_pool.pool_of_basis(pool, x.A, x.c) is not None:
+            out.convs = {x.basis: pool}   # a dense layer after it keeps the pooling (exactcomp.ir.pool)
+        return out
 
     def concat(self, node, ins: list, attrs: dict) -> Affine:
         """Concatenation along a feature axis: the operands' rows stacked in the order of the result."""
@@ -194,54 +151,7 @@ class AffineOps:
         shape = np.concatenate([index for _, index in parts], axis=axis - 1).shape
         return Affine(terms, np.concatenate([v.c for v, _ in parts])[order], shape, affine[0].dtype)
 
-    def slice_index(self, node, x: Affine, attrs: dict) -> np.ndarray:
-        """The entries a ``Slice`` with constant starts/ends/axes/steps keeps, as an index array shaped like its output."""
-        if len(node.input) > 1:
-            starts, ends = (self.const(node, node.input[i], n).astype(np.int64).ravel() for i, n in ((1, "starts"), (2, "ends")))
-            axes = self.const(node, node.input[3], "axes").astype(np.int64).ravel() if len(node.input) > 3 and node.input[3] \
-                else np.arange(starts.size)
-            steps = self.const(node, node.input[4], "steps").astype(np.int64).ravel() if len(node.input) > 4 and node.input[4] \
-                else np.ones(starts.size, np.int64)
-        else:
-            starts, ends = np.asarray(attrs["starts"]), np.asarray(attrs["ends"])
-            axes = np.asarray(attrs.get("axes", range(starts.size)))
-            steps = np.ones(starts.size, np.int64)
-        rank = len(x.shape) + 1
-        slices = [slice(None)] * len(x.shape)
-        for axis, start, end, step in zip(axes, starts, ends, steps):
-            axis = int(axis) + rank if axis < 0 else int(axis)
-            if axis == 0:
-                if start == 0 and end >= 2 ** 31 - 1 and step == 1:
-                    continue   # the whole batch axis
-                self.fail_node(node, "slices the batch axis", UnsupportedOpError)
-            if step == 0:
-                self.fail_node(node, "has a zero step")
-            slices[axis - 1] = slice(int(start), int(end), int(step))
-        idx = np.arange(x.c.size).reshape(x.shape)[tuple(slices)]
-        if idx.size == 0:
-            self.fail_node(node, "selects no entries")
-        return idx
-
-    def reshape_target(self, node, x: Affine, attrs: dict) -> tuple[int, ...]:
-        target = self.const(node, node.input[1], "shape").astype(np.int64).tolist()
-        if not target:
-            self.fail_node(node, "reshapes away the batch axis", UnsupportedOpError)
-        allowzero = attrs.get("allowzero", 0)
-        rest = [x.shape[i] if (d == 0 and not allowzero and i < len(x.shape)) else d for i, d in enumerate(target[1:])]
-        size = int(np.prod(x.shape))
-        if rest.count(-1) > 1:
-            self.fail_node(node, f"ambiguous target shape {target}", UnsupportedOpError)
-        if -1 in rest:
-            known = int(np.prod([d for d in rest if d != -1]))
-            if known == 0 or size % known:
-                self.fail_node(node, f"cannot reshape per-sample shape {list(x.shape)} to {target}", UnsupportedOpError)
-            rest[rest.index(-1)] = size // known
-        if int(np.prod(rest)) != size:
-            self.fail_node(node, f"target {target} changes the batch axis (per-sample shape {list(x.shape)})", UnsupportedOpError)
-        return tuple(int(d) for d in rest)
-
-    def gemm(self, node, ins, attrs) -> Affine:
-        x = ins[0]
+    def gemm(self, node, x: Affine, attrs) -> Affine:
         if attrs.get("transA", 0):
             self.fail_node(node, "transA=1 on an input-dependent tensor mixes the batch axis", UnsupportedOpError)
         if len(x.shape) != 1:
@@ -261,7 +171,7 @@ class AffineOps:
         M = alpha * Bm.T
         return onnx_pool.after_pool(x, M, x.map(lambda A: sparse_or_dense(M @ A), M @ x.c + bias, (n,)))
 
-    def matmul(self, node, x: Affine) -> Affine:
+    def matmul(self, node, x: Affine, attrs) -> Affine:
         W = self.const(node, node.input[1], "weight").astype(np.float64)
         if W.ndim != 2 or not x.shape or x.shape[-1] != W.shape[0]:
             self.fail_node(node, f"weight of shape {list(W.shape)} does not match input per-sample shape {list(x.shape)}",
@@ -295,3 +205,14 @@ class AffineOps:
         channel = (-1,) + (1,) * (len(x.shape) - 1)
         scaled = self.elementwise(node, x, Const(k.reshape(channel)), "Mul")
         return self.elementwise(node, scaled, Const((bias - mean * k).reshape(channel)), "Add")
+
+
+#: Handlers ``(ops, node, operands, attrs) -> outputs`` of the ops whose first operand may be any value.
+ANY_OPERANDS = {"Identity": AffineOps.passed_through, "Dropout": AffineOps.passed_through, "Cast": AffineOps.cast,
+                "Neg": AffineOps.negated, "Add": AffineOps.arithmetic, "Sub": AffineOps.arithmetic,
+                "Mul": AffineOps.arithmetic, "Div": AffineOps.arithmetic, "Sum": AffineOps.summed,
+                "Concat": AffineOps.concatenated}
+#: Handlers ``(ops, node, affine value, attrs) -> affine value`` of the ops of one affine operand.
+AFFINE_OPERAND = {**onnx_reshape.REARRANGING, "Conv": AffineOps.conv, "Pad": AffineOps.padded,
+                  "AveragePool": AffineOps.average_pooled, "GlobalAveragePool": AffineOps.average_pooled,
+                  "Gemm": AffineOps.gemm, "MatMul": AffineOps.matmul, "BatchNormalization": AffineOps.batchnorm}

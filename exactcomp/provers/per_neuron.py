@@ -46,8 +46,8 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
     ``time_limit`` bounds the whole MILP phase; neurons not reached are unknown (``time_limit``),
     as are all remaining ones after Ctrl-C (``interrupted``, with ``Analysis.interrupted`` set).
     """
-    from exactcomp.formulations.bigm import build_bigm, preactivation_objective
-    from exactcomp.solvers import SolveStatus, get_solver
+    from exactcomp.formulations.bigm import build_bigm
+    from exactcomp.solvers import get_solver
 
     backend = get_solver(solver, threads=threads, verbose=solver_log)
     t0 = time.perf_counter()
@@ -68,22 +68,7 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
                 method[j] = stop
                 continue
             try:
-                for sign in (1.0, -1.0):
-                    left = deadline - time.perf_counter()
-                    if left <= 0:
-                        raise TimeoutError
-                    c, off = preactivation_objective(milp, net, k, j, sign)
-                    result = backend.solve(milp.with_objective(c, off, "max"),
-                                           time_limit=None if deadline == float("inf") else left)
-                    if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
-                        tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
-                    if result.status == SolveStatus.TIME_LIMIT:
-                        raise TimeoutError
-                    if result.dual_bound is not None:
-                        if sign > 0:
-                            U[j] = min(U[j], result.dual_bound + margin)
-                        else:
-                            L[j] = max(L[j], -result.dual_bound - margin)
+                _bound_by_milps(backend, milp, (net, box, k, j), deadline, tracker, (L, U), margin)
             except TimeoutError:
                 stop = Reason.TIME_LIMIT
                 method[j] = stop
@@ -92,14 +77,7 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
                 stop = Reason.INTERRUPTED
                 method[j] = stop
                 continue
-            # U[j] = proven max + τ and L[j] = proven min - τ, so these mean max g <= -τ / min g >= τ
-            if U[j] <= 0:
-                status[j], method[j] = Status.INACTIVE, "milp"
-            elif L[j] >= 0:
-                status[j], method[j] = Status.ACTIVE, "milp"
-            elif ((not tracker.seen_positive(k)[j] and U[j] <= 2 * margin)
-                  or (not tracker.seen_negative(k)[j] and L[j] >= -2 * margin)):
-                method[j] = Reason.NEAR_ZERO   # its max (min) lies within τ of zero: kept
+            _decide(status, method, j, (L, U), (tracker.seen_positive(k), tracker.seen_negative(k)), margin)
             done += 1
             if report:
                 report(done, total, f"layer {k + 1}")
@@ -108,3 +86,42 @@ def per_neuron_analysis(net: Network, box: Box, solver="highs", time_limit: floa
     return assemble(net, box, [s for s, _ in decided], [m for _, m in decided], [b.lower for b in layer_bounds],
                     [b.upper for b in layer_bounds], tracker, {"milp": time.perf_counter() - t0},
                     interrupted=stop == Reason.INTERRUPTED)
+
+
+def _bound_by_milps(backend, milp, target, deadline, tracker, bounds, margin) -> None:
+    """Maximise and minimise neuron ``j`` of hidden layer ``k`` (``target = (net, box, k, j)``) by the MILP:
+    ``U[j] = min(U[j], max + τ)``, ``L[j] = max(L[j], min - τ)`` from the solver's dual bounds; incumbents are
+    offered to ``tracker`` as witnesses (re-checked by its float64 forward pass). Raises ``TimeoutError`` past
+    ``deadline`` or when the solver stops at its time limit."""
+    from exactcomp.formulations.bigm import preactivation_objective
+    from exactcomp.solvers import SolveStatus
+
+    (net, box, k, j), (L, U) = target, bounds
+    for sign in (1.0, -1.0):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise TimeoutError
+        c, off = preactivation_objective(milp, net, k, j, sign)
+        result = backend.solve(milp.with_objective(c, off, "max"), time_limit=None if deadline == float("inf") else left)
+        if result.x is not None:  # the incumbent's input, re-checked by a float64 forward pass
+            tracker.offer(box.clip(result.x[milp.blocks["x"]])[None, :])
+        if result.status == SolveStatus.TIME_LIMIT:
+            raise TimeoutError
+        if result.dual_bound is not None:
+            if sign > 0:
+                U[j] = min(U[j], result.dual_bound + margin)
+            else:
+                L[j] = max(L[j], -result.dual_bound - margin)
+
+
+def _decide(status, method, j, bounds, seen, margin) -> None:
+    """``U[j]`` = proven max + τ and ``L[j]`` = proven min - τ, so ``U[j] <= 0`` means max g <= -τ (inactive) and
+    ``L[j] >= 0`` min g >= τ (active); a neuron never seen on one side whose bound lies within 2τ of zero on that
+    side is kept with reason ``near_zero``. ``seen = (seen positive, seen negative)`` masks of the layer."""
+    L, U = bounds
+    if U[j] <= 0:
+        status[j], method[j] = Status.INACTIVE, "milp"
+    elif L[j] >= 0:
+        status[j], method[j] = Status.ACTIVE, "milp"
+    elif (not seen[0][j] and U[j] <= 2 * margin) or (not seen[1][j] and L[j] >= -2 * margin):
+        method[j] = Reason.NEAR_ZERO   # its max (min) lies within τ of zero: kept
