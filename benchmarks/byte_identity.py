@@ -120,7 +120,8 @@ def _compare(name: str, model: Path, box: Path, before: Path, args) -> dict:
 
 #: Report fields added on purpose since the baseline, by features (issue 23: the not_needed status, the payoff's
 #: min_gain, gain_left and size record): the only keys the working tree may add; none may go.
-ADDED_FIELDS = ("analysis.complete", "analysis.min_gain", "analysis.gain_left", "analysis.sizes", "times.payoff")
+ADDED_FIELDS = ("analysis.complete", "analysis.min_gain", "analysis.gain_left", "analysis.sizes", "times.payoff",
+                "analysis.work_limit", "analysis.work", "analysis.stats.work")
 
 
 def _same_fields(before: list | None, after: list | None) -> bool:

@@ -30,9 +30,8 @@ def load(path: str | Path) -> Network:
 
 
 def check_exportable(network: Network) -> None:
-    """Raise :class:`~exactcomp.errors.ModelError` if ``network``, or the constant network it may
-    compress to, cannot be written as ONNX (see :func:`exactcomp.io.onnx_export.check_exportable`);
-    cheap, so call it before a long analysis."""
+    """Raise :class:`~exactcomp.errors.ModelError` if ``network``, or the constant network it may compress to,
+    cannot be written as ONNX (:func:`exactcomp.io.onnx_export.check_exportable`; cheap: call it first)."""
     from exactcomp.io.onnx_export import check_exportable as _check
 
     _check(network)
@@ -87,7 +86,8 @@ def analyze(network: Network, box, options: AnalysisOptions | None = None, progr
     :class:`~exactcomp.domains.union.Domain` for a union of boxes: each box is analysed and the results
     merged by the union rule (:mod:`exactcomp.domains.merge`). ``time_limit`` is one budget for the whole
     union: box ``i`` of ``n`` gets the budget left divided by the ``n - i`` boxes still to come, so time a
-    box leaves unused goes to the later ones and the proof phases of all boxes together stay within it.
+    box leaves unused goes to the later ones and the proof phases of all boxes together stay within it (so does
+    ``work_limit``).
     Keyword arguments override fields of :class:`AnalysisOptions` (e.g. ``samples=array``).
     The result records what it is valid for (:attr:`Analysis.valid_for`: this network, these boxes).
     """
@@ -100,16 +100,19 @@ def analyze(network: Network, box, options: AnalysisOptions | None = None, progr
         return _analyze(network, whole.parts[0], options, progress)
     if options.resume is not None:
         raise DomainError("--resume works with a single box; this domain has several")
-    analyses, spent = [], 0.0
+    analyses, spent, worked = [], 0.0, 0
     for i, part in enumerate(whole.parts):
         part_options = options
         if options.samples is not None:
             part_options = replace(part_options, samples=options.samples[part.contains(options.samples)])
-        if options.time_limit is not None:
+        if options.work_limit is not None:   # the same rule in units of work: the same answer on any machine
+            part_options = replace(part_options, work_limit=max((options.work_limit - worked) // (len(whole.parts) - i), 1))
+        elif options.time_limit is not None:
             share = (options.time_limit - spent) / (len(whole.parts) - i)
             part_options = replace(part_options, time_limit=max(share, MIN_SHARE))
         analyses.append(_analyze(network, part, part_options, progress))
         spent += analyses[-1].proof_seconds
+        worked += int(analyses[-1].stats.get("work", 0))
         if analyses[-1].interrupted:
             break
     if len(analyses) < len(whole.parts):   # interrupted: the other boxes are not analysed, so nothing is stable

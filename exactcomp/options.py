@@ -28,7 +28,7 @@ DEFAULT_TIME_LIMIT = 300.0
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 #: Largest values the command line accepts (larger ones are almost surely typos).
-MAX_JOBS, MAX_THREADS, MAX_MARGIN = 256, 1024, 1.0
+MAX_JOBS, MAX_THREADS, MAX_MARGIN, MAX_WORK = 256, 1024, 1.0, 10 ** 12
 
 
 def _cli(default, flag: str, help: str, kind=None, **argparse_options):
@@ -44,7 +44,9 @@ class AnalysisOptions:
 
     ``time_limit`` (seconds for the proof phases, everything after bounds and witness search; default
     :data:`DEFAULT_TIME_LIMIT`; None: no limit, run to completion): what is not decided in time
-    stays unknown and is kept. ``threads``: solver threads (HiGHS fixes this at its first solve in
+    stays unknown and is kept. ``work_limit`` (units of work, :mod:`exactcomp.provers.budget`): a deterministic
+    budget in place of ``time_limit`` (which it overrides), for strategies ``auto``, ``network`` and ``bounds`` with
+    a local executor of one worker and a solver with node limits (HiGHS). ``threads``: solver threads (HiGHS fixes this at its first solve in
     a process). ``jobs``: per-neuron MILPs solved concurrently (default :data:`DEFAULT_JOBS`).
     ``formulation``: a registry name of :mod:`exactcomp.formulations` or a formulation object.
     ``solver``: a registry name of :mod:`exactcomp.solvers` (``"name:inner"`` too) or a back end object.
@@ -83,6 +85,11 @@ class AnalysisOptions:
                                     "witness search) for the whole run, shared by the boxes of a union, default "
                                     f"{DEFAULT_TIME_LIMIT:g}; 'none' runs to completion; neurons not decided in time "
                                     "are unknown and kept", kind="time_limit", metavar="SECONDS")
+    work_limit: int | None = _cli(None, "--work-limit", "a deterministic budget of the proof phases instead of "
+                                  "--time-limit: units of work (branch-and-bound subdomains, MILP nodes, LPs, each "
+                                  "weighted; about 100 per second on a laptop core), the same written model on any "
+                                  "machine and load; neurons not reached are unknown (work_limit)", kind=("int", 1, MAX_WORK),
+                                  metavar="UNITS")
     threads: int | None = _cli(None, "--threads", f"solver threads, 1 to {MAX_THREADS} (default: the solver's "
                                "choice)", kind=("int", 1, MAX_THREADS), metavar="N")
     jobs: int | None = _cli(None, "--jobs", f"per-neuron MILPs solved at once, 1 to {MAX_JOBS} (default: CPU "
@@ -131,6 +138,7 @@ def check_options(options: AnalysisOptions) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
                               or not 0 < limit < float("inf")):
         raise ExactcompError(f"time_limit must be a positive finite number of seconds or None, got {limit!r}")
+    _check_work_limit(options)
     check_device(options.device)
     if options.payoff is not None and not callable(options.payoff):
         raise ExactcompError(f"payoff must be None or callable (exactcomp.rewrite.payoff.Payoff()), got "
@@ -157,3 +165,18 @@ def check_device(device) -> None:
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():
         raise ExactcompError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+
+
+def _check_work_limit(options: AnalysisOptions) -> None:
+    """A work limit is a positive integer, and only where nothing runs in parallel races (module
+    :mod:`exactcomp.provers.budget`)."""
+    limit = options.work_limit
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= MAX_WORK:
+        raise ExactcompError(f"work_limit must be an integer in 1..{MAX_WORK} or None, got {limit!r}")
+    if options.strategy == "per-neuron":
+        raise ExactcompError("work_limit: the per-neuron baseline has only a time limit; use the strategy auto, "
+                             "network or bounds")
+    if options.executor != "local" or options.workers > 1:
+        raise ExactcompError("work_limit: parallel workers finish in an order the clock decides; use one local worker")

@@ -23,7 +23,7 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
                    = (channel · H + y) · W + x)}
                   status ∈ stably_active | stably_inactive | unstable | unknown,
                   method ∈ interval | symbolic | lp | alpha | bab | milp (stable: the prover) | witness
-                  (unstable) | near_zero | time_limit | interrupted | solver_error | certificate_rejected
+                  (unstable) | near_zero | time_limit | work_limit | interrupted | solver_error | certificate_rejected
                   (unknown: why) |
                   null (unknown, not attempted: strategy "bounds");
                   kept = neurons of this layer present in the compressed model
@@ -31,7 +31,9 @@ Report schema ``exactcomp.report/1`` (all counts are integers, times in seconds)
     widths        {before: [...], after: [...]}  layer widths including the output layer
     parameters    {before, after, removed_fraction, output_layer_before, output_layer_after, original_model
                    (float entries the original ONNX file stores outside the head; null if unknown)}
-    analysis      {strategy, solver, margin, time_limit, threads, jobs, formulation, provers (the provers that ran, in order), device,
+    analysis      {strategy, solver, margin, time_limit, work_limit (the deterministic budget in units of work,
+                   exactcomp.provers.budget; null: a time budget), work (units of work done, either way: the
+                   work_* stats give them per kind), threads, jobs, formulation, provers (the provers that ran, in order), device,
                    proof_seconds (time of the proof phases, what time_limit bounds),
                    stats: {lp_solves, milp_rounds, per_neuron_milps, bab_subdomains, bab_proofs,
                    certificates_checked, ...}}
@@ -183,6 +185,8 @@ def _analysis_entry(analysis) -> dict:
     solver = None if o is None else (o.solver if isinstance(o.solver, str) else getattr(o.solver, "name", "custom"))
     return {"strategy": None if o is None else o.strategy, "solver": solver,
             "margin": None if o is None else o.margin, "time_limit": None if o is None else o.time_limit,
+            "work_limit": None if o is None else getattr(o, "work_limit", None),
+            "work": analysis.stats.get("work"),
             "threads": None if o is None else o.threads,
             "jobs": None if o is None else (o.jobs or DEFAULT_JOBS),
             "formulation": None if o is None else (o.formulation if isinstance(o.formulation, str)

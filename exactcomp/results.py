@@ -62,7 +62,7 @@ class Side(enum.IntEnum):
 class Reason(enum.StrEnum):
     """Why an undecided neuron is left: the ``method`` of an unknown (or not needed) neuron. ``NONE`` (``""``): not
     attempted yet; ``DEFERRED``: a prover handed it to a later one (never final: the schedule's end gives it
-    ``TIME_LIMIT`` or ``INTERRUPTED``); ``COMPARISON``: a max pooling's comparison neuron, which provers skip;
+    ``TIME_LIMIT`` (``WORK_LIMIT`` under a work budget) or ``INTERRUPTED``); ``COMPARISON``: a max pooling's comparison neuron, which provers skip;
     ``NO_PAYOFF``: no decision on it could change the written model; ``LOW_GAIN``: the proofs stopped because
     all the open neurons together could remove less than ``--min-gain``; ``UNION_CHECK``: boxes of a union disagree
     in a way sound proofs cannot (kept)."""
@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     DEFERRED = "deferred"
     NEAR_ZERO = "near_zero"
     TIME_LIMIT = "time_limit"
+    WORK_LIMIT = "work_limit"
     INTERRUPTED = "interrupted"
     SOLVER_ERROR = "solver_error"
     CERTIFICATE_REJECTED = "certificate_rejected"

@@ -46,7 +46,8 @@ class HighsBackend:
     """
 
     name = "highs"
-    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution", "concurrent"})
+    capabilities = frozenset({"milp", "lp", "incumbent_callback", "interrupt", "start_solution", "concurrent",
+                              "node_limit"})
 
     def __init__(self, threads: int | None = None, verbose: bool = False, options: dict | None = None):
         self.threads = threads
@@ -139,14 +140,17 @@ class HighsSession:
 
     # solving ---------------------------------------------------------------------------------
     def solve(self, time_limit: float | None = None, incumbent=None, progress=None, start=None,
-              stop_at: float | None = None) -> SolveResult:
+              stop_at: float | None = None, node_limit: int | None = None) -> SolveResult:
+        """``node_limit``: branch-and-bound nodes of a MILP at most (a deterministic budget; reaching it is
+        status ``TIME_LIMIT``, as a time limit is)."""
         hs, h = self._hs, self.h
         h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else float("inf"))
+        h.setOptionValue("mip_max_nodes", int(min(node_limit, _MAX_NODES)) if node_limit is not None else _MAX_NODES)
         h.setOptionValue("objective_target",
                          self._sign * (stop_at - self._offset) if stop_at is not None else float("-inf"))
         if start is not None and self.is_mip:
             h.setSolution(_solution(hs, start))
-        self._stop, self._hooks = False, (incumbent, progress)
+        self._stop, self._hooks, self._node_limited = False, (incumbent, progress), node_limit is not None
         t0 = time.perf_counter()
         try:
             self._run()
@@ -195,11 +199,15 @@ class HighsSession:
             hs.HighsModelStatus.kTimeLimit: SolveStatus.TIME_LIMIT,
             hs.HighsModelStatus.kObjectiveTarget: SolveStatus.STOPPED,
             hs.HighsModelStatus.kInterrupt: SolveStatus.STOPPED,
-            hs.HighsModelStatus.kSolutionLimit: SolveStatus.STOPPED,
+            hs.HighsModelStatus.kSolutionLimit: SolveStatus.TIME_LIMIT if self._node_limited else SolveStatus.STOPPED,
         }.get(status, SolveStatus.ERROR)
         dual = dual if dual is not None and np.isfinite(dual) else None
         nodes = int(getattr(info, "mip_node_count", 0) or 0) if self.is_mip else 0
         return SolveResult(mapped, objective, dual, x, seconds, nodes)
+
+
+#: HiGHS's own "no node limit" (its largest int option value).
+_MAX_NODES = 2 ** 31 - 1
 
 
 def _solution(hs, values):

@@ -54,14 +54,16 @@ class BabResult:
 
 
 def branch_and_bound(net, box, bounds, target, margin: float, deadline: float = float("inf"),
-                     options: BabOptions | None = None, cancelled=None, root_splits=()) -> BabResult:
+                     options: BabOptions | None = None, cancelled=None, root_splits=(), budget=None) -> BabResult:
     """Decide ``σ g_{k,t} <= -margin`` on ``box`` for ``target = (k, t, σ)`` (see module doc).
 
     ``bounds``: pre-activation bounds ``[(l_j, u_j)]`` of (at least) the hidden layers ``< k``, valid
     on the whole box. Stops at ``deadline`` (``time.perf_counter()`` seconds) or when ``cancelled``
     (an object with ``is_set()``) is set, returning ``open``. ``root_splits`` (``(layer, neuron, ±1)``
     triples) restrict the search to one subtree: its leaves all carry them, so the certificates of
-    subtrees that partition the phases of the same neurons together cover the box.
+    subtrees that partition the phases of the same neurons together cover the box. ``budget``: a
+    :class:`~exactcomp.provers.budget.Budget` whose clock ``deadline`` is on (instead of ``time.perf_counter()``),
+    charged one ``bab_bounds`` per subdomain bounded (every bound pass over a batch counts its rows).
     """
     import torch
 
@@ -78,6 +80,7 @@ def branch_and_bound(net, box, bounds, target, margin: float, deadline: float = 
     alpha = [torch.as_tensor(a[None], device=dev) for a in initial_alpha(bounds, k)]
     beta = [torch.zeros((1, len(lo)), dtype=torch.float64, device=dev) for lo, _ in bounds[:k]]
     run = _Run(net, box, bounds, target, margin, engine, options, deadline, cancelled, t0)
+    run.budget = budget
     alpha, beta = run.optimise(zeros, alpha, beta, options.root_steps)
     return run.search(zeros, alpha, beta)
 
@@ -90,6 +93,13 @@ class _Run:
         self.engine, self.options, self.deadline, self.cancelled, self.t0 = engine, options, deadline, cancelled, t0
         self.certificate = Certificate(target, [tuple(map(np.asarray, b)) for b in bounds[:target[0]]], margin)
         self.best_value, self.best_point, self.subdomains = -np.inf, None, 0
+        self.budget = None
+
+    def _bound(self, splits, alpha, beta, want_scores: bool = False):
+        """The engine's bounds of a batch, charged to the budget (one unit of ``bab_bounds`` per row)."""
+        if self.budget is not None:
+            self.budget.charge("bab_bounds", len(splits[0]) if splits else 1)
+        return self.engine.bound(splits, alpha, beta, want_scores=want_scores)
 
     # -- optimisation -----------------------------------------------------------------------
     def optimise(self, splits, alpha, beta, steps: int):
@@ -106,7 +116,7 @@ class _Run:
                                 {"params": beta, "lr": self.options.lr_beta}])
         for step in range(steps + 1):
             opt.zero_grad()
-            bound, _, _ = self.engine.bound(splits, alpha, beta)
+            bound, _, _ = self._bound(splits, alpha, beta)
             with torch.no_grad():   # keep each subdomain's best parameters (Adam's steps can overshoot)
                 better = torch.ones_like(bound, dtype=torch.bool) if best is None else bound < best
                 best = bound.detach().clone() if best is None else torch.where(better, bound.detach(), best)
@@ -151,7 +161,8 @@ class _Run:
             return BabStatus.NEAR_ZERO
         if open_ is None or not len(open_[3]):
             return BabStatus.PROVEN
-        if ((self.cancelled is not None and self.cancelled.is_set()) or time.perf_counter() >= self.deadline
+        now = time.perf_counter() if self.budget is None else self.budget.now()
+        if ((self.cancelled is not None and self.cancelled.is_set()) or now >= self.deadline
                 or len(self.certificate.leaves) >= self.options.max_leaves):
             return BabStatus.OPEN
         return None
@@ -160,7 +171,7 @@ class _Run:
         """Two children per subdomain, split on its highest-scoring unsplit unstable neuron."""
         torch = self.engine.torch
         with torch.no_grad():
-            _, _, scores = self.engine.bound(splits, alpha, beta, want_scores=True)
+            _, _, scores = self._bound(splits, alpha, beta, want_scores=True)
         flat = torch.cat(scores, dim=1)
         best, where = flat.max(dim=1)
         ok = best >= 0
@@ -186,7 +197,7 @@ class _Run:
         re-checked bound is <= -τ; returns the still-open ones."""
         torch = self.engine.torch
         with torch.no_grad():
-            bound, corner, _ = self.engine.bound(splits, alpha, beta)
+            bound, corner, _ = self._bound(splits, alpha, beta)
         self.subdomains += len(bound)
         self._try_points(corner.cpu().numpy())
         candidates = (bound <= -self.margin).cpu().numpy()

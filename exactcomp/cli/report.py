@@ -43,8 +43,12 @@ def summary_lines(report: dict) -> list[str]:
         "times       " + ", ".join(f"{k} {v:.2f}s" for k, v in report["times"].items()),
     ]
     a = report.get("analysis") or {}
-    if a.get("time_limit") is not None and a.get("proof_seconds") is not None:
-        lines.insert(3, f"proofs      {a['proof_seconds']:.1f}s of the {a['time_limit']:g}s budget (--time-limit)")
+    if a.get("work_limit") is not None:
+        lines.insert(3, f"proofs      {a.get('work') or 0:,} of {a['work_limit']:,} units of work (--work-limit), "
+                        f"{a.get('proof_seconds') or 0:.1f}s")
+    elif a.get("time_limit") is not None and a.get("proof_seconds") is not None:
+        lines.insert(3, f"proofs      {a['proof_seconds']:.1f}s of the {a['time_limit']:g}s budget (--time-limit), "
+                        f"{a.get('work') or 0:,} units of work")
     stored = p.get("original_model")
     if stored and p["after"] > stored:
         lines.insert(2, f"note        the compressed trunk stores {p['after']} parameters, more than the {stored} of the "

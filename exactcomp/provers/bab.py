@@ -11,7 +11,6 @@ witness; a real input within τ of zero makes the neuron ``near_zero``. Needs to
 
 from __future__ import annotations
 
-import time
 
 from exactcomp.results import BabStatus, Reason, Status
 from exactcomp.provers.milp import proven_edge
@@ -59,13 +58,15 @@ GPU_BATCH = 8192
 
 
 def run_bab(state, c, seconds: float | None, cancelled=None, options=None):
-    """Branch and bound on one candidate for at most ``seconds`` (None: until the deadline)."""
+    """Branch and bound on one candidate for at most ``seconds`` of the state's budget (seconds, or units of
+    work: :mod:`exactcomp.provers.budget`; None: until the deadline)."""
     from exactcomp.bab.engine import branch_and_bound
 
-    deadline = state.deadline if seconds is None else min(state.deadline, time.perf_counter() + seconds)
+    budget = state.budget
+    deadline = state.deadline if seconds is None else min(state.deadline, budget.now() + seconds)
     return branch_and_bound(state.net, state.box, state.bounds(c.layer + 1), (c.layer, c.neuron, c.sign),
                             state.margin, deadline=deadline, options=options or bab_options(state),
-                            cancelled=cancelled)
+                            cancelled=cancelled, budget=budget)
 
 
 class BabProver:
@@ -83,7 +84,7 @@ class BabProver:
         for n, c in enumerate(todo):
             if state.is_open(c):
                 state.remaining()   # raises OutOfTime past the deadline
-                result = run_bab(state, c, self.per_neuron)
+                result = run_bab(state, c, None if self.per_neuron is None else state.budget.span(self.per_neuron))
                 if result.status in (BabStatus.NEAR_ZERO, BabStatus.OPEN):
                     yield walk_outcome(state, c, best_point(result))
                 yield bab_outcome(c, result, state.margin)

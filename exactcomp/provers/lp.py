@@ -11,7 +11,6 @@ time left (default a quarter), candidates first, then the feeding neurons that m
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -40,7 +39,7 @@ class LpTightening:
         total = int(sum(t.size for t in todo.values()))
         report = progress.phase("LP tightening", total) if progress else None
         left = state.remaining()
-        stop = float("inf") if left is None else time.perf_counter() + self.share * left
+        stop = float("inf") if left is None else state.budget.now() + self.share * left
         done = 0
         for k, targets in todo.items():
             if targets.size:
@@ -72,7 +71,7 @@ class LpTightening:
         session = state.backend.session(milp, relax=True)
         x_cols = milp.blocks["x"]
         for n, j in enumerate(targets):
-            if time.perf_counter() >= stop:
+            if state.budget.now() >= stop:
                 yield Outcome(stats={"lp_skipped": int(targets.size - n)})
                 return
             for sign in (1.0, -1.0):
@@ -83,7 +82,9 @@ class LpTightening:
                     continue
                 c, off = preactivation_objective(milp, state.net, k, j, sign)
                 session.set_objective(c, off, "max")
-                result = session.solve(time_limit=state.remaining())
+                left = state.remaining()
+                result = session.solve(time_limit=None if state.budget.by_work else left)
+                state.budget.charge("lps")
                 out = Outcome(stats={"lp_solves": 1})
                 if result.x is not None:
                     out.points = result.x[x_cols][None, :]

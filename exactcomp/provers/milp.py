@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -84,9 +83,10 @@ class NeuronMilp:
             for session in self.sessions:
                 session.interrupt()
 
-    def check(self, c: Candidate, stop=None) -> Verdict:
+    def check(self, c: Candidate, stop=None, until: float | None = None) -> Verdict:
         """Decide one candidate: ``σ g >= -τ`` feasible?, then ``>= τ`` if the point is no witness.
-        ``stop`` (an Event) ends this check early (status ``interrupted``)."""
+        ``stop`` (an Event) ends this check early (status ``interrupted``); ``until``: a deadline on the state's
+        budget clock earlier than the schedule's (status ``time_limit`` past it)."""
         from exactcomp.formulations.bigm import preactivation_objective
 
         state, tau = self.state, self.state.margin
@@ -95,23 +95,25 @@ class NeuronMilp:
         obj, off = preactivation_objective(self.milp, state.net, self.k, c.neuron, c.sign)
         verdict = Verdict(VerdictKind.NO_WITNESS)
         for at_least in (-tau, tau):
-            kind = self._feasible(obj, off, at_least, verdict, stop)
+            kind = self._feasible(obj, off, at_least, verdict, stop, until)
             if kind != VerdictKind.NO_WITNESS or self._is_witness(verdict.points, c):
                 verdict.kind = (VerdictKind.NEAR_ZERO if at_least > 0 and kind == VerdictKind.INFEASIBLE else
                                 VerdictKind.WITNESS if kind == VerdictKind.NO_WITNESS else kind)
                 return verdict
         return verdict
 
-    def _feasible(self, obj, off, at_least: float, verdict: Verdict, stop) -> VerdictKind:
+    def _feasible(self, obj, off, at_least: float, verdict: Verdict, stop, until=None) -> VerdictKind:
         """Solve ``max obj·x + off`` s.t. ``>= at_least``: infeasible / no_witness / time_limit / ..."""
         state, x_cols = self.state, self.milp.blocks["x"]
         if self.cancelled.is_set() or (stop is not None and stop.is_set()):
             return VerdictKind.INTERRUPTED
-        left = None if state.deadline == float("inf") else state.deadline - time.perf_counter()
+        budget = state.budget
+        deadline = state.deadline if until is None else min(until, state.deadline)
+        left = None if deadline == float("inf") else deadline - budget.now()
         if left is not None and left <= 0:
             return VerdictKind.TIME_LIMIT
         model = state.formulation.strengthen(self.milp.with_objective_cutoff(obj, off, at_least), state.net,
-                                             state.backend, time_limit=left)
+                                             state.backend, time_limit=None if budget.by_work else left)
         session = state.backend.session(model, relax=not self.milp.integrality.any())
         with self.lock:
             self.sessions.add(session)
@@ -119,7 +121,9 @@ class NeuronMilp:
         if self.cancelled.is_set():
             session.interrupt()
         try:   # any feasible point answers the question: stop at the first incumbent
-            result = session.solve(time_limit=left, incumbent=lambda values: True, stop_at=at_least)
+            result = session.solve(**budget.solver_limits(left), incumbent=lambda values: True, stop_at=at_least)
+            budget.charge("milp_solves")
+            budget.charge("milp_nodes", result.nodes)
         finally:
             with self.lock:
                 self.sessions.discard(session)
@@ -189,6 +193,8 @@ class PerNeuronMilp:
 def _worker_count(state, jobs: int) -> int:
     """Threads for ``jobs`` checks: 1 unless the back end declares it can solve ``"concurrent"``ly."""
     if "concurrent" not in getattr(state.backend, "capabilities", ()):
+        return 1
+    if state.budget.by_work:   # under a work budget, checks finishing in the clock's order would change answers
         return 1
     wanted = state.options.jobs if state.options.jobs is not None else DEFAULT_JOBS
     return max(1, min(wanted, jobs))

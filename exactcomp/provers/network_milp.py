@@ -70,7 +70,8 @@ class NetworkMilp:
             # Σp + Σq >= 1 as a row: infeasible proves every candidate in the objective
             session = state.backend.session(milp.with_objective_cutoff(c, offset, 0.5))
             watch = _IncumbentWatch(state, milp, depth)
-            result = session.solve(time_limit=state.remaining(), incumbent=watch, stop_at=0.5)
+            result = session.solve(**state.budget.solver_limits(state.remaining()), incumbent=watch, stop_at=0.5)
+            _charge(state, result)
             rounds += 1
             yield Outcome(stats={"milp_rounds": 1})
             if report:
@@ -201,7 +202,9 @@ def _single_tree_rounds(state, milp, depth: int, report, count: int):
             is_open = open_indicators()
             return values[cols[is_open]].sum() < 0.5, cols[~is_open]
 
-        result = state.backend.session(model).solve(time_limit=state.remaining(), lazy=lazy, stop_at=0.5)
+        result = state.backend.session(model).solve(**state.budget.solver_limits(state.remaining()), lazy=lazy,
+                                                    stop_at=0.5)
+        _charge(state, result)
         searches += 1
         yield Outcome(stats={"milp_rounds": 1})
         if report:
@@ -225,3 +228,9 @@ def _single_tree_rounds(state, milp, depth: int, report, count: int):
             raise OutOfTime
         yield _mark(state, depth, Reason.SOLVER_ERROR)
         return
+
+
+def _charge(state, result) -> None:
+    """One MILP solve and its nodes, to the budget (:mod:`exactcomp.provers.budget`)."""
+    state.budget.charge("milp_solves")
+    state.budget.charge("milp_nodes", result.nodes)

@@ -12,14 +12,15 @@ written model it can remove, with a payoff; equal shares without), and within a 
 worth most go first; the time that easy neurons leave unused goes, in further rounds (at most
 :data:`MAX_EXTRA_ROUNDS`), to those that ran out of their share. A candidate left near zero or undecided gets a region walk
 (:mod:`exactcomp.provers.walk`) from the best point found, which may show it unstable. Without torch
-only the MILP runs.
+only the MILP runs. Under a work budget (``--work-limit``) the two run one after the other on each candidate
+(:func:`in_turn`), so that the answer does not depend on the clock.
 """
 
 from __future__ import annotations
 
 import threading
 
-from exactcomp.results import BabStatus, Reason, Status
+from exactcomp.results import BabStatus, Status
 from exactcomp.provers.bab import bab_outcome, best_point, run_bab, torch_available
 from exactcomp.provers.milp import NeuronMilp, Verdict, VerdictKind, verdict_outcome
 from exactcomp.provers.state import Decision, Outcome
@@ -34,15 +35,16 @@ class Portfolio:
             return
         has_torch = torch_available()
         threads = _one_torch_thread() if has_torch else None
+        self.attempt = in_turn if state.budget.by_work else race
         try:
             deferred = yield from self._first_round(state, progress, has_torch)
             for round_ in range(2, 2 + MAX_EXTRA_ROUNDS):
                 left = state.remaining()
-                if not deferred or left is None or left < MIN_ROUND_SECONDS:
+                if not deferred or left is None or left < state.budget.span(MIN_ROUND_SECONDS):
                     break
                 deferred = yield from self._next_round(state, progress, has_torch, deferred, round_)
             for c in deferred:   # both ran out of this neuron's share of the time, in every round
-                yield Outcome(decisions=[Decision(c.layer, c.neuron, Status.UNKNOWN, Reason.TIME_LIMIT)])
+                yield Outcome(decisions=[Decision(c.layer, c.neuron, Status.UNKNOWN, state.budget.reason)])
         finally:
             if threads is not None:
                 threads()
@@ -64,7 +66,7 @@ class Portfolio:
                     later = sum(state.worth(c2) for c2 in state.open_candidates() if c2.layer > k)
                     waiting = sum(state.worth(c2) for c2 in todo[n:] if state.is_open(c2))
                     share = None if left is None else left * state.worth(c) / (waiting + later)
-                    yield from race(state, checks, c, share, has_torch, final=share is None)
+                    yield from self.attempt(state, checks, c, share, has_torch, final=share is None)
                     if state.is_open(c):
                         deferred.append(c)
                 if report:
@@ -86,7 +88,7 @@ class Portfolio:
             share = state.remaining() * state.worth(c) / sum(state.worth(c2) for c2 in todo[n:] if state.is_open(c2))
             if c.layer not in checks:
                 checks[c.layer] = NeuronMilp(state, c.layer)
-            yield from race(state, checks[c.layer], c, share, has_torch, final=True)
+            yield from self.attempt(state, checks[c.layer], c, share, has_torch, final=True)
             if state.is_open(c):
                 left_over.append(c)
             if report:
@@ -135,6 +137,31 @@ def race(state, checks: NeuronMilp, c, seconds, has_torch: bool, final: bool = T
     finally:
         if timer is not None:
             timer.cancel()
+    yield from _outcomes(state, c, result, verdict, final)
+
+
+def in_turn(state, checks: NeuronMilp, c, share, has_torch: bool, final: bool = True):
+    """Under a work budget (:mod:`exactcomp.provers.budget`) the race's parts one after the other, so that the
+    answer does not depend on which finishes first: branch and bound for the head start (:data:`HEAD_START` on the
+    budget's clock), then, if the candidate is still open, the MILP for half of what is left of ``share``, then
+    branch and bound again for the rest (None: no share, the MILP until it decides)."""
+    budget = state.budget
+    end = None if share is None else budget.now() + share
+    head = budget.span(HEAD_START)
+    result = run_bab(state, c, head if end is None else min(head, share)) if has_torch else None
+    verdict: list[Verdict] = []
+    if result is None or result.status == BabStatus.OPEN:
+        milp_end = None if end is None else budget.now() + (end - budget.now()) / (2 if has_torch else 1)
+        verdict.append(checks.check(c, until=milp_end))
+        decided = verdict[0].kind in (VerdictKind.INFEASIBLE, VerdictKind.WITNESS, VerdictKind.NEAR_ZERO)
+        if has_torch and not decided and end is not None and end > budget.now():
+            result = run_bab(state, c, end - budget.now())
+    yield from _outcomes(state, c, result, verdict, final)
+
+
+def _outcomes(state, c, result, verdict: list, final: bool):
+    """What branch and bound (``result``) and the MILP (``verdict``) found, as outcomes; a candidate neither
+    decided gets a region walk from the best point when near zero or in its last round."""
     milp_decided = bool(verdict) and verdict[0].kind in (VerdictKind.INFEASIBLE, VerdictKind.WITNESS)
     near_zero = ((result is not None and result.status == BabStatus.NEAR_ZERO)
                  or bool(verdict) and verdict[0].kind == VerdictKind.NEAR_ZERO)

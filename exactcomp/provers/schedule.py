@@ -4,9 +4,10 @@
    each one's outcomes are applied to the :class:`~exactcomp.provers.state.ProofState` as they come.
    Provers after the screening ones (``bounds``, ``witnesses``) are skipped when no candidate is open
    (or deferred).
-2. The time budget (``AnalysisOptions.time_limit``) starts with the first prover after the screening;
-   when it runs out, or on Ctrl-C / SIGTERM, the schedule stops and every undecided neuron is unknown
-   with the reason ``time_limit`` / ``interrupted``.
+2. The budget (``AnalysisOptions.time_limit`` seconds, or ``work_limit`` units of work:
+   :mod:`exactcomp.provers.budget`) starts with the first prover after the screening; when it runs out, or on
+   Ctrl-C / SIGTERM, the schedule stops and every undecided neuron is unknown with the reason ``time_limit``
+   (``work_limit``) / ``interrupted``.
 3. Every proof that carries a certificate (an object with ``check(net, box) -> bool``, e.g. branch
    and bound's :class:`exactcomp.bab.engine.Certificate`) is re-checked in float64 from the certificate
    alone; a proof that fails its check is withdrawn (the neuron becomes unknown,
@@ -39,6 +40,10 @@ def analyze_with_schedule(net, box, options, progress=None):
     state = ProofState.start(net, box, options, backend=get_solver(options.solver, threads=options.threads,
                                                                    verbose=options.solver_log),
                              formulation=get_formulation(options.formulation))
+    if state.budget.by_work and "node_limit" not in getattr(state.backend, "capabilities", ()):
+        from exactcomp.errors import ExactcompError
+
+        raise ExactcompError(f"work_limit needs a solver with node limits (highs); {state.backend.name} has none")
     state.stats.update(lp_solves=0, milp_rounds=0, per_neuron_milps=0)
     if progress is not None and state.payoff is not None:
         progress = SizedProgress(progress, state)
@@ -46,8 +51,9 @@ def analyze_with_schedule(net, box, options, progress=None):
     try:
         for prover in provers:
             proving = prover.name not in SCREENING
-            if proving and state.deadline == float("inf") and options.time_limit is not None:
-                state.deadline = time.perf_counter() + options.time_limit
+            limit = options.work_limit if state.budget.by_work else options.time_limit
+            if proving and state.deadline == float("inf") and limit is not None:
+                state.deadline = state.budget.now() + limit
             if proving and not state.has_open_work():
                 continue
             state.schedule.append(prover.name)
@@ -62,7 +68,7 @@ def analyze_with_schedule(net, box, options, progress=None):
     except OutOfTime:
         out_of_time = True
     if interrupted or out_of_time:
-        state.mark_open(Reason.INTERRUPTED if interrupted else Reason.TIME_LIMIT)
+        state.mark_open(Reason.INTERRUPTED if interrupted else state.budget.reason)
     recheck_certificates(state)
     return state.finish(interrupted)
 

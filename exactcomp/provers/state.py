@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exactcomp.provers.budget import Budget
 from exactcomp.results import OPEN_REASONS, Analysis, Reason, Side, Status, assemble
 from exactcomp.witnesses.search import WitnessTracker
 
@@ -92,6 +93,7 @@ class ProofState:
     low_gain: bool = False                            # the open neurons could buy less than the payoff's min_gain
     schedule: list = field(default_factory=list)      # the provers that ran, in order (skipped ones are not)
     _started: float = field(default_factory=time.perf_counter)
+    budget: Budget = field(default_factory=Budget)    # the proof budget's clock and the work done
 
     @classmethod
     def start(cls, net, box, options, deadline: float = float("inf"), backend=None, formulation=None) -> "ProofState":
@@ -100,7 +102,8 @@ class ProofState:
         return cls(net, box, options, [np.full(w, -np.inf) for w in widths], [np.full(w, np.inf) for w in widths],
                    [np.full(w, Status.UNKNOWN, dtype=np.int8) for w in widths],
                    [np.full(w, Reason.NONE, dtype=object) for w in widths], WitnessTracker(net, box), deadline,
-                   backend, formulation, payoff=getattr(options, "payoff", None))
+                   backend, formulation, payoff=getattr(options, "payoff", None),
+                   budget=Budget(getattr(options, "work_limit", None)))
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -108,10 +111,11 @@ class ProofState:
         return self.options.margin
 
     def remaining(self) -> float | None:
-        """Seconds left before the deadline (None: no deadline); raises :class:`OutOfTime` when none."""
+        """Budget left before the deadline, in seconds or units of work (:attr:`budget`; None: no deadline);
+        raises :class:`OutOfTime` when none."""
         if self.deadline == float("inf"):
             return None
-        left = self.deadline - time.perf_counter()
+        left = self.deadline - self.budget.now()
         if left <= 0:
             raise OutOfTime
         return left
@@ -142,13 +146,14 @@ class ProofState:
         ``min_gain`` (:class:`~exactcomp.rewrite.payoff.Payoff`). During the run the open neurons are those with
         no reason yet (or deferred), counted optimistically; ``final``: every undecided neuron. Recomputed when
         outcomes or witnesses arrived, at most once per :data:`PAYOFF_REFRESH` times its own cost (a stale
-        answer only spends proofs that may not pay)."""
+        answer only spends proofs that may not pay; under a work budget after every change, so that nothing depends
+        on the clock)."""
         if self.payoff is None:
             return None
         key = (self._version, self.tracker.evaluated, final)
         now = time.perf_counter()
-        if final or self._needed is None or (key != self._needed_key
-                                             and now - self._needed_at >= PAYOFF_REFRESH * self._needed_cost):
+        if final or self._needed is None or (key != self._needed_key and (
+                self.budget.by_work or now - self._needed_at >= PAYOFF_REFRESH * self._needed_cost)):
             self._assess(final)
             self._needed_key, self._needed_at, self._needed_cost = key, now, time.perf_counter() - now
         return self._needed
@@ -283,7 +288,7 @@ class ProofState:
         if self.assessment is not None:
             anytime = {"sizes": tuple(self.sizes), "gain_left": int(self.assessment.gain)}
         return assemble(self.net, self.box, self.status, self.method, self.lower, self.upper, self.tracker,
-                        self.times, interrupted, self.stats, auxiliary, not_needed, schedule=tuple(self.schedule),
+                        self.times, interrupted, {**self.stats, **self.budget.stats()}, auxiliary, not_needed, schedule=tuple(self.schedule),
                         **anytime)
 
 

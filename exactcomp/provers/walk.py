@@ -10,8 +10,6 @@ can add this one before them.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from exactcomp.results import Reason, Status
@@ -27,8 +25,9 @@ def walk_candidate(state, c, start: np.ndarray | None = None, seconds: float = W
 
     if start is None:
         start = state.tracker.best_points(c.layer, np.array([c.neuron]), np.array([c.sign > 0]))[0]
-    deadline = min(state.deadline, time.perf_counter() + seconds)
-    return region_walk(state.net, state.box, (c.layer, c.neuron, c.sign), start, deadline=deadline)
+    deadline = min(state.deadline, state.budget.now() + state.budget.span(seconds))
+    return region_walk(state.net, state.box, (c.layer, c.neuron, c.sign), start, deadline=deadline,
+                       budget=state.budget)
 
 
 def walk_outcome(state, c, start=None) -> Outcome:

@@ -68,36 +68,48 @@ def _value(net, target, x) -> float:
     return float(sign * pre[k][0, t])
 
 
-def region_walk(net, box, target, start: np.ndarray, max_lps: int = 40, deadline: float = float("inf")):
+def region_walk(net, box, target, start: np.ndarray, max_lps: int = 40, deadline: float = float("inf"),
+                budget=None):
     """Local search over activation regions from ``start``; returns ``(x, σ g(x))`` of the best real
-    input seen (``start`` itself if nothing better was found)."""
+    input seen (``start`` itself if nothing better was found). ``budget``: a
+    :class:`~exactcomp.provers.budget.Budget` whose clock ``deadline`` is on (default ``time.perf_counter()``),
+    charged one ``walk_lps`` per LP."""
+    clock = time.perf_counter if budget is None else budget.now
     k = target[0]
     best_x, best = np.clip(start, box.lower, box.upper), _value(net, target, start)
     if k == 0:   # no ReLU before the target: one LP over the box is the exact maximum
         x, v = region_lp(net, box, target, [])
+        _charge(budget)
         return (x, v) if v > best else (best_x, best)
     phases = _phases(net, best_x, k)
     x, v = region_lp(net, box, target, phases)
     lps = 1
+    _charge(budget)
     if v > best:
         best_x, best = x, v
-    while x is not None and lps < max_lps and time.perf_counter() < deadline:
+    while x is not None and lps < max_lps and clock() < deadline:
         moved = False
         for j, i in _tight_neurons(net, x, k):
             trial = [p.copy() for p in phases]
             trial[j][i] = ~trial[j][i]
             tx, tv = region_lp(net, box, target, trial)
             lps += 1
+            _charge(budget)
             if tx is not None and tv > v + 1e-12:
                 phases, x, v, moved = trial, tx, tv, True
                 if v > best:
                     best_x, best = x, v
                 break
-            if lps >= max_lps or time.perf_counter() >= deadline:
+            if lps >= max_lps or clock() >= deadline:
                 break
         if not moved:
             break
     return best_x, best
+
+
+def _charge(budget) -> None:
+    if budget is not None:
+        budget.charge("walk_lps")
 
 
 def _phases(net, x, k):
