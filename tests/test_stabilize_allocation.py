@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import onnx
-import pytest
 import torch
 
 import exactcomp
