@@ -160,3 +160,25 @@ def assert_engine_matches_split_bound(net, box, targets, subdomains: int = 4, se
                                  [torch.as_tensor(b) for b in beta[:j]])
         expected = split_bound(net, box, bounds, target, splits[:j], alpha[:j], beta[:j])
         np.testing.assert_allclose(got.numpy(), expected, atol=1e-9)
+
+
+def trained_digits_mlp(path, widths, seed: int):
+    """A 64-widths-10 ReLU MLP trained without sparsity (60 Adam steps, lr 1e-2, on the first 1,200 rows) on
+    scikit-learn's digits scaled into [0, 1], written as ONNX at ``path``: ``(path, X, y)``, the whole data set."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    torch.manual_seed(seed)
+    sizes = (64, *widths)
+    layers = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.from_numpy(X[:1200])), torch.from_numpy(y[:1200])).backward()
+        opt.step()
+    return export_torch(net, path, dynamo=False, shape=(1, 64)), X, y

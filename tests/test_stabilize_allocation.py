@@ -15,7 +15,7 @@ from exactcomp.finetune.allocation import give_up_by_cost, give_up_uniform, unit
 from exactcomp.finetune.graph import TorchGraph, with_weights
 from exactcomp.finetune.train import StabilizeOptions, stabilize_graph
 
-from .conftest import export_torch
+from .conftest import export_torch, trained_digits_mlp
 
 
 def _graph(module, shape, tmp_path):
@@ -99,19 +99,8 @@ def test_the_cost_rule_frees_the_fraction_at_the_lowest_loss_per_parameter():
 
 
 def test_stabilize_with_the_cost_rule_gives_up_provably_dead_units_within_the_budget(tmp_path):
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
-                              torch.nn.Linear(12, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(torch.from_numpy(X[:1200])), torch.from_numpy(y[:1200])).backward()
-        opt.step()
-    model = onnx.load(str(export_torch(net, tmp_path / "mlp.onnx", dynamo=False, shape=(1, 64))))
+    path, X, y = trained_digits_mlp(tmp_path / "mlp.onnx", (16, 12), seed=0)
+    model = onnx.load(str(path))
     options = StabilizeOptions(fractions=(0.3, 0.5), epochs=3, lr=3e-3, max_accuracy_drop=3.0, time_limit=120,
                                allocation="cost")
     values, record = stabilize_graph(model, np.zeros((1, 64)), np.ones((1, 64)), X[:1200], y[:1200], options,

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 import exactcomp
 from exactcomp.errors import DomainError, ExactcompError
 
-from .conftest import export_torch, run_onnx
+from .conftest import run_onnx, trained_digits_mlp
 
 MARGIN = 1e-3
 
@@ -21,20 +21,7 @@ MARGIN = 1e-3
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """A 64-16-16-10 MLP trained without sparsity on scikit-learn's digits (inputs in [0, 1])."""
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    torch.manual_seed(2)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(torch.from_numpy(X[:1200])), torch.from_numpy(y[:1200])).backward()
-        opt.step()
-    path = export_torch(net, tmp_path_factory.mktemp("api") / "m.onnx", dynamo=False, shape=(1, 64))
-    return path, X, y
+    return trained_digits_mlp(tmp_path_factory.mktemp("api") / "m.onnx", (16, 16), seed=2)
 
 
 def _interval_counts(model: onnx.ModelProto) -> dict:

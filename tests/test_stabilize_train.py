@@ -7,32 +7,18 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 
 import exactcomp
 from exactcomp.finetune.graph import with_weights
 from exactcomp.finetune.train import StabilizeOptions, stabilize_graph
 
-from .conftest import export_torch, run_onnx
+from .conftest import run_onnx, trained_digits_mlp
 
 
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     """A 64-24-24-10 MLP trained without any sparsity on scikit-learn's digits (inputs in [0, 1])."""
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 24), torch.nn.ReLU(), torch.nn.Linear(24, 24), torch.nn.ReLU(),
-                              torch.nn.Linear(24, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    Xt, yt = torch.from_numpy(X[:1200]), torch.from_numpy(y[:1200])
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(Xt), yt).backward()
-        opt.step()
-    path = export_torch(net, tmp_path_factory.mktemp("digits") / "mlp.onnx", dynamo=False, shape=(1, 64))
+    path, X, y = trained_digits_mlp(tmp_path_factory.mktemp("digits") / "mlp.onnx", (24, 24), seed=0)
     return onnx.load(str(path)), X, y
 
 

@@ -91,22 +91,22 @@ class InputSplit:
         if not todo or not 0 < free.size <= self.max_free:
             return
         left = state.remaining()
-        clock = state.budget
-        stop = float("inf") if left is None else clock.now() + self.share * left
+        budget = state.budget
+        stop = float("inf") if left is None else budget.now() + self.share * left
         report = progress.phase("input splitting", len(todo)) if progress else None
         search = _Search(state, todo, free, self.corners)
-        start = last_progress = clock.now()
+        start = last_progress = budget.now()
         resolved = 0
-        while search.heap and clock.now() < stop:
+        while search.heap and budget.now() < stop:
             state.remaining()
             out = search.step()
-            clock.charge("input_boxes")
+            budget.charge("input_boxes")
             if out is not None:
                 yield out
-            now = clock.now()
+            now = budget.now()
             if search.resolved > resolved:
                 resolved, last_progress = search.resolved, now
-            elif now - last_progress > max(clock.span(STALL_SECONDS), 0.5 * (now - start)):
+            elif now - last_progress > max(budget.span(STALL_SECONDS), 0.5 * (now - start)):
                 break   # nothing resolved for a while: leave the rest to LP and the portfolio
             if report:
                 report(search.resolved, len(todo), f"{len(search.heap)} boxes; {state.candidate_count()} open")

@@ -11,7 +11,6 @@ time left (default a quarter), candidates first, then the feeding neurons that m
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from exactcomp.results import Status
