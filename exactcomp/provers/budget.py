@@ -61,6 +61,11 @@ class Budget:
         with self._lock:
             self.spent[kind] = self.spent.get(kind, 0) + int(units)
 
+    def charge_milp(self, result) -> None:
+        """One MILP solve and the branch-and-bound nodes it explored (a solver's ``SolveResult``)."""
+        self.charge("milp_solves")
+        self.charge("milp_nodes", result.nodes)
+
     def span(self, seconds: float) -> float:
         """A duration of the provers' constants on this budget's clock."""
         return seconds * UNITS_PER_SECOND if self.by_work else seconds

@@ -122,8 +122,7 @@ class NeuronMilp:
             session.interrupt()
         try:   # any feasible point answers the question: stop at the first incumbent
             result = session.solve(**budget.solver_limits(left), incumbent=lambda values: True, stop_at=at_least)
-            budget.charge("milp_solves")
-            budget.charge("milp_nodes", result.nodes)
+            budget.charge_milp(result)
         finally:
             with self.lock:
                 self.sessions.discard(session)

@@ -71,7 +71,7 @@ class NetworkMilp:
             session = state.backend.session(milp.with_objective_cutoff(c, offset, 0.5))
             watch = _IncumbentWatch(state, milp, depth)
             result = session.solve(**state.budget.solver_limits(state.remaining()), incumbent=watch, stop_at=0.5)
-            _charge(state, result)
+            state.budget.charge_milp(result)
             rounds += 1
             yield Outcome(stats={"milp_rounds": 1})
             if report:
@@ -204,7 +204,7 @@ def _single_tree_rounds(state, milp, depth: int, report, count: int):
 
         result = state.backend.session(model).solve(**state.budget.solver_limits(state.remaining()), lazy=lazy,
                                                     stop_at=0.5)
-        _charge(state, result)
+        state.budget.charge_milp(result)
         searches += 1
         yield Outcome(stats={"milp_rounds": 1})
         if report:
@@ -228,9 +228,3 @@ def _single_tree_rounds(state, milp, depth: int, report, count: int):
             raise OutOfTime
         yield _mark(state, depth, Reason.SOLVER_ERROR)
         return
-
-
-def _charge(state, result) -> None:
-    """One MILP solve and its nodes, to the budget (:mod:`exactcomp.provers.budget`)."""
-    state.budget.charge("milp_solves")
-    state.budget.charge("milp_nodes", result.nodes)
